@@ -1,0 +1,80 @@
+/**
+ * Cluster-wide commands: run a named handler on this node and on every other Socket.IO node the adapter
+ * reaches (through `serverSideEmit` with acknowledgements), and collect each node's answer. On the default
+ * in-memory adapter there are no other nodes, and serverSideEmit would only print a warning, so the command
+ * runs locally alone.
+ */
+import { EventEmitter } from "node:events";
+import createDebug from "debug";
+import type { Server } from "socket.io";
+import { ClusterError } from "./errors.js";
+
+const debug = createDebug("passport-socketio-bridge:cluster");
+
+const EVENT = "passport-socketio-bridge:command";
+const DEFAULT_REQUESTS_TIMEOUT_MS = 5000;
+
+type Handlers = Record<string, (payload: any) => unknown>;
+
+interface Command {
+  name: string;
+  payload: unknown;
+}
+
+export class Cluster<H extends Handlers> {
+  constructor(
+    private readonly io: Server,
+    private readonly handlers: H,
+  ) {
+    io.on(EVENT, (command: Command, ack?: (answer: unknown) => void) => {
+      this.runLocal(command).then(
+        (answer) => ack?.(answer),
+        (err: unknown) => {
+          debug("command %s failed on this node: %O", command?.name, err);
+          ack?.(null);
+        },
+      );
+    });
+  }
+
+  /**
+   * Runs `name` on every node and resolves with every node's answer, this node's first. Rejects with a
+   * ClusterError when a node does not answer within the adapter's `requestsTimeout`, after this node's
+   * part has run.
+   */
+  async run<K extends keyof H & string>(name: K, payload: Parameters<H[K]>[0]): Promise<Awaited<ReturnType<H[K]>>[]> {
+    const command: Command = { name, payload };
+    const local = (await this.runLocal(command)) as Awaited<ReturnType<H[K]>>;
+    if (!this.clustered()) return [local];
+    const remote = (await this.runRemote(command)) as Awaited<ReturnType<H[K]>>[];
+    return [local, ...remote];
+  }
+
+  private async runLocal(command: Command): Promise<unknown> {
+    const handler = Object.hasOwn(this.handlers, command?.name) ? this.handlers[command.name] : undefined;
+    if (!handler) throw new Error(`unknown cluster command ${String(command?.name)}`);
+    return handler(command.payload);
+  }
+
+  private runRemote(command: Command): Promise<unknown[]> {
+    const adapter = this.io.of("/").adapter as unknown as { requestsTimeout?: number };
+    const ms = (adapter.requestsTimeout ?? DEFAULT_REQUESTS_TIMEOUT_MS) + 1000;
+    return new Promise((resolve, reject) => {
+      // Some adapters swallow their own errors (a Redis outage) and never call back: keep our own deadline.
+      const timer = setTimeout(() => reject(new ClusterError(command.name, { cause: new Error(`no answer in ${ms} ms`) })), ms);
+      this.io.serverSideEmit(EVENT, command, (err: Error | null, answers: unknown[]) => {
+        clearTimeout(timer);
+        if (err) reject(new ClusterError(command.name, { cause: err }));
+        else resolve(answers);
+      });
+    });
+  }
+
+  /** True when the adapter reaches other nodes, i.e. it implements serverSideEmit itself. */
+  private clustered(): boolean {
+    let proto: object | null = Object.getPrototypeOf(this.io.of("/").adapter);
+    while (proto && !Object.hasOwn(proto, "serverSideEmit")) proto = Object.getPrototypeOf(proto);
+    // Socket.IO's in-memory Adapter extends EventEmitter directly and only warns in serverSideEmit.
+    return proto !== null && Object.getPrototypeOf(proto) !== EventEmitter.prototype;
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * Every error the bridge produces, with stable codes. Refusals are the errors a client receives as
+ * `connect_error` (`err.message`, `err.data = { code, reconnect }`); their codes and sentences live here
+ * and nowhere else.
+ */
+
+/** What each refusal code means to the client: a sentence that says how to fix it, and whether retrying can help. */
+export const REFUSALS = {
+  session_missing: {
+    reconnect: false,
+    message:
+      "No session was found for this connection. Log in over HTTP first, and make sure the browser sends the " +
+      "session cookie to the Socket.IO endpoint (same site, or `withCredentials: true` on the client with " +
+      "`cors: { credentials: true }` on the server).",
+  },
+  unauthenticated: {
+    reconnect: false,
+    message: "The session exists but nobody is logged in. Log in over HTTP, then connect again.",
+  },
+  user_not_found: {
+    reconnect: false,
+    message: "The user of this session no longer exists. Log in again, then connect again.",
+  },
+  deserialize_failed: {
+    reconnect: true,
+    message:
+      "The server could not load the user of this session (Passport's deserializeUser failed). Retry later; " +
+      "the server logs the cause with DEBUG=passport-socketio-bridge:*.",
+  },
+  store_unavailable: {
+    reconnect: true,
+    message: "The session store did not answer in time. Retry in a moment.",
+  },
+  rejected: {
+    reconnect: false,
+    message: "The application refused this connection.",
+  },
+} as const satisfies Record<string, { reconnect: boolean; message: string }>;
+
+export type RefusalCode = keyof typeof REFUSALS;
+
+/** Why the bridge ended a live socket; sent as `{ code }` with the `auth:ended` event before disconnecting. */
+export const ENDINGS = {
+  logged_out: "The session was logged out or destroyed.",
+  session_expired: "The session expired.",
+  user_removed: "The user no longer exists.",
+  revoked: "The application disconnected this user or session.",
+} as const;
+
+export type EndCode = keyof typeof ENDINGS;
+
+/** The payload of a refusal as the client sees it in `err.data`. Hooks may add their own fields. */
+export interface RefusalData {
+  code: string;
+  reconnect: boolean;
+  [key: string]: unknown;
+}
+
+/** Base class of every error this library throws or sends. `code` is stable; `message` may be reworded. */
+export class BridgeError extends Error {
+  override name = "BridgeError";
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** A refused handshake. Socket.IO sends `message` and `data` to the client as `connect_error`. */
+export class RefusalError extends BridgeError {
+  override name = "RefusalError";
+  readonly data: RefusalData;
+
+  constructor(code: RefusalCode, options?: { cause?: unknown; message?: string });
+  constructor(code: string, options: { cause?: unknown; message: string; data?: Record<string, unknown> });
+  constructor(code: string, options: { cause?: unknown; message?: string; data?: Record<string, unknown> } = {}) {
+    const known: { reconnect: boolean; message: string } | undefined = REFUSALS[code as RefusalCode];
+    super(code, options.message ?? known?.message ?? REFUSALS.rejected.message, { cause: options.cause });
+    const reconnect = options.data?.reconnect;
+    this.data = {
+      ...options.data,
+      code,
+      reconnect: typeof reconnect === "boolean" ? reconnect : (known?.reconnect ?? false),
+    };
+  }
+
+  get reconnect(): boolean {
+    return this.data.reconnect;
+  }
+
+  /**
+   * The refusal a hook meant by throwing `thrown`: its `message` and `data` reach the client, a missing
+   * `data.code` becomes `rejected`. Anything that is not an Error gets the generic `rejected` sentence.
+   */
+  static from(thrown: unknown): RefusalError {
+    if (thrown instanceof RefusalError) return thrown;
+    if (!(thrown instanceof Error)) return new RefusalError("rejected", { cause: thrown });
+    const data = (thrown as { data?: unknown }).data;
+    const fields = isPlainObject(data) ? data : {};
+    const code = typeof fields.code === "string" && fields.code !== "" ? fields.code : "rejected";
+    return new RefusalError(code, {
+      cause: thrown,
+      message: thrown.message || REFUSALS.rejected.message,
+      data: fields,
+    });
+  }
+}
+
+/** The options given to `bridge()` (or `authorize()`) cannot work. Thrown at setup, never per connection. */
+export class ConfigError extends BridgeError {
+  override name = "ConfigError";
+
+  constructor(message: string) {
+    super("invalid_config", message);
+  }
+}
+
+/** Some Socket.IO nodes did not answer a cluster-wide command within the adapter's `requestsTimeout`. */
+export class ClusterError extends BridgeError {
+  override name = "ClusterError";
+
+  constructor(command: string, options: { cause?: unknown }) {
+    super(
+      "cluster_timeout",
+      `Not every Socket.IO node acknowledged "${command}" in time; sockets on the silent nodes may be unaffected. ` +
+        "Check that every node runs bridge() with the same adapter, or raise the adapter's requestsTimeout.",
+      options,
+    );
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

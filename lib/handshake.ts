@@ -1,0 +1,150 @@
+/**
+ * The handshake: run the app's own express-session middleware and `passport.session()` on the Engine.IO
+ * handshake request (`socket.request`), once per connection, and say who the user is or why there is none.
+ *
+ * Both middlewares get a detached response object that is never ended. express-session therefore never
+ * saves, touches or sets a cookie from a socket handshake: a refused or anonymous connection writes nothing,
+ * and the cost is one store read. (On a real engine response, polling would get a Set-Cookie and a save,
+ * and ending a WebSocket upgrade's response destroys the TCP socket.)
+ */
+import type { IncomingMessage } from "node:http";
+import createDebug from "debug";
+import { claimedSessionIds } from "./cookies.js";
+import { ConfigError, RefusalError, type RefusalCode } from "./errors.js";
+import type { ResolvedOptions } from "./options.js";
+import { toUserId } from "./rooms.js";
+import type { SessionMiddleware } from "./types.js";
+
+const debug = createDebug("passport-socketio-bridge:handshake");
+
+/** Who an admitted socket belongs to. */
+export interface Identity {
+  /** What Passport's deserializeUser produced: the object now at `socket.request[userProperty]`. */
+  user: unknown;
+  /** Passport's serialized user, as a string (`user:<userId>` is the user's room). */
+  userId: string;
+  /** The express-session id (`session:<sessionId>` is the session's room). */
+  sessionId: string;
+}
+
+type Request = IncomingMessage & Record<string | symbol, any>;
+
+export class Handshake {
+  private readonly passportSession: SessionMiddleware;
+
+  constructor(private readonly options: ResolvedOptions<unknown>) {
+    this.passportSession = options.passport.session();
+  }
+
+  /**
+   * Loads the session and the Passport user onto `req`. Resolves with the identity, or rejects with the
+   * RefusalError that explains why there is none. Never rejects with anything else.
+   */
+  async authenticate(req: IncomingMessage): Promise<Identity> {
+    const request = req as Request;
+    const { storeTimeoutMs, userProperty, passportKey } = this.options;
+
+    await runMiddleware(this.options.session, request, storeTimeoutMs, "store_unavailable");
+    if (!request.session) {
+      // express-session skips requests while its store reports `disconnect`.
+      throw new RefusalError("store_unavailable", { cause: new Error("express-session skipped the request") });
+    }
+    if (!claimedSessionIds(request.headers.cookie).includes(request.sessionID)) {
+      throw new RefusalError("session_missing");
+    }
+    const serialized: unknown = (request.session as Record<string, any>)[passportKey]?.user;
+    // Passport's own test: a serialized user is anything truthy, or 0.
+    if (!serialized && serialized !== 0) throw new RefusalError("unauthenticated");
+
+    request._userProperty = userProperty;
+    await runMiddleware(this.passportSession, request, storeTimeoutMs, "deserialize_failed");
+    const user: unknown = request[userProperty];
+    if (!user) throw new RefusalError("user_not_found");
+    return { user, userId: toUserId(serialized), sessionId: request.sessionID };
+  }
+
+  /**
+   * Runs the session middleware once on a detached request at startup. This finds the store (later work
+   * hooks it) and turns two silent misconfigurations into errors now: a missing secret, and a cookie
+   * `path` that does not cover the Socket.IO path (express-session would skip every handshake).
+   */
+  probe(socketPath: string): { store: unknown } {
+    const attempt = (url: string) => {
+      const req = { url, method: "GET", headers: {} } as Request;
+      let failure: unknown;
+      try {
+        this.options.session(req, detachedResponse(), (err?: unknown) => (failure = err));
+      } catch (err) {
+        failure = err;
+      }
+      return { store: req.sessionStore as unknown, failure };
+    };
+    const probe = attempt(`${socketPath}/`);
+    if (probe.failure instanceof Error && /secret/i.test(probe.failure.message)) {
+      throw new ConfigError(`The session middleware refuses every request: ${probe.failure.message}.`);
+    }
+    if (!probe.store && attempt("/").store) {
+      throw new ConfigError(
+        `The session cookie's \`path\` does not cover the Socket.IO path "${socketPath}/", so express-session ` +
+          'would skip every handshake. Set `cookie.path` to "/" (or a prefix of the Socket.IO path).',
+      );
+    }
+    if (!probe.store) debug("could not find the session store at startup (store disconnected?)");
+    return { store: probe.store };
+  }
+}
+
+/**
+ * Runs a Connect-style middleware on `req` with a detached response, within `ms`. Resolves when it calls
+ * `next()`; rejects with a RefusalError of `code` when it calls `next(err)`, throws, or takes too long. A
+ * late or repeated `next` is ignored.
+ */
+export function runMiddleware(
+  middleware: SessionMiddleware,
+  req: IncomingMessage,
+  ms: number,
+  code: RefusalCode,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (err?: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err === undefined || err === null) return resolve();
+      debug("%s: %O", code, err);
+      reject(new RefusalError(code, { cause: err }));
+    };
+    const timer = setTimeout(() => settle(new Error(`no answer within ${ms} ms`)), ms);
+    try {
+      middleware(req, detachedResponse(), settle);
+    } catch (err) {
+      settle(err ?? new Error("the middleware threw a falsy value"));
+    }
+  });
+}
+
+/**
+ * A response that is never sent. express-session wraps its `writeHead` and `end` to save the session and set
+ * the cookie; since nobody calls them, it does neither. A fresh one per call, as those wrappers hold `req`.
+ */
+function detachedResponse() {
+  return {
+    statusCode: 200,
+    headersSent: false,
+    writeHead() {
+      return this;
+    },
+    setHeader() {},
+    getHeader() {
+      return undefined;
+    },
+    removeHeader() {},
+    write() {
+      return true;
+    },
+    end() {
+      return this;
+    },
+  };
+}

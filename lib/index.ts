@@ -1,0 +1,22 @@
+export { bridge, SocketBridge } from "./bridge.js";
+export type { BridgeOptions } from "./options.js";
+export type { Identity } from "./handshake.js";
+export {
+  BridgeError,
+  ClusterError,
+  ConfigError,
+  ENDINGS,
+  REFUSALS,
+  RefusalError,
+  type EndCode,
+  type RefusalCode,
+  type RefusalData,
+} from "./errors.js";
+export type {
+  AnySocket,
+  AuthRequest,
+  BridgeSocketData,
+  PassportLike,
+  SessionMiddleware,
+  UserId,
+} from "./types.js";

@@ -1,0 +1,30 @@
+/**
+ * Transport wiring: put the bridge's middleware first in every namespace, present and future, so the app's
+ * own `use()` middlewares and `connection` handlers always see the user. Socket.IO has no public API for
+ * either, so the two private fields it relies on (`_nsps`, `_fns`, stable across 4.x) are touched here only.
+ */
+import type { Namespace, Server } from "socket.io";
+import type { AnySocket } from "./types.js";
+
+type Middleware = (socket: AnySocket, next: (err?: Error) => void) => void;
+
+/** Every namespace this node knows, static and dynamic children alike. */
+export function namespacesOf(io: Server): Iterable<Namespace> {
+  return (io as unknown as { _nsps: Map<string, Namespace> })._nsps.values();
+}
+
+/** Runs `middleware` before any other in every namespace, including namespaces created later. */
+export function useFirstEverywhere(io: Server, middleware: Middleware): void {
+  for (const nsp of namespacesOf(io)) prepend(nsp, middleware);
+  // Emitted by io.of() and by dynamic parent namespaces, before the app can call use() on the new one.
+  io.on("new_namespace", (nsp: Namespace) => prepend(nsp, middleware));
+}
+
+function prepend(nsp: Namespace, middleware: Middleware): void {
+  const fns = (nsp as unknown as { _fns?: Middleware[] })._fns;
+  if (!Array.isArray(fns)) {
+    nsp.use(middleware);
+  } else if (!fns.includes(middleware)) {
+    fns.unshift(middleware);
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Rooms and revocation: every authenticated socket joins `user:<id>` and `session:<sid>` in its namespace,
+ * and ending a user or a session means finding those rooms' sockets on this node, in every namespace,
+ * telling each why, and disconnecting it. (Cluster-wide reach is cluster.ts's job.)
+ */
+import createDebug from "debug";
+import type { Server } from "socket.io";
+import type { EndCode } from "./errors.js";
+import type { Identity } from "./handshake.js";
+import { namespacesOf } from "./namespaces.js";
+import type { AnySocket, BridgeSocketData } from "./types.js";
+
+const debug = createDebug("passport-socketio-bridge:rooms");
+
+/**
+ * Passport's serialized user as a room-safe string: strings as they are, numbers and other primitives via
+ * String(), objects (apps that serialize the whole user) as JSON.
+ */
+export function toUserId(serialized: unknown): string {
+  if (typeof serialized === "string") return serialized;
+  if (typeof serialized === "object" && serialized !== null) {
+    try {
+      return JSON.stringify(serialized);
+    } catch {
+      // circular or BigInt-bearing: fall through
+    }
+  }
+  return String(serialized);
+}
+
+export const userRoom = (id: unknown): string => `user:${toUserId(id)}`;
+export const sessionRoom = (sessionId: string): string => `session:${sessionId}`;
+
+/**
+ * Marks an admitted socket with its identity: `socket.data` for remote lookups, and its two rooms. Some
+ * adapters join asynchronously; the caller awaits, so a failed join refuses the socket.
+ */
+export function joinIdentity(socket: AnySocket, identity: Identity): Promise<void> | void {
+  const data = socket.data as BridgeSocketData;
+  data.userId = identity.userId;
+  data.sessionId = identity.sessionId;
+  return socket.join([userRoom(identity.userId), sessionRoom(identity.sessionId)]);
+}
+
+/**
+ * Ends this node's sockets in `room`, in every namespace: emits `event` with `{ code }`, then disconnects
+ * (the client does not reconnect by itself after a server-side disconnect). Returns how many it ended.
+ */
+export function endLocalSockets(
+  io: Server,
+  room: string,
+  ending: { code: EndCode; event: string },
+  beforeDisconnect: (socket: AnySocket) => void,
+): number {
+  let ended = 0;
+  for (const nsp of namespacesOf(io)) {
+    const ids = nsp.adapter.rooms.get(room);
+    if (!ids) continue;
+    for (const id of [...ids]) {
+      const socket = nsp.sockets.get(id);
+      if (!socket) continue;
+      beforeDisconnect(socket);
+      socket.emit(ending.event, { code: ending.code });
+      socket.disconnect();
+      ended++;
+    }
+  }
+  if (ended) debug("ended %d socket(s) of %s: %s", ended, room, ending.code);
+  return ended;
+}

@@ -1,0 +1,302 @@
+/**
+ * A real app for the integration tests: Express 5, express-session (connect-redis 8 + ioredis, or
+ * MemoryStore), passport-local, Socket.IO with the bridge, listening on a free loopback port; and real
+ * socket.io-client connections to it.
+ */
+import { randomUUID } from "node:crypto";
+import { createServer, type Server as HttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createAdapter } from "@socket.io/redis-adapter";
+import { RedisStore } from "connect-redis";
+import express from "express";
+import session, { MemoryStore, type SessionOptions, type Store } from "express-session";
+import { Redis } from "ioredis";
+import { Passport } from "passport";
+import { Strategy as LocalStrategy } from "passport-local";
+import { Server, type ServerOptions, type Socket as ServerSocket } from "socket.io";
+import { io as ioClient, type ManagerOptions, type Socket as ClientSocket, type SocketOptions } from "socket.io-client";
+import { inject } from "vitest";
+import { bridge, type BridgeOptions, type SocketBridge } from "../../lib/index.js";
+
+export const SECRET = "keyboard cat";
+
+export interface User {
+  id: string;
+  username: string;
+  name: string;
+  role: string;
+}
+
+export type Transport = "websocket" | "polling" | "upgrade";
+export const TRANSPORTS: Transport[] = ["websocket", "polling", "upgrade"];
+
+export interface HarnessOptions {
+  /** "redis" (default): connect-redis 8 over ioredis, with a key prefix of this harness's own. */
+  store?: "redis" | "memory" | Store;
+  /** Share the store's Redis key prefix with another harness (two nodes of one app). */
+  prefix?: string;
+  session?: Partial<SessionOptions>;
+  /** Options for bridge(); `false` to leave the bridge out. */
+  bridge?: Partial<BridgeOptions<User>> | false;
+  /** Replace the default deserializer, add strategies, etc. The default one is installed first unless `replace`. */
+  passport?: (passport: InstanceType<typeof Passport>, users: Map<string, User>) => void;
+  replaceDeserializer?: boolean;
+  io?: Partial<ServerOptions>;
+  /** Use @socket.io/redis-adapter, so several harnesses form one cluster. */
+  redisAdapter?: boolean;
+  /** Passport's userProperty, as given to passport.initialize() over HTTP and to bridge(). */
+  userProperty?: string;
+  /** Runs before the session middleware is installed on the Express app (e.g. cookie-parser). */
+  express?: (app: express.Express) => void;
+}
+
+export interface ConnectOptions {
+  cookie?: string | undefined;
+  transport?: Transport;
+  namespace?: string;
+  auth?: Record<string, unknown>;
+  query?: Record<string, string>;
+  headers?: Record<string, string>;
+  /** Keep socket.io-client's default reconnection (on by default here, as in browsers). */
+  reconnection?: boolean;
+}
+
+export interface Refusal {
+  message: string;
+  data: { code: string; reconnect: boolean; [key: string]: unknown };
+  socket: ClientSocket;
+}
+
+export interface Harness {
+  url: string;
+  http: HttpServer;
+  io: Server;
+  app: express.Express;
+  auth: SocketBridge<User>;
+  passport: InstanceType<typeof Passport>;
+  users: Map<string, User>;
+  store: Store;
+  prefix: string;
+  /** The ioredis client behind the store (when the store is Redis). */
+  redis: Redis | undefined;
+  sessionMiddleware: ReturnType<typeof session>;
+  /** Logs in through POST /login and returns the `Cookie` header value that carries the session. */
+  login(username: string, password?: string): Promise<string>;
+  /** A Socket.IO client, created and connecting; closed with the harness. */
+  client(options?: ConnectOptions): ClientSocket;
+  /** Connects and resolves once connected, or rejects with the connect_error. */
+  connect(options?: ConnectOptions): Promise<ClientSocket>;
+  /** Connects and resolves with the refusal; rejects if the socket is admitted. */
+  refusal(options?: ConnectOptions): Promise<Refusal>;
+  /** An HTTP request to the app with the given cookie. */
+  request(path: string, init?: RequestInit & { cookie?: string }): Promise<Response>;
+  close(): Promise<void>;
+}
+
+export const USERS: User[] = [
+  { id: "1", username: "alice", name: "Alice", role: "user" },
+  { id: "2", username: "bob", name: "Bob", role: "user" },
+  { id: "3", username: "carol", name: "Carol", role: "admin" },
+];
+
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const users = new Map(USERS.map((u) => [u.id, { ...u }]));
+  const cleanups: Array<() => unknown> = [];
+  const prefix = options.prefix ?? `sess:${randomUUID().slice(0, 8)}:`;
+
+  let redis: Redis | undefined;
+  let store: Store;
+  if (options.store === "memory") {
+    store = new MemoryStore();
+  } else if (typeof options.store === "object") {
+    store = options.store;
+  } else {
+    redis = new Redis(inject("redisUrl"), { lazyConnect: false });
+    cleanups.push(() => redis?.disconnect());
+    store = new RedisStore({ client: redis, prefix });
+  }
+
+  const sessionMiddleware = session({
+    secret: SECRET,
+    resave: false,
+    saveUninitialized: false,
+    store,
+    ...options.session,
+  });
+
+  const passport = new Passport();
+  passport.use(
+    new LocalStrategy((username, password, done) => {
+      const user = [...users.values()].find((u) => u.username === username);
+      done(null, user && password === username ? user : false);
+    }),
+  );
+  passport.serializeUser((user, done) => done(null, (user as User).id));
+  if (!options.replaceDeserializer) {
+    passport.deserializeUser((id: string, done) => done(null, users.get(id) ?? false));
+  }
+  options.passport?.(passport, users);
+
+  const app = express();
+  app.use(express.urlencoded({ extended: false }));
+  app.use(express.json());
+  options.express?.(app);
+  app.use(sessionMiddleware);
+  const userProperty = options.userProperty ?? "user";
+  if (options.userProperty) app.use(passport.initialize({ userProperty }));
+  app.use(passport.session());
+  app.post("/login", passport.authenticate("local", { failWithError: true }), (req, res) => {
+    res.json(req.user);
+  });
+  app.post("/logout", (req, res, next) => req.logout((err) => (err ? next(err) : res.sendStatus(204))));
+  app.post("/destroy", (req, res, next) => req.session.destroy((err) => (err ? next(err) : res.sendStatus(204))));
+  app.post("/regenerate", (req, res, next) =>
+    req.session.regenerate((err) => (err ? next(err) : res.sendStatus(204))),
+  );
+  // A session with data but nobody logged in.
+  app.post("/visit", (req, res) => {
+    req.session.visits = (req.session.visits ?? 0) + 1;
+    res.sendStatus(204);
+  });
+  app.get("/me", (req, res) => {
+    const user = (req as unknown as Record<string, unknown>)[userProperty];
+    res.json({ user: user ?? null, sessionID: req.sessionID, session: req.session });
+  });
+
+  const http = createServer(app);
+  const io = new Server(http, { ...options.io });
+  if (options.redisAdapter) {
+    const pub = new Redis(inject("redisUrl"));
+    const sub = pub.duplicate();
+    cleanups.push(() => pub.disconnect(), () => sub.disconnect());
+    io.adapter(createAdapter(pub, sub, { requestsTimeout: 2000 }));
+  }
+  const auth =
+    options.bridge === false
+      ? (undefined as unknown as SocketBridge<User>)
+      : bridge<User>(io, {
+          session: sessionMiddleware,
+          passport,
+          ...(options.userProperty ? { userProperty } : {}),
+          ...options.bridge,
+        });
+
+  io.on("connection", (socket) => socket.on("whoami", (ack: (answer: unknown) => void) => ack(whoami(socket))));
+
+  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+  const clients = new Set<ClientSocket>();
+
+  const client = (opts: ConnectOptions = {}): ClientSocket => {
+    const transport = opts.transport ?? "websocket";
+    const socketOptions: Partial<ManagerOptions & SocketOptions> = {
+      forceNew: true,
+      transports: transport === "websocket" ? ["websocket"] : transport === "polling" ? ["polling"] : ["polling", "websocket"],
+      upgrade: transport === "upgrade",
+      reconnection: opts.reconnection ?? true,
+      reconnectionDelay: 100,
+      reconnectionDelayMax: 200,
+      extraHeaders: { ...opts.headers, ...(opts.cookie ? { cookie: opts.cookie } : {}) },
+      ...(opts.auth ? { auth: opts.auth } : {}),
+      ...(opts.query ? { query: opts.query } : {}),
+    };
+    const socket = ioClient(url + (opts.namespace ?? "/"), socketOptions);
+    clients.add(socket);
+    return socket;
+  };
+
+  const connect = (opts: ConnectOptions = {}) =>
+    new Promise<ClientSocket>((resolve, reject) => {
+      const socket = client(opts);
+      socket.once("connect", () => resolve(socket));
+      socket.once("connect_error", (err) => reject(err));
+    });
+
+  const refusal = (opts: ConnectOptions = {}) =>
+    new Promise<Refusal>((resolve, reject) => {
+      const socket = client(opts);
+      socket.once("connect", () => reject(new Error(`socket ${socket.id} was admitted`)));
+      socket.once("connect_error", (err: Error & { data?: Refusal["data"] }) =>
+        resolve({ message: err.message, data: err.data as Refusal["data"], socket }),
+      );
+    });
+
+  const request = (path: string, init: RequestInit & { cookie?: string } = {}) => {
+    const headers = new Headers(init.headers);
+    if (init.cookie) headers.set("cookie", init.cookie);
+    return fetch(url + path, { ...init, headers });
+  };
+
+  const login = async (username: string, password = username) => {
+    const res = await request("/login", {
+      method: "POST",
+      body: new URLSearchParams({ username, password }),
+    });
+    if (!res.ok) throw new Error(`login of ${username} failed: ${res.status}`);
+    return cookieFrom(res);
+  };
+
+  return {
+    url,
+    http,
+    io,
+    app,
+    auth,
+    passport,
+    users,
+    store,
+    prefix,
+    redis,
+    sessionMiddleware,
+    login,
+    client,
+    connect,
+    refusal,
+    request,
+    async close() {
+      for (const socket of clients) socket.disconnect();
+      io.close();
+      http.closeAllConnections();
+      await new Promise<void>((resolve) => http.close(() => resolve()));
+      for (const cleanup of cleanups.reverse()) await cleanup();
+    },
+  };
+}
+
+/** What the server knows about a socket, as the tests' `whoami` event reports it. */
+export function whoami(socket: ServerSocket) {
+  const req = socket.request;
+  return {
+    user: req.user ?? null,
+    sessionID: req.sessionID ?? null,
+    isAuthenticated: typeof req.isAuthenticated === "function" ? req.isAuthenticated() : null,
+    data: { ...socket.data },
+    rooms: [...socket.rooms].filter((room) => room !== socket.id).sort(),
+  };
+}
+export type WhoAmI = ReturnType<typeof whoami>;
+
+/** The `name=value` pairs of a response's Set-Cookie headers, as a Cookie header. */
+export function cookieFrom(res: Response): string {
+  return res.headers
+    .getSetCookie()
+    .map((c) => c.split(";")[0])
+    .join("; ");
+}
+
+/** The session id inside a `connect.sid=s%3A<id>.<sig>` cookie. */
+export function sessionIdOf(cookie: string): string {
+  const value = decodeURIComponent(cookie.split("=")[1] ?? "");
+  return value.slice(2, value.lastIndexOf("."));
+}
+
+/** Resolves with the next `event` on `socket` (its arguments), or rejects after `ms`. */
+export function nextEvent<T = unknown>(socket: { once(ev: string, fn: (...args: any[]) => void): unknown }, event: string, ms = 5000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "${event}" within ${ms} ms`)), ms);
+    socket.once(event, (value: T) => {
+      clearTimeout(timer);
+      resolve(value);
+    });
+  });
+}
