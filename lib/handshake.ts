@@ -49,15 +49,15 @@ export class Handshake {
       // express-session skips requests while its store reports `disconnect`.
       throw new RefusalError("store_unavailable", { cause: new Error("express-session skipped the request") });
     }
-    if (!claimedSessionIds(request.headers.cookie).includes(request.sessionID)) {
-      throw new RefusalError("session_missing");
-    }
+    const loaded = claimedSessionIds(request.headers.cookie).includes(request.sessionID);
+    // Read before Passport runs: it deletes the serialized user when deserializeUser finds nobody.
     const serialized: unknown = (request.session as Record<string, any>)[passportKey]?.user;
-    // Passport's own test: a serialized user is anything truthy, or 0.
-    if (!serialized && serialized !== 0) throw new RefusalError("unauthenticated");
-
+    // Passport runs even when nobody is logged in: it gives every socket's request isAuthenticated().
     request._userProperty = userProperty;
     await runMiddleware(this.passportSession, request, storeTimeoutMs, "deserialize_failed");
+    if (!loaded) throw new RefusalError("session_missing");
+    // Passport's own test: a serialized user is anything truthy, or 0.
+    if (!serialized && serialized !== 0) throw new RefusalError("unauthenticated");
     const user: unknown = request[userProperty];
     if (!user) throw new RefusalError("user_not_found");
     return { user, userId: toUserId(serialized), sessionId: request.sessionID };

@@ -1,0 +1,58 @@
+/**
+ * Counts the commands Redis really executes for one store (its key prefix), through MONITOR.
+ */
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { inject } from "vitest";
+
+export interface StoreMonitor {
+  /** Waits until Redis has reported everything executed so far, then returns and clears the commands seen. */
+  take(): Promise<string[][]>;
+  /** take(), reduced to `{ GET: n, SET: n, ... }`. */
+  counts(): Promise<Record<string, number>>;
+  close(): Promise<void>;
+}
+
+export async function monitorStore(prefix: string, url = inject("redisUrl")): Promise<StoreMonitor> {
+  const client = new Redis(url);
+  const monitor = await client.monitor();
+  const probe = new Redis(url);
+  let seen: string[][] = [];
+  const waiting = new Map<string, () => void>();
+  monitor.on("monitor", (_time: string, args: string[]) => {
+    if (args[0]?.toLowerCase() === "echo" && args[1] && waiting.has(args[1])) {
+      waiting.get(args[1])!();
+      waiting.delete(args[1]);
+    } else if (args.slice(1).some((arg) => String(arg).startsWith(prefix))) {
+      seen.push([args[0]!.toUpperCase(), ...args.slice(1)]);
+    }
+  });
+  // MONITOR starts reporting asynchronously; wait for a first marker so nothing is missed.
+  const flush = async () => {
+    const marker = `monitor-marker:${randomUUID()}`;
+    const reported = new Promise<void>((resolve) => waiting.set(marker, resolve));
+    await probe.echo(marker);
+    await reported;
+  };
+  await flush();
+  seen = [];
+  const take = async () => {
+    await flush();
+    const commands = seen;
+    seen = [];
+    return commands;
+  };
+  return {
+    take,
+    async counts() {
+      const counts: Record<string, number> = {};
+      for (const [name] of await take()) counts[name!] = (counts[name!] ?? 0) + 1;
+      return counts;
+    },
+    async close() {
+      monitor.disconnect();
+      probe.disconnect();
+      client.disconnect();
+    },
+  };
+}

@@ -1,0 +1,308 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import signature from "cookie-signature";
+import { MemoryStore, type SessionData } from "express-session";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { REFUSALS, RefusalError, type RefusalCode } from "../lib/index.js";
+import {
+  SECRET,
+  TRANSPORTS,
+  nextEvent,
+  sessionIdOf,
+  startHarness,
+  type Harness,
+  type HarnessOptions,
+  type Refusal,
+  type WhoAmI,
+} from "./helpers/harness.js";
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+async function start(options: HarnessOptions = {}) {
+  h = await startHarness(options);
+  return h;
+}
+
+// Nothing here may leak a rejection or an exception out of the library.
+const leaks: unknown[] = [];
+const onLeak = (err: unknown) => leaks.push(err);
+beforeAll(() => {
+  process.on("unhandledRejection", onLeak);
+  process.on("uncaughtException", onLeak);
+});
+afterAll(() => {
+  process.off("unhandledRejection", onLeak);
+  process.off("uncaughtException", onLeak);
+  expect(leaks).toEqual([]);
+});
+
+function expectRefusal(refusal: Refusal, code: RefusalCode) {
+  expect(refusal.data).toEqual({ code, reconnect: REFUSALS[code].reconnect });
+  expect(refusal.message).toBe(REFUSALS[code].message);
+  // An io.use-level refusal: the client stops; it does not retry on its own.
+  expect(refusal.socket.active).toBe(false);
+}
+
+const sign = (sid: string, secret = SECRET) => `connect.sid=${encodeURIComponent(`s:${signature.sign(sid, secret)}`)}`;
+
+type CookieCase = [name: string, code: RefusalCode, cookie: (h: Harness) => Promise<string | undefined>];
+const COOKIE_CASES: CookieCase[] = [
+  ["no cookie", "session_missing", async () => undefined],
+  ["cookies, but not the session's", "session_missing", async () => "theme=dark; lang=en"],
+  ["a malformed Cookie header", "session_missing", async () => ';;; =; connect.sid; ="; connect.sid=s%3A; a=%E0%A4%A; b=\u00e9\u00ff; connect.sid=s%3A.'],
+  ["the session id unsigned", "session_missing", async (h) => `connect.sid=${sessionIdOf(await h.login("alice"))}`],
+  ["a forged signature", "session_missing", async (h) => `connect.sid=s%3A${sessionIdOf(await h.login("alice"))}.AAAAAAAAAAAA`],
+  ["a signature made with another secret", "session_missing", async (h) => sign(sessionIdOf(await h.login("alice")), "another secret")],
+  ["a signed id the store does not know", "session_missing", async () => sign("0123456789abcdefghijklmnopqrstuv")],
+  [
+    "a destroyed session",
+    "session_missing",
+    async (h) => {
+      const cookie = await h.login("alice");
+      await h.request("/destroy", { method: "POST", cookie });
+      return cookie;
+    },
+  ],
+  [
+    "a session where nobody is logged in",
+    "unauthenticated",
+    async (h) => {
+      const res = await h.request("/visit", { method: "POST" });
+      return res.headers.getSetCookie()[0]!.split(";")[0];
+    },
+  ],
+  [
+    "a session whose user was removed",
+    "user_not_found",
+    async (h) => {
+      const cookie = await h.login("alice");
+      h.users.delete("1");
+      return cookie;
+    },
+  ],
+];
+
+describe.each(TRANSPORTS)("refusals over %s", (transport) => {
+  it.each(COOKIE_CASES)("%s → %s", async (_name, code, makeCookie) => {
+    const harness = await start();
+    const cookie = await makeCookie(harness);
+    expectRefusal(await harness.refusal({ cookie, transport }), code);
+  });
+});
+
+describe("expiry", () => {
+  it.each(["redis", "memory"] as const)("an expired session (%s store) → session_missing", async (store) => {
+    const { login, refusal, connect } = await start({ store, session: { cookie: { maxAge: 1000 } } });
+    const cookie = await login("alice");
+    await connect({ cookie });
+    await sleep(1300);
+    expectRefusal(await refusal({ cookie }), "session_missing");
+  });
+});
+
+/** A MemoryStore whose `get` misbehaves as told. */
+class FaultyStore extends MemoryStore {
+  fault: "error" | "throw" | "hang" | "none" = "none";
+  override get(sid: string, callback: (err: unknown, session?: SessionData | null) => void): void {
+    if (this.fault === "error") return void setImmediate(() => callback(new Error("connection refused")));
+    if (this.fault === "throw") throw new Error("store exploded");
+    if (this.fault === "hang") return;
+    super.get(sid, callback);
+  }
+}
+
+describe("faults", () => {
+  it.each(["error", "throw", "hang"] as const)("a store read that fails (%s) → store_unavailable, retryable", async (fault) => {
+    const store = new FaultyStore();
+    const { login, refusal } = await start({ store, bridge: { storeTimeoutMs: 300 } });
+    const cookie = await login("alice");
+    store.fault = fault;
+    const started = Date.now();
+    expectRefusal(await refusal({ cookie }), "store_unavailable");
+    if (fault === "hang") expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    store.fault = "none";
+    // Nothing is remembered from the failure: the next connection reads the store again.
+    await h!.connect({ cookie });
+  });
+
+  it("a store that reports `disconnect` → store_unavailable", async () => {
+    const store = new FaultyStore();
+    const { login, refusal, connect } = await start({ store });
+    const cookie = await login("alice");
+    store.emit("disconnect");
+    expectRefusal(await refusal({ cookie }), "store_unavailable");
+    store.emit("connect");
+    await connect({ cookie });
+  });
+
+  const deserializers = {
+    "calls back with an error": (_id: string, done: (err: unknown) => void) => setImmediate(() => done(new Error("db down"))),
+    throws: () => {
+      throw new Error("bug in deserializeUser");
+    },
+    "never answers": () => undefined,
+  };
+  it.each(Object.keys(deserializers) as Array<keyof typeof deserializers>)(
+    "a deserializer that %s → deserialize_failed, retryable",
+    async (kind) => {
+      const { login, refusal } = await start({
+        replaceDeserializer: true,
+        bridge: { storeTimeoutMs: 300 },
+        passport: (passport) => passport.deserializeUser(deserializers[kind] as never),
+      });
+      const cookie = await login("alice").catch(() => undefined);
+      // Login itself does not deserialize; the session holds alice's id.
+      expect(cookie).toBeTruthy();
+      expectRefusal(await refusal({ cookie }), "deserialize_failed");
+    },
+  );
+});
+
+describe("onAccept", () => {
+  it("runs once per connection with the socket and the user, before any namespace admits it", async () => {
+    const calls: Array<[string, string]> = [];
+    const { login, client, io } = await start({
+      bridge: {
+        onAccept: async (socket, user) => {
+          calls.push([socket.nsp.name, user.name]);
+          await sleep(10);
+        },
+      },
+    });
+    io.of("/other");
+    const cookie = await login("alice");
+    const main = client({ cookie });
+    const other = main.io.socket("/other").connect();
+    await Promise.all([nextEvent(main, "connect"), nextEvent(other, "connect")]);
+    expect(calls).toHaveLength(1);
+    expect(calls[0]![1]).toBe("Alice");
+  });
+
+  it.each([
+    ["an Error", () => new Error("You are banned."), "You are banned.", { code: "rejected", reconnect: false }],
+    [
+      "an Error with data",
+      () => Object.assign(new Error("Come back tomorrow."), { data: { code: "banned", until: 42 } }),
+      "Come back tomorrow.",
+      { code: "banned", until: 42, reconnect: false },
+    ],
+    [
+      "an Error with data that asks for retries",
+      () => Object.assign(new Error("Busy."), { data: { reconnect: true } }),
+      "Busy.",
+      { code: "rejected", reconnect: true },
+    ],
+    ["a string", () => "nope", REFUSALS.rejected.message, { code: "rejected", reconnect: false }],
+  ])("refuses when it throws %s, sending its message and data", async (_kind, make, message, data) => {
+    for (const async of [false, true]) {
+      const { login, refusal, close } = await startHarness({
+        bridge: {
+          onAccept: async
+            ? async () => {
+                await sleep(1);
+                throw make();
+              }
+            : () => {
+                throw make();
+              },
+        },
+      });
+      try {
+        const refused = await refusal({ cookie: await login("alice") });
+        expect(refused.message).toBe(message);
+        expect(refused.data).toEqual(data);
+      } finally {
+        await close();
+      }
+    }
+  });
+
+  it("is not called for anonymous sockets", async () => {
+    let calls = 0;
+    const { connect } = await start({ bridge: { allowAnonymous: true, onAccept: () => void calls++ } });
+    await connect();
+    expect(calls).toBe(0);
+  });
+});
+
+describe("onReject", () => {
+  it("runs for every refusal with the RefusalError about to be sent", async () => {
+    const seen: Array<[string, boolean]> = [];
+    const { login, refusal, users } = await start({
+      bridge: { onReject: (_socket, error) => void seen.push([error.code, error instanceof RefusalError]) },
+    });
+    await refusal();
+    const cookie = await login("bob");
+    users.delete("2");
+    await refusal({ cookie });
+    expect(seen).toEqual([
+      ["session_missing", true],
+      ["user_not_found", true],
+    ]);
+  });
+
+  it("admits the socket as anonymous when it returns true", async () => {
+    const { connect } = await start({ bridge: { onReject: async () => true } });
+    const socket = await connect();
+    const me = (await socket.emitWithAck("whoami")) as WhoAmI;
+    expect(me).toMatchObject({ user: null, isAuthenticated: false, data: {}, rooms: [] });
+  });
+
+  it("admits as anonymous after onAccept refused a known user, and hides that user", async () => {
+    const { login, connect } = await start({
+      bridge: {
+        onAccept: () => {
+          throw new Error("not today");
+        },
+        onReject: (_socket, error) => error.code === "rejected",
+      },
+    });
+    const socket = await connect({ cookie: await login("alice") });
+    const me = (await socket.emitWithAck("whoami")) as WhoAmI;
+    expect(me).toMatchObject({ user: null, isAuthenticated: false, data: {}, rooms: [] });
+  });
+
+  it("replaces the error when it throws, and refuses unless it returns exactly true", async () => {
+    const { refusal } = await start({
+      bridge: {
+        onReject: (_socket, error) => {
+          if (error.code === "session_missing") throw Object.assign(new Error("Please log in at /login."), { data: { code: "login_required" } });
+          return "yes";
+        },
+      },
+    });
+    const refused = await refusal();
+    expect(refused.message).toBe("Please log in at /login.");
+    expect(refused.data).toEqual({ code: "login_required", reconnect: false });
+  });
+
+  it("truthy but not true is still a refusal", async () => {
+    const { refusal } = await start({ bridge: { onReject: () => "yes" } });
+    expectRefusal(await refusal(), "session_missing");
+  });
+});
+
+describe("allowAnonymous", () => {
+  it("admits sockets with nobody logged in, with no user, no rooms and no identity in socket.data", async () => {
+    const { connect, request, login, users } = await start({ bridge: { allowAnonymous: true } });
+    const visit = (await request("/visit", { method: "POST" })).headers.getSetCookie()[0]!.split(";")[0]!;
+    const removed = await login("bob");
+    users.delete("2");
+    for (const cookie of [undefined, visit, removed]) {
+      const me = (await (await connect({ cookie })).emitWithAck("whoami")) as WhoAmI;
+      expect(me).toMatchObject({ user: null, isAuthenticated: false, data: {}, rooms: [] });
+    }
+    const alice = (await (await connect({ cookie: await login("alice") })).emitWithAck("whoami")) as WhoAmI;
+    expect(alice.user).toMatchObject({ name: "Alice" });
+  });
+
+  it("still refuses when the store fails: an outage never downgrades users to anonymous", async () => {
+    const store = new FaultyStore();
+    const { login, refusal } = await start({ store, bridge: { allowAnonymous: true, storeTimeoutMs: 200 } });
+    const cookie = await login("alice");
+    store.fault = "error";
+    expectRefusal(await refusal({ cookie }), "store_unavailable");
+  });
+});
