@@ -65,32 +65,30 @@ export class Handshake {
 
   /**
    * Runs the session middleware once on a detached request at startup. This finds the store (later work
-   * hooks it) and turns two silent misconfigurations into errors now: a missing secret, and a cookie
-   * `path` that does not cover the Socket.IO path (express-session would skip every handshake).
+   * hooks it) and brings two silent misconfigurations to light now: a missing secret (an error), and a
+   * cookie `path` that does not cover the Socket.IO path, which makes express-session skip every
+   * handshake (a process warning: a store that is disconnected at startup looks the same).
    */
   probe(socketPath: string): { store: unknown } {
-    const attempt = (url: string) => {
-      const req = { url, method: "GET", headers: {} } as Request;
-      let failure: unknown;
-      try {
-        this.options.session(req, detachedResponse(), (err?: unknown) => (failure = err));
-      } catch (err) {
-        failure = err;
-      }
-      return { store: req.sessionStore as unknown, failure };
-    };
-    const probe = attempt(`${socketPath}/`);
-    if (probe.failure instanceof Error && /secret/i.test(probe.failure.message)) {
-      throw new ConfigError(`The session middleware refuses every request: ${probe.failure.message}.`);
+    const req = { url: `${socketPath}/`, method: "GET", headers: {} } as unknown as Request;
+    let failure: unknown;
+    try {
+      this.options.session(req, detachedResponse(), (err?: unknown) => (failure = err));
+    } catch (err) {
+      failure = err;
     }
-    if (!probe.store && attempt("/").store) {
-      throw new ConfigError(
-        `The session cookie's \`path\` does not cover the Socket.IO path "${socketPath}/", so express-session ` +
-          'would skip every handshake. Set `cookie.path` to "/" (or a prefix of the Socket.IO path).',
+    if (failure instanceof Error && /secret/i.test(failure.message)) {
+      throw new ConfigError(`The session middleware refuses every request: ${failure.message}.`);
+    }
+    if (!req.sessionStore) {
+      process.emitWarning(
+        `express-session skipped a request to the Socket.IO path "${socketPath}/". Its cookie \`path\` must ` +
+          "cover that path (use the default \"/\"), or every handshake is refused as store_unavailable. (A store " +
+          "that is disconnected at startup looks the same.)",
+        { code: "PSB_SESSION_SKIPPED" },
       );
     }
-    if (!probe.store) debug("could not find the session store at startup (store disconnected?)");
-    return { store: probe.store };
+    return { store: req.sessionStore as unknown };
   }
 }
 

@@ -1,0 +1,108 @@
+/**
+ * The published package, as an app meets it: the built ESM and CommonJS entry points, imported by name from
+ * a plain app outside this repo's source, and its type declarations compiled against a strict consumer.
+ */
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const run = promisify(execFile);
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const fixtures = join(root, "spec", "fixtures", "consumer");
+let app: string;
+
+/** A plain app: a directory of its own whose node_modules holds the package and its peers. */
+function makeApp(name: string, packages: string[], type: "module" | "commonjs") {
+  const dir = join(app, name);
+  mkdirSync(join(dir, "node_modules"), { recursive: true });
+  writeFileSync(join(dir, "package.json"), JSON.stringify({ name, private: true, type }));
+  symlinkSync(root, join(dir, "node_modules", "passport-socketio-bridge"), "dir");
+  for (const pkg of packages) symlinkSync(join(root, "node_modules", pkg), join(dir, "node_modules", pkg), "dir");
+  return dir;
+}
+
+beforeAll(() => {
+  if (!existsSync(join(root, "dist", "index.js"))) throw new Error("dist/ is missing: `npm test` builds it first (npm run build).");
+  mkdirSync(join(root, ".tmp"), { recursive: true });
+  app = mkdtempSync(join(root, ".tmp", "consumer-"));
+});
+afterAll(() => rmSync(app, { recursive: true, force: true }));
+
+const RUNTIME = ["socket.io", "express-session", "passport"];
+// The typings a typical Express + Passport app has installed.
+const TYPES = ["@types"];
+
+describe("entry points", () => {
+  const script = (imports: string) => `${imports}
+const io = new Server();
+// No passport option: the passport singleton is used.
+const auth = bridge(io, { session: session({ secret: "s", resave: false, saveUninitialized: false }) });
+console.log(JSON.stringify({
+  room: auth.userRoom(7),
+  data: new RefusalError("store_unavailable").data,
+  isError: new RefusalError("rejected") instanceof Error,
+}));
+`;
+  const expected = { room: "user:7", data: { code: "store_unavailable", reconnect: true }, isError: true };
+
+  it("imports by name from an ES module", async () => {
+    const dir = makeApp("esm-app", RUNTIME, "module");
+    writeFileSync(
+      join(dir, "main.js"),
+      script(`import { bridge, RefusalError } from "passport-socketio-bridge";
+import { Server } from "socket.io";
+import session from "express-session";`),
+    );
+    const { stdout } = await run(process.execPath, ["main.js"], { cwd: dir });
+    expect(JSON.parse(stdout)).toEqual(expected);
+  });
+
+  it("requires by name from CommonJS", async () => {
+    const dir = makeApp("cjs-app", RUNTIME, "commonjs");
+    writeFileSync(
+      join(dir, "main.js"),
+      script(`const { bridge, RefusalError } = require("passport-socketio-bridge");
+const { Server } = require("socket.io");
+const session = require("express-session");`),
+    );
+    const { stdout } = await run(process.execPath, ["main.js"], { cwd: dir });
+    expect(JSON.parse(stdout)).toEqual(expected);
+  });
+});
+
+describe("type declarations", () => {
+  const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
+  const compile = async (dir: string, options: string[]) => {
+    try {
+      await run(process.execPath, [tsc, "--noEmit", "--strict", "--skipLibCheck", "false", "--types", "node", ...options, "app.ts"], { cwd: dir });
+      return "";
+    } catch (err) {
+      return String((err as { stdout?: string }).stdout ?? err);
+    }
+  };
+
+  it.each([
+    ["an ESM app (NodeNext)", "module", ["--module", "nodenext", "--moduleResolution", "nodenext"]],
+    ["a CommonJS app (NodeNext)", "commonjs", ["--module", "nodenext", "--moduleResolution", "nodenext"]],
+    ["a bundled app (Bundler)", "module", ["--module", "esnext", "--moduleResolution", "bundler"]],
+  ] as const)("type socket.request for %s, with no cast", async (_name, type, options) => {
+    const dir = makeApp(`types-${type}-${options[3]}`, [...RUNTIME, ...TYPES], type);
+    writeFileSync(join(dir, "app.ts"), readFixture("typed-app.ts"));
+    expect(await compile(dir, [...options, "--esModuleInterop"])).toBe("");
+  });
+
+  it("reject what the app did not declare (the checks above can fail)", async () => {
+    const dir = makeApp("types-negative", [...RUNTIME, ...TYPES], "module");
+    writeFileSync(join(dir, "app.ts"), readFixture("wrong-app.ts"));
+    const output = await compile(dir, ["--module", "nodenext", "--moduleResolution", "nodenext", "--esModuleInterop"]);
+    expect(output).toMatch(/Property 'email' does not exist on type 'User'/);
+    expect(output).toMatch(/'alowAnonymous' does not exist/);
+  });
+});
+
+function readFixture(name: string): string {
+  return readFileSync(join(fixtures, name), "utf8");
+}
