@@ -1,0 +1,97 @@
+// The example app: Express + express-session + passport-local over HTTP, and Socket.IO authenticated by
+// passport-socketio-bridge with the very same session and user.
+import { createServer } from "node:http";
+import { fileURLToPath } from "node:url";
+import express from "express";
+import session from "express-session";
+import { Passport } from "passport";
+import { Strategy as LocalStrategy } from "passport-local";
+import { Server } from "socket.io";
+import { bridge } from "passport-socketio-bridge";
+import { findUserById, verifyPassword } from "./users.js";
+
+const PUBLIC = fileURLToPath(new URL("./public/", import.meta.url));
+
+export async function createApp({
+  redisUrl = process.env.REDIS_URL,
+  secret = process.env.SESSION_SECRET ?? "example-app secret: set SESSION_SECRET in production",
+  log = console.log,
+} = {}) {
+  const closers = [];
+
+  // Sessions live in Redis when REDIS_URL is set, so they survive restarts and are shared by nodes.
+  let store;
+  if (redisUrl) {
+    const { Redis } = await import("ioredis");
+    const { RedisStore } = await import("connect-redis");
+    const client = new Redis(redisUrl);
+    closers.push(() => client.quit());
+    store = new RedisStore({ client, prefix: "example:sess:" });
+    log(`Sessions are kept in Redis at ${redisUrl}.`);
+  } else {
+    log("Sessions are kept in memory (express-session's MemoryStore); set REDIS_URL to keep them in Redis.");
+  }
+
+  const sessionMiddleware = session({
+    secret,
+    store,
+    resave: false,
+    saveUninitialized: false,
+    cookie: { httpOnly: true, sameSite: "lax", maxAge: 8 * 60 * 60 * 1000 },
+  });
+
+  const passport = new Passport();
+  passport.use(new LocalStrategy((username, password, done) => done(null, verifyPassword(username, password) ?? false)));
+  passport.serializeUser((user, done) => done(null, user.id));
+  passport.deserializeUser((id, done) => done(null, findUserById(id) ?? false));
+
+  const app = express();
+  app.disable("x-powered-by");
+  app.use(express.urlencoded({ extended: false }));
+  app.use(sessionMiddleware);
+  app.use(passport.session());
+  app.use(express.static(PUBLIC));
+
+  app.get("/api/me", (req, res) => res.json({ user: req.user ?? null }));
+  app.post("/login", passport.authenticate("local", { successRedirect: "/", failureRedirect: "/?error=login" }));
+  app.post("/logout", async (req, res, next) => {
+    const sessionId = req.sessionID;
+    req.logout((err) => {
+      if (err) return next(err);
+      // End this session's sockets (they get "auth:ended"), then show the login form.
+      auth.disconnectSession(sessionId).then(
+        () => res.redirect("/"),
+        (cause) => next(cause),
+      );
+    });
+  });
+
+  const server = createServer(app);
+  const io = new Server(server);
+  const auth = bridge(io, { session: sessionMiddleware, passport });
+
+  io.on("connection", (socket) => {
+    const user = socket.request.user;
+    socket.emit("hello", { name: user.name });
+    socket.on("chat", (text, ack) => {
+      if (typeof text !== "string" || !text.trim() || text.length > 500) {
+        return typeof ack === "function" && ack({ ok: false });
+      }
+      // The sender's name comes from the session's user, never from the client.
+      io.emit("chat", { from: user.name, text: text.trim(), at: Date.now() });
+      if (typeof ack === "function") ack({ ok: true });
+    });
+  });
+
+  return {
+    server,
+    io,
+    auth,
+    async close() {
+      io.close();
+      server.closeAllConnections?.();
+      await new Promise((resolve) => server.close(() => resolve()));
+      for (const close of closers) await close();
+    },
+  };
+}
