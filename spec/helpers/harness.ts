@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { RedisStore } from "connect-redis";
 import express from "express";
-import session, { MemoryStore, type SessionOptions, type Store } from "express-session";
+import session, { type SessionOptions, type Store } from "express-session";
 import { Redis } from "ioredis";
 import { Passport } from "passport";
 import { Strategy as LocalStrategy } from "passport-local";
@@ -46,8 +46,17 @@ export interface HarnessOptions {
   redisAdapter?: boolean;
   /** Passport's userProperty, as given to passport.initialize() over HTTP and to bridge(). */
   userProperty?: string;
+  /** Other versions of the stack, for the compatibility matrix (defaults: the devDependencies). */
+  modules?: StackModules;
   /** Runs before the session middleware is installed on the Express app (e.g. cookie-parser). */
   express?: (app: express.Express) => void;
+}
+
+export interface StackModules {
+  Server?: typeof Server;
+  session?: typeof session;
+  Passport?: typeof Passport;
+  express?: typeof express;
 }
 
 export interface ConnectOptions {
@@ -104,10 +113,11 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const cleanups: Array<() => unknown> = [];
   const prefix = options.prefix ?? `sess:${randomUUID().slice(0, 8)}:`;
 
+  const stack = { Server, session, Passport, express, ...options.modules };
   let redis: Redis | undefined;
   let store: Store;
   if (options.store === "memory") {
-    store = new MemoryStore();
+    store = new stack.session.MemoryStore();
   } else if (typeof options.store === "object") {
     store = options.store;
   } else {
@@ -116,7 +126,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     store = new RedisStore({ client: redis, prefix });
   }
 
-  const sessionMiddleware = session({
+  const sessionMiddleware = stack.session({
     secret: SECRET,
     resave: false,
     saveUninitialized: false,
@@ -124,7 +134,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     ...options.session,
   });
 
-  const passport = new Passport();
+  const passport = new stack.Passport();
   passport.use(
     new LocalStrategy((username, password, done) => {
       const user = [...users.values()].find((u) => u.username === username);
@@ -137,9 +147,9 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   }
   options.passport?.(passport, users);
 
-  const app = express();
-  app.use(express.urlencoded({ extended: false }));
-  app.use(express.json());
+  const app = stack.express();
+  app.use(stack.express.urlencoded({ extended: false }));
+  app.use(stack.express.json());
   options.express?.(app);
   app.use(sessionMiddleware);
   const userProperty = options.userProperty ?? "user";
@@ -164,7 +174,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   });
 
   const http = createServer(app);
-  const io = new Server(http, { ...options.io });
+  const io = new stack.Server(http, { ...options.io });
   if (options.redisAdapter) {
     const pub = new Redis(inject("redisUrl"));
     const sub = pub.duplicate();
