@@ -2,19 +2,14 @@
  * Two Socket.IO nodes of one app: one Redis for the session store (same key prefix) and for
  * @socket.io/redis-adapter. What one node asks, every node does.
  */
-import { afterEach, describe, expect, it } from "vitest";
-import { nextEvent, sessionIdOf, startHarness, type Harness, type WhoAmI } from "./helpers/harness.js";
+import { describe, expect, it } from "vitest";
+import { harnessPerTest, nextEvent, sessionIdOf, type WhoAmI } from "./helpers/harness.js";
 
-let nodes: Harness[] = [];
-afterEach(async () => {
-  await Promise.all(nodes.map((node) => node.close()));
-  nodes = [];
-});
+const start = harnessPerTest();
 
 async function cluster() {
-  const a = await startHarness({ redisAdapter: true });
-  const b = await startHarness({ redisAdapter: true, prefix: a.prefix });
-  nodes = [a, b];
+  const a = await start({ redisAdapter: true });
+  const b = await start({ redisAdapter: true, prefix: a.prefix });
   return [a, b] as const;
 }
 

@@ -4,9 +4,9 @@
  */
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { REFUSALS } from "../lib/index.js";
-import { TRANSPORTS, nextEvent, startHarness, type Harness, type StackModules, type WhoAmI } from "./helpers/harness.js";
+import { TRANSPORTS, harnessPerTest, nextEvent, type StackModules, type WhoAmI } from "./helpers/harness.js";
 
 const require = createRequire(import.meta.url);
 const load = (name: string) => ({
@@ -29,15 +29,11 @@ const MATRIX: Array<[label: string, modules: StackModules, store: "memory" | "re
   [`socket.io ${io47.version} with connect-redis`, { Server: io47.module.Server }, "redis"],
 ];
 
-let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
+const start = harnessPerTest();
 
 describe.each(MATRIX)("%s", (_label, modules, store) => {
   it.each(TRANSPORTS)("admits the logged-in user over %s, with the HTTP user", async (transport) => {
-    h = await startHarness({ modules, store });
+    const h = await start({ modules, store });
     const cookie = await h.login("alice");
     const socket = await h.connect({ cookie, transport });
     const me = (await socket.emitWithAck("whoami")) as WhoAmI;
@@ -45,7 +41,7 @@ describe.each(MATRIX)("%s", (_label, modules, store) => {
   });
 
   it("refuses with the right codes", async () => {
-    h = await startHarness({ modules, store });
+    const h = await start({ modules, store });
     expect((await h.refusal()).data).toEqual({ code: "session_missing", reconnect: false });
     const visit = (await h.request("/visit", { method: "POST" })).headers.getSetCookie()[0]!.split(";")[0];
     expect((await h.refusal({ cookie: visit })).data.code).toBe("unauthenticated");
@@ -56,7 +52,7 @@ describe.each(MATRIX)("%s", (_label, modules, store) => {
   });
 
   it("disconnects a user's sockets with the notice", async () => {
-    h = await startHarness({ modules, store });
+    const h = await start({ modules, store });
     const socket = await h.connect({ cookie: await h.login("alice") });
     const ended = nextEvent(socket, "auth:ended");
     expect(await h.auth.disconnectUser("1")).toBe(1);

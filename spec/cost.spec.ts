@@ -9,28 +9,26 @@ import { monitorStore, type StoreMonitor } from "./helpers/monitor.js";
 import {
   TRANSPORTS,
   nextEvent,
+  harnessPerTest,
   sessionIdOf,
-  startHarness,
-  type Harness,
   type HarnessOptions,
 } from "./helpers/harness.js";
 
-let h: Harness | undefined;
+const startHarness = harnessPerTest();
 let monitor: StoreMonitor | undefined;
 afterEach(async () => {
   await monitor?.close();
-  await h?.close();
-  h = monitor = undefined;
+  monitor = undefined;
 });
 async function start(options: HarnessOptions = {}) {
-  h = await startHarness(options);
+  const h = await startHarness(options);
   monitor = await monitorStore(h.prefix);
   return { ...h, monitor };
 }
 
 describe.each(TRANSPORTS)("over %s", (transport) => {
   it("reads the store once per connection and never again, whatever the packets", async () => {
-    const { login, connect, monitor } = await start();
+    const { login, connect, monitor, prefix } = await start();
     const cookie = await login("alice");
     await monitor.take();
 
@@ -40,7 +38,7 @@ describe.each(TRANSPORTS)("over %s", (transport) => {
       await nextEvent(socket.io.engine, "upgrade");
       for (let i = 0; i < 50; i++) await socket.emitWithAck("whoami");
     }
-    expect(await monitor.take()).toEqual([["GET", `${h!.prefix}${sessionIdOf(cookie)}`]]);
+    expect(await monitor.take()).toEqual([["GET", `${prefix}${sessionIdOf(cookie)}`]]);
   });
 });
 
@@ -81,7 +79,7 @@ describe("per connection", () => {
 
 describe("refused and anonymous handshakes write nothing", () => {
   it.each(["refused", "anonymous"] as const)("%s: no SET, no EXPIRE, no Set-Cookie, even with saveUninitialized and rolling", async (mode) => {
-    const { login, refusal, connect, request, monitor } = await start({
+    const { login, refusal, connect, request, monitor, url } = await start({
       session: { saveUninitialized: true, rolling: true },
       bridge: { allowAnonymous: mode === "anonymous" },
     });
@@ -102,16 +100,16 @@ describe("refused and anonymous handshakes write nothing", () => {
     expect(commands).toHaveLength(3);
 
     for (const cookie of [undefined, forged, visit]) {
-      expect(await pollingHandshake(h!.url, cookie)).toEqual({ setCookie: [], reply: expect.stringMatching(mode === "refused" ? /^44/ : /^40/) });
-      expect(await websocketHandshake(h!.url, cookie)).toEqual({ setCookie: [], reply: expect.stringMatching(mode === "refused" ? /^44/ : /^40/) });
+      expect(await pollingHandshake(url, cookie)).toEqual({ setCookie: [], reply: expect.stringMatching(mode === "refused" ? /^44/ : /^40/) });
+      expect(await websocketHandshake(url, cookie)).toEqual({ setCookie: [], reply: expect.stringMatching(mode === "refused" ? /^44/ : /^40/) });
     }
   });
 
   it("an admitted user's handshake sets no cookie either", async () => {
-    const { login } = await start({ session: { rolling: true } });
+    const { login, url } = await start({ session: { rolling: true } });
     const cookie = await login("alice");
-    expect(await pollingHandshake(h!.url, cookie)).toEqual({ setCookie: [], reply: expect.stringMatching(/^40/) });
-    expect(await websocketHandshake(h!.url, cookie)).toEqual({ setCookie: [], reply: expect.stringMatching(/^40/) });
+    expect(await pollingHandshake(url, cookie)).toEqual({ setCookie: [], reply: expect.stringMatching(/^40/) });
+    expect(await websocketHandshake(url, cookie)).toEqual({ setCookie: [], reply: expect.stringMatching(/^40/) });
   });
 });
 

@@ -1,28 +1,17 @@
 import type { IncomingMessage } from "node:http";
 import { Session } from "express-session";
 import type { Socket as ClientSocket } from "socket.io-client";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { bridge } from "../lib/index.js";
 import {
   TRANSPORTS,
   nextEvent,
+  harnessPerTest,
   sessionIdOf,
-  startHarness,
-  type Harness,
-  type HarnessOptions,
   type WhoAmI,
 } from "./helpers/harness.js";
 
-let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
-
-async function start(options: HarnessOptions = {}) {
-  h = await startHarness(options);
-  return h;
-}
+const start = harnessPerTest();
 
 const ask = (socket: ClientSocket, event = "whoami") => socket.timeout(5000).emitWithAck(event) as Promise<WhoAmI>;
 

@@ -1,29 +1,20 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import signature from "cookie-signature";
 import { MemoryStore, type SessionData } from "express-session";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REFUSALS, RefusalError, type RefusalCode } from "../lib/index.js";
 import {
   SECRET,
   TRANSPORTS,
   nextEvent,
+  harnessPerTest,
   sessionIdOf,
-  startHarness,
   type Harness,
-  type HarnessOptions,
   type Refusal,
   type WhoAmI,
 } from "./helpers/harness.js";
 
-let h: Harness | undefined;
-afterEach(async () => {
-  await h?.close();
-  h = undefined;
-});
-async function start(options: HarnessOptions = {}) {
-  h = await startHarness(options);
-  return h;
-}
+const start = harnessPerTest();
 
 // Nothing here may leak a rejection or an exception out of the library.
 const leaks: unknown[] = [];
@@ -116,7 +107,7 @@ class FaultyStore extends MemoryStore {
 describe("faults", () => {
   it.each(["error", "throw", "hang"] as const)("a store read that fails (%s) → store_unavailable, retryable", async (fault) => {
     const store = new FaultyStore();
-    const { login, refusal } = await start({ store, bridge: { storeTimeoutMs: 300 } });
+    const { login, refusal, connect } = await start({ store, bridge: { storeTimeoutMs: 300 } });
     const cookie = await login("alice");
     store.fault = fault;
     const started = Date.now();
@@ -124,7 +115,7 @@ describe("faults", () => {
     if (fault === "hang") expect(Date.now() - started).toBeGreaterThanOrEqual(300);
     store.fault = "none";
     // Nothing is remembered from the failure: the next connection reads the store again.
-    await h!.connect({ cookie });
+    await connect({ cookie });
   });
 
   it("a store that reports `disconnect` → store_unavailable", async () => {
@@ -197,7 +188,7 @@ describe("onAccept", () => {
     ["a string", () => "nope", REFUSALS.rejected.message, { code: "rejected", reconnect: false }],
   ])("refuses when it throws %s, sending its message and data", async (_kind, make, message, data) => {
     for (const async of [false, true]) {
-      const { login, refusal, close } = await startHarness({
+      const { login, refusal } = await start({
         bridge: {
           onAccept: async
             ? async () => {
@@ -209,13 +200,9 @@ describe("onAccept", () => {
               },
         },
       });
-      try {
-        const refused = await refusal({ cookie: await login("alice") });
-        expect(refused.message).toBe(message);
-        expect(refused.data).toEqual(data);
-      } finally {
-        await close();
-      }
+      const refused = await refusal({ cookie: await login("alice") });
+      expect(refused.message).toBe(message);
+      expect(refused.data).toEqual(data);
     }
   });
 

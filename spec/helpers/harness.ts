@@ -15,7 +15,7 @@ import { Passport } from "passport";
 import { Strategy as LocalStrategy } from "passport-local";
 import { Server, type ServerOptions, type Socket as ServerSocket } from "socket.io";
 import { io as ioClient, type ManagerOptions, type Socket as ClientSocket, type SocketOptions } from "socket.io-client";
-import { inject } from "vitest";
+import { afterEach, inject } from "vitest";
 import { bridge, type BridgeOptions, type SocketBridge } from "../../lib/index.js";
 
 export const SECRET = "keyboard cat";
@@ -270,6 +270,19 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       await new Promise<void>((resolve) => http.close(() => resolve()));
       for (const cleanup of cleanups.reverse()) await cleanup();
     },
+  };
+}
+
+/** A start function for one spec file: every harness it starts is closed after its test. */
+export function harnessPerTest(): (options?: HarnessOptions) => Promise<Harness> {
+  const open: Harness[] = [];
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((harness) => harness.close()));
+  });
+  return async (options) => {
+    const harness = await startHarness(options);
+    open.push(harness);
+    return harness;
   };
 }
 
