@@ -1,20 +1,38 @@
 /**
- * `bridge(io, options)`: the one object an app holds. It wires the handshake and the policy into every
- * namespace, and offers the rooms and the cluster-wide disconnects.
+ * `bridge(io, options)`: the one object an app holds. It wires the handshake, the policy and the live
+ * sessions into every namespace, watches the session store, and offers rooms, revocation, refresh,
+ * session writes and presence, each reaching every node the adapter reaches.
  */
 import type { IncomingMessage } from "node:http";
+import createDebug from "debug";
 import type { Server } from "socket.io";
 import { Cluster } from "./cluster.js";
 import { ConfigError, RefusalError, type EndCode } from "./errors.js";
-import { Handshake } from "./handshake.js";
-import { useFirstEverywhere } from "./namespaces.js";
+import { Handshake, type Identity } from "./handshake.js";
+import { LiveSessions } from "./live-sessions.js";
+import { wireEveryNamespace } from "./namespaces.js";
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from "./options.js";
-import { Gate } from "./policy.js";
-import { endLocalSockets, joinIdentity, sessionRoom, userRoom } from "./rooms.js";
+import { Gate, type Admission } from "./policy.js";
+import { endLocalSockets, endSocket, forgetIdentity, joinIdentity, sessionRoom, toUserId, userRoom } from "./rooms.js";
+import { isSessionStore, observeStore, type SessionStore } from "./store-hooks.js";
 import type { AnySocket, UserId } from "./types.js";
 
+const debug = createDebug("passport-socketio-bridge:bridge");
+
 const INSTALLED = Symbol.for("passport-socketio-bridge");
-const ENDED_EVENT = "auth:ended";
+const ENDINGS_KEPT_MS = 5 * 60_000;
+const ENDINGS_KEPT = 10_000;
+
+type Request = IncomingMessage & Record<string, any>;
+
+/** What one node asks of every node (cluster.ts carries them). */
+type Commands = {
+  end: (payload: { room: string; code: EndCode }) => number;
+  refresh: (userId: string) => Promise<number>;
+  renewal: (sessionId: string) => number | null;
+  online: (userId: string) => boolean;
+  users: () => string[];
+};
 
 /**
  * Authenticates every Socket.IO connection of `io` with the app's express-session and Passport: the
@@ -27,7 +45,12 @@ export function bridge<TUser = Express.User>(io: Server, options: BridgeOptions<
 export class SocketBridge<TUser = Express.User> {
   private readonly options: ResolvedOptions<TUser>;
   private readonly gate: Gate<TUser>;
-  private readonly cluster: Cluster<{ end: (payload: { room: string; code: EndCode }) => number }>;
+  private readonly live: LiveSessions;
+  private readonly cluster: Cluster<Commands>;
+  private readonly admissions = new WeakMap<AnySocket, Admission & { identity: Identity }>();
+  /** Recent endings per room, so a socket whose handshake began before one cannot slip in after it. */
+  private readonly endings = new Map<string, { at: number; code: EndCode }>();
+  private store: SessionStore | undefined;
 
   constructor(
     readonly io: Server,
@@ -40,24 +63,40 @@ export class SocketBridge<TUser = Express.User> {
       throw new ConfigError("bridge() was already called for this Socket.IO server; call it once and share the result.");
     }
     this.options = resolveOptions(options);
+    authenticateRecoveredConnections(io);
     const handshake = new Handshake(this.options as ResolvedOptions<unknown>);
-    handshake.probe(io.path());
     this.gate = new Gate(this.options, handshake);
-    this.cluster = new Cluster(io, {
-      end: ({ room, code }) =>
-        endLocalSockets(io, room, { code, event: ENDED_EVENT }, (socket) => this.gate.forget(socket.request)),
+    this.live = new LiveSessions({
+      options: this.options as ResolvedOptions<unknown>,
+      store: () => this.store,
+      end: (sessionId, code, everywhere) =>
+        everywhere ? this.end(sessionRoom(sessionId), code) : Promise.resolve(this.endHere(sessionRoom(sessionId), code)),
+      renewalsElsewhere: async (sessionId) =>
+        Math.max(0, ...(await this.cluster.run("renewal", sessionId)).map((expires) => expires ?? 0)) || undefined,
     });
+    this.cluster = new Cluster<Commands>(io, {
+      end: ({ room, code }) => this.endHere(room, code),
+      refresh: (userId) => this.live.refreshUser(userId),
+      renewal: (sessionId) => this.live.renewalOf(sessionId) ?? null,
+      online: (userId) => this.live.hasUser(userId),
+      users: () => this.live.users(),
+    });
+    this.useStore(handshake.probe(io.path()).store);
     Object.defineProperty(io, INSTALLED, { value: this });
 
-    useFirstEverywhere(io, (socket, next) => {
-      this.gate
-        .admit(socket)
-        .then(({ identity }) => (identity ? joinIdentity(socket, identity) : undefined))
-        .then(
-          () => next(),
-          (err: unknown) => next(err instanceof RefusalError ? err : unregistered(err)),
-        );
-    });
+    wireEveryNamespace(
+      io,
+      (socket, next) => {
+        this.gate
+          .admit(socket)
+          .then((admission) => this.admitted(socket, admission))
+          .then(
+            () => next(),
+            (err: unknown) => next(err instanceof RefusalError ? err : unregistered(err)),
+          );
+      },
+      (socket) => this.connected(socket),
+    );
   }
 
   /** The room every socket of user `id` joins: `user:<id>`, `id` being Passport's serialized user. */
@@ -72,9 +111,8 @@ export class SocketBridge<TUser = Express.User> {
 
   /** The user of an admitted socket, typed; undefined for anonymous sockets. */
   user(socket: AnySocket): TUser | undefined {
-    return (socket.request as IncomingMessage & Record<string, unknown>)[this.options.userProperty] as
-      | TUser
-      | undefined;
+    if (!this.admissions.has(socket)) return undefined;
+    return (socket.request as Request)[this.options.userProperty] as TUser | undefined;
   }
 
   /**
@@ -90,17 +128,115 @@ export class SocketBridge<TUser = Express.User> {
     return this.end(sessionRoom(sessionId), "revoked");
   }
 
+  /**
+   * Re-reads the sessions of user `id` and re-runs deserializeUser for their sockets on every node, so
+   * `socket.request.user` shows changes (a new role) without a reconnect. Sockets whose user is gone end
+   * with `user_removed`. Resolves with how many sessions were refreshed.
+   */
+  async refresh(id: UserId): Promise<number> {
+    const counts = await this.cluster.run("refresh", toUserId(id));
+    return counts.reduce<number>((sum, n) => sum + (n ?? 0), 0);
+  }
+
+  /**
+   * Reloads the socket's session, runs `fn` with it, then touches and saves it. Calls for one session run
+   * one at a time on this node, so concurrent updates from several tabs are not lost. If the session is
+   * gone, its sockets end with `logged_out` and the promise rejects with a BridgeError of that code.
+   */
+  withSession<T>(socket: AnySocket, fn: (session: IncomingMessage["session"]) => T | Promise<T>): Promise<T> {
+    return this.live.withSession(socket, fn);
+  }
+
+  /** Whether user `id` has a socket on any node. */
+  async isOnline(id: UserId): Promise<boolean> {
+    return (await this.cluster.run("online", toUserId(id))).some(Boolean);
+  }
+
+  /** The ids of the users with a socket on any node. */
+  async onlineUsers(): Promise<string[]> {
+    return [...new Set((await this.cluster.run("users", undefined)).flat())].sort();
+  }
+
+  /** An admitted socket, before the app sees it: its identity, its rooms, and the user on its request. */
+  private admitted(socket: AnySocket, admission: Admission): Promise<void> | void {
+    const req = socket.request as Request;
+    // A recovered connection comes back with its old rooms and data, restored before any middleware ran.
+    if (socket.recovered) forgetIdentity(socket);
+    const { identity } = admission;
+    if (!identity) {
+      // Hide the user a hook refused, unless another namespace of this connection was admitted with it.
+      const siblings = (socket.client as unknown as { sockets: Map<string, AnySocket> }).sockets;
+      // (Assigned, not deleted: the handshake may have sealed the property against a late deserializer.)
+      if (![...siblings.values()].some((other) => this.admissions.has(other))) req[this.options.userProperty] = undefined;
+      return;
+    }
+    this.admissions.set(socket, { ...admission, identity });
+    req[this.options.userProperty] = identity.user;
+    this.useStore(req.sessionStore);
+    return joinIdentity(socket, identity);
+  }
+
+  /** A socket the app now sees: track its session, unless it was ended while its handshake ran. */
+  private connected(socket: AnySocket): void {
+    const admission = this.admissions.get(socket);
+    if (!admission) return;
+    const { identity, since } = admission;
+    const ending = [userRoom(identity.userId), sessionRoom(identity.sessionId)]
+      .map((room) => this.endings.get(room))
+      .find((end) => end !== undefined && end.at >= since);
+    if (ending) {
+      this.gate.forget(socket.request);
+      return endSocket(socket, { code: ending.code, event: this.options.endedEvent });
+    }
+    this.live.add(socket, identity);
+  }
+
+  /** Starts watching the session store, once it is known. */
+  private useStore(store: unknown): void {
+    if (this.store || !isSessionStore(store)) return;
+    this.store = store;
+    observeStore(store, {
+      destroyed: (sessionId) => {
+        this.end(sessionRoom(sessionId), "logged_out").catch((err: unknown) => debug("logout of %s: %O", sessionId, err));
+      },
+      renewed: (sessionId, expires) => this.live.renewed(sessionId, expires),
+    });
+  }
+
+  private endHere(room: string, code: EndCode): number {
+    const now = Date.now();
+    this.endings.delete(room);
+    this.endings.set(room, { at: now, code });
+    // Handshakes are bounded by storeTimeoutMs and the hooks; endings older than a few minutes can go.
+    for (const [key, { at }] of this.endings) {
+      if (now - at < ENDINGS_KEPT_MS && this.endings.size <= ENDINGS_KEPT) break;
+      this.endings.delete(key);
+    }
+    return endLocalSockets(this.io, room, { code, event: this.options.endedEvent }, (socket) =>
+      this.gate.forget(socket.request),
+    );
+  }
+
   private async end(room: string, code: EndCode): Promise<number> {
     const counts = await this.cluster.run("end", { room, code });
-    return counts.reduce<number>((sum, n) => sum + (typeof n === "number" ? n : 0), 0);
+    return counts.reduce<number>((sum, n) => sum + (n ?? 0), 0);
   }
 }
 
 /** The adapter failed to put an admitted socket in its rooms: a transient server fault. */
 function unregistered(cause: unknown): RefusalError {
-  return new RefusalError("rejected", {
-    cause,
-    message: "The server could not register this connection. Retry in a moment.",
-    data: { reconnect: true },
-  });
+  return new RefusalError("server_error", { cause });
+}
+
+/**
+ * Connection-state recovery skips middlewares by default, which would restore a socket's rooms and data
+ * without asking whether its session still holds. The bridge needs its middleware to run on recovery too.
+ */
+function authenticateRecoveredConnections(io: Server): void {
+  const recovery = (io as unknown as { opts?: { connectionStateRecovery?: { skipMiddlewares?: boolean } } }).opts
+    ?.connectionStateRecovery;
+  if (recovery && recovery.skipMiddlewares !== false) {
+    recovery.skipMiddlewares = false;
+    debug("connectionStateRecovery.skipMiddlewares set to false: recovered connections are authenticated again");
+  }
 }

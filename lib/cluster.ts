@@ -7,6 +7,7 @@
 import { EventEmitter } from "node:events";
 import createDebug from "debug";
 import type { Server } from "socket.io";
+import { within } from "./deadline.js";
 import { ClusterError } from "./errors.js";
 
 const debug = createDebug("passport-socketio-bridge:cluster");
@@ -38,16 +39,20 @@ export class Cluster<H extends Handlers> {
   }
 
   /**
-   * Runs `name` on every node and resolves with every node's answer, this node's first. Rejects with a
-   * ClusterError when a node does not answer within the adapter's `requestsTimeout`, after this node's
-   * part has run.
+   * Runs `name` on every node and resolves with every node's answer, this node's first. Rejects with this
+   * node's error, or with a ClusterError (holding the answers that did arrive) when a node does not answer
+   * within the adapter's `requestsTimeout`; either way every node has been asked.
    */
   async run<K extends keyof H & string>(name: K, payload: Parameters<H[K]>[0]): Promise<Awaited<ReturnType<H[K]>>[]> {
+    type Answer = Awaited<ReturnType<H[K]>>;
     const command: Command = { name, payload };
-    const local = (await this.runLocal(command)) as Awaited<ReturnType<H[K]>>;
-    if (!this.clustered()) return [local];
-    const remote = (await this.runRemote(command)) as Awaited<ReturnType<H[K]>>[];
-    return [local, ...remote];
+    const [local, remote] = await Promise.allSettled([
+      this.runLocal(command),
+      this.clustered() ? this.runRemote(command) : Promise.resolve([]),
+    ]);
+    if (local.status === "rejected") throw local.reason;
+    if (remote.status === "rejected") throw remote.reason;
+    return [local.value, ...remote.value] as Answer[];
   }
 
   private async runLocal(command: Command): Promise<unknown> {
@@ -56,18 +61,21 @@ export class Cluster<H extends Handlers> {
     return handler(command.payload);
   }
 
-  private runRemote(command: Command): Promise<unknown[]> {
+  private async runRemote(command: Command): Promise<unknown[]> {
     const adapter = this.io.of("/").adapter as unknown as { requestsTimeout?: number };
+    // Some adapters swallow their own errors (a Redis outage) and never call back: keep our own deadline.
     const ms = (adapter.requestsTimeout ?? DEFAULT_REQUESTS_TIMEOUT_MS) + 1000;
-    return new Promise((resolve, reject) => {
-      // Some adapters swallow their own errors (a Redis outage) and never call back: keep our own deadline.
-      const timer = setTimeout(() => reject(new ClusterError(command.name, { cause: new Error(`no answer in ${ms} ms`) })), ms);
-      this.io.serverSideEmit(EVENT, command, (err: Error | null, answers: unknown[]) => {
-        clearTimeout(timer);
-        if (err) reject(new ClusterError(command.name, { cause: err }));
-        else resolve(answers);
-      });
-    });
+    let answers: unknown[] = [];
+    try {
+      return await within<unknown[]>(ms, (done) =>
+        this.io.serverSideEmit(EVENT, command, (err: (Error & { responses?: unknown[] }) | null, all: unknown[]) => {
+          answers = err?.responses ?? all ?? [];
+          done(err, all);
+        }),
+      );
+    } catch (cause) {
+      throw new ClusterError(command.name, { cause, answers });
+    }
   }
 
   /** True when the adapter reaches other nodes, i.e. it implements serverSideEmit itself. */

@@ -29,11 +29,15 @@ export const REFUSALS = {
   },
   store_unavailable: {
     reconnect: true,
-    message: "The session store did not answer in time. Retry in a moment.",
+    message: "The session store is unavailable (it failed or did not answer in time). Retry in a moment.",
   },
   rejected: {
     reconnect: false,
     message: "The application refused this connection.",
+  },
+  server_error: {
+    reconnect: true,
+    message: "The server could not register this connection. Retry in a moment.",
   },
 } as const satisfies Record<string, { reconnect: boolean; message: string }>;
 
@@ -96,8 +100,7 @@ export class RefusalError extends BridgeError {
   static from(thrown: unknown): RefusalError {
     if (thrown instanceof RefusalError) return thrown;
     if (!(thrown instanceof Error)) return new RefusalError("rejected", { cause: thrown });
-    const data = (thrown as { data?: unknown }).data;
-    const fields = isPlainObject(data) ? data : {};
+    const fields = sendable((thrown as { data?: unknown }).data);
     const code = typeof fields.code === "string" && fields.code !== "" ? fields.code : "rejected";
     return new RefusalError(code, {
       cause: thrown,
@@ -119,17 +122,29 @@ export class ConfigError extends BridgeError {
 /** Some Socket.IO nodes did not answer a cluster-wide command within the adapter's `requestsTimeout`. */
 export class ClusterError extends BridgeError {
   override name = "ClusterError";
+  /** The answers of the nodes that did answer. */
+  readonly answers: unknown[];
 
-  constructor(command: string, options: { cause?: unknown }) {
+  constructor(command: string, options: { cause?: unknown; answers?: unknown[] }) {
     super(
       "cluster_timeout",
       `Not every Socket.IO node acknowledged "${command}" in time; sockets on the silent nodes may be unaffected. ` +
         "Check that every node runs bridge() with the same adapter, or raise the adapter's requestsTimeout.",
       options,
     );
+    this.answers = options.answers ?? [];
   }
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
+/**
+ * A hook's `data` as the client will receive it: Socket.IO JSON-encodes it on a later tick, where a circular
+ * or BigInt value would throw out of the process. Anything that does not survive JSON is dropped here.
+ */
+function sendable(data: unknown): Record<string, unknown> {
+  if (typeof data !== "object" || data === null || Array.isArray(data)) return {};
+  try {
+    return JSON.parse(JSON.stringify(data)) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
 }

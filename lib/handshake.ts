@@ -10,6 +10,7 @@
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import { claimedSessionIds } from "./cookies.js";
+import { within } from "./deadline.js";
 import { ConfigError, RefusalError, type RefusalCode } from "./errors.js";
 import type { ResolvedOptions } from "./options.js";
 import { toUserId } from "./rooms.js";
@@ -43,6 +44,9 @@ export class Handshake {
   async authenticate(req: IncomingMessage): Promise<Identity> {
     const request = req as Request;
     const { storeTimeoutMs, userProperty, passportKey } = this.options;
+    // A connection authenticated again (after a revocation or a failed attempt) starts clean: express-session
+    // skips requests that already carry a session.
+    for (const key of ["session", "sessionID", userProperty]) delete (request as Record<string, unknown>)[key];
 
     await runMiddleware(this.options.session, request, storeTimeoutMs, "store_unavailable");
     if (!request.session) {
@@ -54,7 +58,13 @@ export class Handshake {
     const serialized: unknown = (request.session as Record<string, any>)[passportKey]?.user;
     // Passport runs even when nobody is logged in: it gives every socket's request isAuthenticated().
     request._userProperty = userProperty;
-    await runMiddleware(this.passportSession, request, storeTimeoutMs, "deserialize_failed");
+    try {
+      await runMiddleware(this.passportSession, request, storeTimeoutMs, "deserialize_failed");
+    } catch (refusal) {
+      // A deserializer that answers after the deadline must not put a user on this request any more.
+      Object.defineProperty(request, userProperty, { configurable: true, get: () => undefined, set: () => {} });
+      throw refusal;
+    }
     if (!loaded) throw new RefusalError("session_missing");
     // Passport's own test: a serialized user is anything truthy, or 0.
     if (!serialized && serialized !== 0) throw new RefusalError("unauthenticated");
@@ -94,32 +104,20 @@ export class Handshake {
 
 /**
  * Runs a Connect-style middleware on `req` with a detached response, within `ms`. Resolves when it calls
- * `next()`; rejects with a RefusalError of `code` when it calls `next(err)`, throws, or takes too long. A
- * late or repeated `next` is ignored.
+ * `next()`; rejects with a RefusalError of `code` when it calls `next(err)`, throws, or takes too long.
  */
-export function runMiddleware(
+export async function runMiddleware(
   middleware: SessionMiddleware,
   req: IncomingMessage,
   ms: number,
   code: RefusalCode,
 ): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const settle = (err?: unknown) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (err === undefined || err === null) return resolve();
-      debug("%s: %O", code, err);
-      reject(new RefusalError(code, { cause: err }));
-    };
-    const timer = setTimeout(() => settle(new Error(`no answer within ${ms} ms`)), ms);
-    try {
-      middleware(req, detachedResponse(), settle);
-    } catch (err) {
-      settle(err ?? new Error("the middleware threw a falsy value"));
-    }
-  });
+  try {
+    await within(ms, (done) => middleware(req, detachedResponse(), done));
+  } catch (cause) {
+    debug("%s: %O", code, cause);
+    throw new RefusalError(code, { cause });
+  }
 }
 
 /**

@@ -13,11 +13,22 @@ export function namespacesOf(io: Server): Iterable<Namespace> {
   return (io as unknown as { _nsps: Map<string, Namespace> })._nsps.values();
 }
 
-/** Runs `middleware` before any other in every namespace, including namespaces created later. */
-export function useFirstEverywhere(io: Server, middleware: Middleware): void {
-  for (const nsp of namespacesOf(io)) prepend(nsp, middleware);
+/**
+ * In every namespace, including those created later: runs `middleware` before any other, and calls
+ * `onConnection` for each socket that connects.
+ */
+export function wireEveryNamespace(
+  io: Server,
+  middleware: Middleware,
+  onConnection: (socket: AnySocket) => void,
+): void {
+  const wire = (nsp: Namespace) => {
+    prepend(nsp, middleware);
+    nsp.on("connection", onConnection);
+  };
+  for (const nsp of namespacesOf(io)) wire(nsp);
   // Emitted by io.of() and by dynamic parent namespaces, before the app can call use() on the new one.
-  io.on("new_namespace", (nsp: Namespace) => prepend(nsp, middleware));
+  io.on("new_namespace", wire);
 }
 
 function prepend(nsp: Namespace, middleware: Middleware): void {

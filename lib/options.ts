@@ -34,6 +34,18 @@ export interface BridgeOptions<TUser = Express.User> {
    * `deserializeUser` (refusal `deserialize_failed`). Default 5000.
    */
   storeTimeoutMs?: number;
+  /** The event sent to a socket, with `{ code }`, just before the bridge disconnects it. Default `"auth:ended"`. */
+  endedEvent?: string;
+  /**
+   * Client events keep the session alive: they touch the store at most once per session per this many ms
+   * (and at least twice per cookie.maxAge). Engine pings do not count. `false` turns it off. Default 60000.
+   */
+  keepAliveMs?: number | false;
+  /**
+   * Re-read every live session and re-run deserializeUser this often, per session (not per socket), so
+   * changed users reach their sockets and removed ones are disconnected. Off by default.
+   */
+  revalidateEveryMs?: number | false;
 }
 
 /** The options with every default applied: what the rest of the library reads. */
@@ -46,12 +58,18 @@ export interface ResolvedOptions<TUser> {
   onAccept: ((socket: AnySocket, user: TUser) => unknown) | undefined;
   onReject: ((socket: AnySocket, error: RefusalError) => unknown) | undefined;
   storeTimeoutMs: number;
+  endedEvent: string;
+  keepAliveMs: number | false;
+  revalidateEveryMs: number | false;
 }
 
 const DEFAULTS = {
   userProperty: "user",
   allowAnonymous: false,
   storeTimeoutMs: 5000,
+  endedEvent: "auth:ended",
+  keepAliveMs: 60_000,
+  revalidateEveryMs: false,
 } as const;
 
 const KNOWN = new Set<string>([
@@ -62,6 +80,9 @@ const KNOWN = new Set<string>([
   "onAccept",
   "onReject",
   "storeTimeoutMs",
+  "endedEvent",
+  "keepAliveMs",
+  "revalidateEveryMs",
 ]);
 
 export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOptions<TUser> {
@@ -73,7 +94,8 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
       throw new ConfigError(`Unknown option "${key}". Known options: ${[...KNOWN].join(", ")}.`);
     }
   }
-  if (typeof options.session !== "function" || options.session.length < 3) {
+  // A middleware takes (req, res, next), or forwards its arguments; one or two parameters mean something else.
+  if (typeof options.session !== "function" || options.session.length === 1 || options.session.length === 2) {
     throw new ConfigError(
       "The `session` option must be your express-session middleware, the value of `session({ ... })` that " +
         "your HTTP app uses (not the `session` function itself, nor its options).",
@@ -85,9 +107,12 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
       "The `passport` option must be a Passport Authenticator (the `passport` module or `new passport.Passport()`).",
     );
   }
-  const storeTimeoutMs = options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs;
-  if (!Number.isFinite(storeTimeoutMs) || storeTimeoutMs <= 0) {
-    throw new ConfigError("`storeTimeoutMs` must be a positive number of milliseconds.");
+  const storeTimeoutMs = duration("storeTimeoutMs", options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs, false);
+  const keepAliveMs = duration("keepAliveMs", options.keepAliveMs ?? DEFAULTS.keepAliveMs, true);
+  const revalidateEveryMs = duration("revalidateEveryMs", options.revalidateEveryMs ?? DEFAULTS.revalidateEveryMs, true);
+  const endedEvent = options.endedEvent ?? DEFAULTS.endedEvent;
+  if (typeof endedEvent !== "string" || endedEvent === "") {
+    throw new ConfigError("`endedEvent` must be a non-empty event name.");
   }
   const userProperty = options.userProperty ?? DEFAULTS.userProperty;
   if (typeof userProperty !== "string" || userProperty === "") {
@@ -107,7 +132,24 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
     onAccept: options.onAccept,
     onReject: options.onReject,
     storeTimeoutMs,
+    endedEvent,
+    keepAliveMs,
+    revalidateEveryMs,
   };
+}
+
+/** A duration option: a positive number of ms, or (where `canDisable`) false to turn it off. */
+function duration(key: string, value: unknown, canDisable: true): number | false;
+function duration(key: string, value: unknown, canDisable: false): number;
+function duration(key: string, value: unknown, canDisable: boolean): number | false {
+  if (canDisable && value === false) return false;
+  // setTimeout fires at once past 2^31 - 1 ms (about 24.8 days).
+  if (typeof value !== "number" || !(value > 0 && value <= 2 ** 31 - 1)) {
+    throw new ConfigError(
+      `\`${key}\` must be a number of milliseconds between 1 and 2147483647${canDisable ? ", or false" : ""}.`,
+    );
+  }
+  return value;
 }
 
 /** Where Passport keeps its data in the session (`req.session.passport` unless the Authenticator says otherwise). */

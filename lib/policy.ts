@@ -1,8 +1,9 @@
 /**
- * Policy: decide, once per client connection, whether it is admitted with its user, admitted as
- * anonymous, or refused, running the app's onAccept and onReject hooks. The decision is shared by every
- * namespace the client joins over that connection, because they share `socket.request`, and with it the
- * user.
+ * Policy: decide, for each socket, whether it is admitted with its user, admitted as anonymous, or refused,
+ * running the app's onAccept and onReject hooks. The expensive part, reading the session and deserializing
+ * the user, happens once per client connection: the namespaces a client joins over one connection share
+ * `socket.request`, and the handshake result is kept on it. The hooks run for every socket, so they can
+ * decide per namespace.
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
@@ -16,64 +17,43 @@ const debug = createDebug("passport-socketio-bridge:policy");
 /** Refusals that mean "nobody is logged in", which `allowAnonymous` turns into anonymous admissions. */
 const NOBODY = new Set(["session_missing", "unauthenticated", "user_not_found"]);
 
-/** An admitted connection: with an identity, or anonymous (`identity` undefined). */
+/** An admitted socket: with an identity, or anonymous (`identity` undefined). */
 export interface Admission {
   identity: Identity | undefined;
+  /** When the handshake behind this admission started (a revocation after it must still reach the socket). */
+  since: number;
+}
+
+interface Handshaken {
+  identity: Promise<Identity>;
+  since: number;
 }
 
 export class Gate<TUser> {
-  private readonly decisions = new WeakMap<IncomingMessage, Promise<Admission>>();
+  private readonly handshakes = new WeakMap<IncomingMessage, Handshaken>();
 
   constructor(
     private readonly options: ResolvedOptions<TUser>,
     private readonly handshake: Handshake,
   ) {}
 
-  /**
-   * The connection's admission, decided at its first namespace and reused by the others. Refusals that a
-   * retry could fix (`reconnect: true`) are not remembered, so a retry on the same connection tries again.
-   */
-  admit(socket: AnySocket): Promise<Admission> {
-    const req = socket.request;
-    let decision = this.decisions.get(req);
-    if (!decision) {
-      decision = this.decide(socket);
-      this.decisions.set(req, decision);
-      decision.catch((err: RefusalError) => {
-        if (err.reconnect) this.forget(req);
-      });
-    }
-    return decision;
-  }
-
-  /** Drops the remembered decision, so the next namespace joined over this connection is decided afresh. */
-  forget(req: IncomingMessage): void {
-    this.decisions.delete(req);
-    const request = req as unknown as Record<string, unknown>;
-    // express-session skips requests that already carry a session; clear what the handshake attached.
-    delete request.session;
-    delete request.sessionID;
-    delete request[this.options.userProperty];
-  }
-
-  private async decide(socket: AnySocket): Promise<Admission> {
-    const { allowAnonymous, onAccept, onReject, userProperty } = this.options;
+  async admit(socket: AnySocket): Promise<Admission> {
+    const { allowAnonymous, onAccept, onReject } = this.options;
+    const { identity: pending, since } = this.handshakeOf(socket.request);
     let refusal: RefusalError;
     try {
-      const identity = await this.handshake.authenticate(socket.request);
+      const identity = await pending;
       try {
         await onAccept?.(socket, identity.user as TUser);
-        return { identity };
+        return { identity, since };
       } catch (err) {
         refusal = RefusalError.from(err);
-        debug("onAccept refused %s: %s", identity.userId, refusal.code);
+        debug("onAccept refused %s in %s: %s", identity.userId, socket.nsp.name, refusal.code);
       }
     } catch (err) {
       refusal = err as RefusalError;
-      if (allowAnonymous && NOBODY.has(refusal.code)) return { identity: undefined };
+      if (allowAnonymous && NOBODY.has(refusal.code)) return { identity: undefined, since };
     }
-    // The user, if any, must not stay visible on a socket that is refused or admitted as anonymous.
-    delete (socket.request as IncomingMessage & Record<string, unknown>)[userProperty];
     if (onReject) {
       let admitAnonymous: unknown;
       try {
@@ -81,9 +61,31 @@ export class Gate<TUser> {
       } catch (err) {
         refusal = RefusalError.from(err);
       }
-      if (admitAnonymous === true) return { identity: undefined };
+      if (admitAnonymous === true) return { identity: undefined, since };
     }
-    debug("refused %s: %s", socket.id, refusal.code);
+    debug("refused %s in %s: %s", socket.id, socket.nsp.name, refusal.code);
     throw refusal;
+  }
+
+  /** Forgets the connection's handshake: the next namespace it joins reads the session again. */
+  forget(req: IncomingMessage): void {
+    this.handshakes.delete(req);
+  }
+
+  /**
+   * The connection's handshake, started by its first namespace and shared by the others. Failures that a
+   * retry could fix (`reconnect: true`) are not kept, so a retry on the same connection tries again.
+   */
+  private handshakeOf(req: IncomingMessage): Handshaken {
+    let handshaken = this.handshakes.get(req);
+    if (!handshaken) {
+      handshaken = { identity: this.handshake.authenticate(req), since: Date.now() };
+      const kept = handshaken;
+      this.handshakes.set(req, kept);
+      kept.identity.catch((err: RefusalError) => {
+        if (err.reconnect && this.handshakes.get(req) === kept) this.forget(req);
+      });
+    }
+    return handshaken;
   }
 }

@@ -42,15 +42,36 @@ export function joinIdentity(socket: AnySocket, identity: Identity): Promise<voi
   return socket.join([userRoom(identity.userId), sessionRoom(identity.sessionId)]);
 }
 
+/** Takes back what joinIdentity gave: the identity in `socket.data` and the user and session rooms. */
+export function forgetIdentity(socket: AnySocket): void {
+  const data = socket.data as BridgeSocketData;
+  delete data.userId;
+  delete data.sessionId;
+  for (const room of socket.rooms) {
+    if (room.startsWith("user:") || room.startsWith("session:")) void socket.leave(room);
+  }
+}
+
 /**
- * Ends this node's sockets in `room`, in every namespace: emits `event` with `{ code }`, then disconnects
- * (the client does not reconnect by itself after a server-side disconnect). Returns how many it ended.
+ * Tells one socket why it ends (`event` with `{ code }`), then disconnects it; the client does not reconnect
+ * by itself. The app's `disconnect` handlers run inside, with the user still on the socket; one that
+ * throws must not keep the next socket connected, so its error is only logged.
  */
+export function endSocket(socket: AnySocket, ending: { code: EndCode; event: string }): void {
+  try {
+    socket.emit(ending.event, { code: ending.code });
+    socket.disconnect();
+  } catch (err) {
+    debug("a disconnect handler of %s threw: %O", socket.id, err);
+  }
+}
+
+/** Ends this node's sockets in `room`, in every namespace, then calls `afterEnd` with each. Returns how many. */
 export function endLocalSockets(
   io: Server,
   room: string,
   ending: { code: EndCode; event: string },
-  beforeDisconnect: (socket: AnySocket) => void,
+  afterEnd: (socket: AnySocket) => void,
 ): number {
   let ended = 0;
   for (const nsp of namespacesOf(io)) {
@@ -59,9 +80,8 @@ export function endLocalSockets(
     for (const id of [...ids]) {
       const socket = nsp.sockets.get(id);
       if (!socket) continue;
-      beforeDisconnect(socket);
-      socket.emit(ending.event, { code: ending.code });
-      socket.disconnect();
+      endSocket(socket, ending);
+      afterEnd(socket);
       ended++;
     }
   }

@@ -105,17 +105,34 @@ class FaultyStore extends MemoryStore {
 }
 
 describe("faults", () => {
-  it.each(["error", "throw", "hang"] as const)("a store read that fails (%s) → store_unavailable, retryable", async (fault) => {
+  it.each(["error", "throw", "hang"] as const)("a store read that fails (%s) → store_unavailable, reconnect: true", async (fault) => {
     const store = new FaultyStore();
-    const { login, refusal, connect } = await start({ store, bridge: { storeTimeoutMs: 300 } });
+    const { login, refusal } = await start({ store, bridge: { storeTimeoutMs: 300 } });
     const cookie = await login("alice");
     store.fault = fault;
     const started = Date.now();
     expectRefusal(await refusal({ cookie }), "store_unavailable");
     if (fault === "hang") expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+  });
+
+  it("a failure a retry could fix is not remembered: the next namespace on the same connection reads again", async () => {
+    const store = new FaultyStore();
+    const { login, client, io } = await start({
+      store,
+      bridge: { storeTimeoutMs: 300, onReject: (_socket, error) => error.code === "store_unavailable" },
+    });
+    io.of("/other");
+    const cookie = await login("alice");
+    store.fault = "error";
+    // Admitted as anonymous during the outage; its connection stays open.
+    const main = client({ cookie });
+    await nextEvent(main, "connect");
+    expect(((await main.emitWithAck("whoami")) as WhoAmI).user).toBeNull();
     store.fault = "none";
-    // Nothing is remembered from the failure: the next connection reads the store again.
-    await connect({ cookie });
+    const other = main.io.socket("/other");
+    other.connect();
+    await nextEvent(other, "connect");
+    expect(io.of("/other").sockets.get(other.id!)?.request.user).toMatchObject({ name: "Alice" });
   });
 
   it("a store that reports `disconnect` → store_unavailable", async () => {
@@ -136,7 +153,7 @@ describe("faults", () => {
     "never answers": () => undefined,
   };
   it.each(Object.keys(deserializers) as Array<keyof typeof deserializers>)(
-    "a deserializer that %s → deserialize_failed, retryable",
+    "a deserializer that %s → deserialize_failed, reconnect: true",
     async (kind) => {
       const { login, refusal } = await start({
         replaceDeserializer: true,
@@ -151,9 +168,25 @@ describe("faults", () => {
   );
 });
 
+describe("a deserializer that answers after the deadline", () => {
+  it("cannot put a user on a socket that was admitted as anonymous meanwhile", async () => {
+    const { login, connect } = await start({
+      replaceDeserializer: true,
+      bridge: { storeTimeoutMs: 100, onReject: (_socket, error) => error.code === "deserialize_failed" },
+      passport: (passport, users) =>
+        passport.deserializeUser((id: string, done) => setTimeout(() => done(null, users.get(id)), 300)),
+    });
+    const socket = await connect({ cookie: await login("alice") });
+    expect(((await socket.emitWithAck("whoami")) as WhoAmI).user).toBeNull();
+    await sleep(400);
+    expect(await socket.emitWithAck("whoami")).toMatchObject({ user: null, isAuthenticated: false, rooms: [] });
+  });
+});
+
 describe("onAccept", () => {
-  it("runs once per connection with the socket and the user, before any namespace admits it", async () => {
+  it("runs for every socket, with its namespace, while the store is read once per connection", async () => {
     const calls: Array<[string, string]> = [];
+    let reads = 0;
     const { login, client, io } = await start({
       bridge: {
         onAccept: async (socket, user) => {
@@ -161,14 +194,40 @@ describe("onAccept", () => {
           await sleep(10);
         },
       },
+      replaceDeserializer: true,
+      passport: (passport, users) =>
+        passport.deserializeUser((id: string, done) => {
+          reads++;
+          done(null, users.get(id));
+        }),
     });
     io.of("/other");
     const cookie = await login("alice");
     const main = client({ cookie });
     const other = main.io.socket("/other").connect();
     await Promise.all([nextEvent(main, "connect"), nextEvent(other, "connect")]);
-    expect(calls).toHaveLength(1);
-    expect(calls[0]![1]).toBe("Alice");
+    expect(calls.sort()).toEqual([
+      ["/", "Alice"],
+      ["/other", "Alice"],
+    ]);
+    expect(reads).toBe(1);
+  });
+
+  it("can refuse one namespace of a connection and admit another", async () => {
+    const { login, client, io } = await start({
+      bridge: {
+        onAccept: (socket, user) => {
+          if (socket.nsp.name === "/admin" && user.role !== "admin") throw new Error("Admins only.");
+        },
+      },
+    });
+    io.of("/admin");
+    const main = client({ cookie: await login("alice") });
+    await nextEvent(main, "connect");
+    const admin = main.io.socket("/admin").connect();
+    const refused = await nextEvent<Error & { data: unknown }>(admin, "connect_error");
+    expect(refused.message).toBe("Admins only.");
+    expect(main.connected).toBe(true);
   });
 
   it.each([
@@ -203,6 +262,22 @@ describe("onAccept", () => {
       const refused = await refusal({ cookie: await login("alice") });
       expect(refused.message).toBe(message);
       expect(refused.data).toEqual(data);
+    }
+  });
+
+  it("sends a hook's data only as far as it survives JSON: circular or BigInt data cannot crash the process", async () => {
+    const circular: Record<string, unknown> = { code: "banned" };
+    circular.self = circular;
+    for (const data of [circular, { code: "banned", big: 10n }]) {
+      const { login, refusal } = await start({
+        bridge: {
+          onAccept: () => {
+            throw Object.assign(new Error("Banned."), { data });
+          },
+        },
+      });
+      const refused = await refusal({ cookie: await login("alice") });
+      expect(refused).toMatchObject({ message: "Banned.", data: { code: "rejected", reconnect: false } });
     }
   });
 

@@ -8,6 +8,8 @@ import { inject } from "vitest";
 export interface StoreMonitor {
   /** Waits until Redis has reported everything executed so far, then returns and clears the commands seen. */
   take(): Promise<string[][]>;
+  /** take(), with the time (ms) Redis executed each command at. */
+  takeTimed(): Promise<Array<{ at: number; command: string[] }>>;
   /** take(), reduced to `{ GET: n, SET: n, ... }`. */
   counts(): Promise<Record<string, number>>;
   close(): Promise<void>;
@@ -17,14 +19,14 @@ export async function monitorStore(prefix: string, url = inject("redisUrl")): Pr
   const client = new Redis(url);
   const monitor = await client.monitor();
   const probe = new Redis(url);
-  let seen: string[][] = [];
+  let seen: Array<{ at: number; command: string[] }> = [];
   const waiting = new Map<string, () => void>();
-  monitor.on("monitor", (_time: string, args: string[]) => {
+  monitor.on("monitor", (time: string, args: string[]) => {
     if (args[0]?.toLowerCase() === "echo" && args[1] && waiting.has(args[1])) {
       waiting.get(args[1])!();
       waiting.delete(args[1]);
     } else if (args.slice(1).some((arg) => String(arg).startsWith(prefix))) {
-      seen.push([args[0]!.toUpperCase(), ...args.slice(1)]);
+      seen.push({ at: Number(time) * 1000, command: [args[0]!.toUpperCase(), ...args.slice(1)] });
     }
   });
   // MONITOR starts reporting asynchronously; wait for a first marker so nothing is missed.
@@ -36,14 +38,16 @@ export async function monitorStore(prefix: string, url = inject("redisUrl")): Pr
   };
   await flush();
   seen = [];
-  const take = async () => {
+  const takeTimed = async () => {
     await flush();
     const commands = seen;
     seen = [];
     return commands;
   };
+  const take = async () => (await takeTimed()).map(({ command }) => command);
   return {
     take,
+    takeTimed,
     async counts() {
       const counts: Record<string, number> = {};
       for (const [name] of await take()) counts[name!] = (counts[name!] ?? 0) + 1;

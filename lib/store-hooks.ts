@@ -1,0 +1,94 @@
+/**
+ * Watching the session store that express-session writes through, on this node: a session destroyed
+ * (`req.session.destroy()`, `regenerate()`, and so Passport's `req.login()`/`req.logout()`), and a session
+ * renewed (`touch` and `set`, with the expiry they write). This is how live sockets learn about logouts and
+ * renewals with no setup and no polling. The store's methods are wrapped once per store instance; every
+ * bridge using the store subscribes.
+ */
+import createDebug from "debug";
+
+const debug = createDebug("passport-socketio-bridge:store");
+
+const HOOKS = Symbol.for("passport-socketio-bridge:store-hooks");
+
+type Callback = (err?: unknown, ...rest: unknown[]) => void;
+
+/** The part of an express-session Store the bridge uses. */
+export interface SessionStore {
+  get(sid: string, callback: (err: unknown, session?: SessionRecord | null) => void): void;
+  destroy(sid: string, callback?: Callback): void;
+  set(sid: string, session: SessionRecord, callback?: Callback): void;
+  touch?(sid: string, session: SessionRecord, callback?: Callback): void;
+  createSession?(req: unknown, session: SessionRecord): unknown;
+}
+
+/** A session as stores keep it. */
+export interface SessionRecord {
+  cookie?: { expires?: Date | string | null; originalMaxAge?: number | null } | null;
+  [key: string]: unknown;
+}
+
+export interface StoreObserver {
+  destroyed(sid: string): void;
+  renewed(sid: string, expires: number | undefined): void;
+}
+
+/** When a session record expires, in ms since the epoch; undefined for browser-session cookies. */
+export function expiresOf(session: SessionRecord | null | undefined): number | undefined {
+  const expires = session?.cookie?.expires;
+  if (expires === null || expires === undefined) return undefined;
+  const ms = new Date(expires).getTime();
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+export function isSessionStore(value: unknown): value is SessionStore {
+  const store = value as Partial<SessionStore> | null;
+  return typeof store?.get === "function" && typeof store.destroy === "function" && typeof store.set === "function";
+}
+
+/** Subscribes `observer` to `store`'s destroys and renewals. Returns the unsubscribe function. */
+export function observeStore(store: SessionStore, observer: StoreObserver): () => void {
+  const host = store as unknown as Record<symbol, Set<StoreObserver> | undefined>;
+  let observers = host[HOOKS];
+  if (!observers) {
+    const set = new Set<StoreObserver>();
+    observers = set;
+    Object.defineProperty(store, HOOKS, { value: set });
+    const notify = (event: (o: StoreObserver) => void) => {
+      for (const o of set) {
+        try {
+          event(o);
+        } catch (err) {
+          debug("observer failed: %O", err);
+        }
+      }
+    };
+    wrapAfterSuccess(store, "destroy", (sid) => notify((o) => o.destroyed(sid)));
+    wrapAfterSuccess(store, "set", (sid, session) => notify((o) => o.renewed(sid, expiresOf(session))));
+    if (typeof store.touch === "function") {
+      wrapAfterSuccess(store, "touch", (sid, session) => notify((o) => o.renewed(sid, expiresOf(session))));
+    }
+    debug("watching the session store");
+  }
+  observers.add(observer);
+  return () => observers.delete(observer);
+}
+
+/** Replaces `store[method]` on the instance by one that reports each successful call, then answers as before. */
+function wrapAfterSuccess(
+  store: SessionStore,
+  method: "destroy" | "set" | "touch",
+  report: (sid: string, session: SessionRecord | undefined) => void,
+): void {
+  const original = store[method] as (this: SessionStore, sid: string, ...args: unknown[]) => unknown;
+  const wrapped = function (this: SessionStore, sid: string, ...args: unknown[]) {
+    const last = args.length - 1;
+    const callback = typeof args[last] === "function" ? (args.pop() as Callback) : undefined;
+    const session = args[0] as SessionRecord | undefined;
+    return original.call(this, sid, ...args, (err?: unknown, ...rest: unknown[]) => {
+      if (!err && typeof sid === "string") report(sid, session);
+      callback?.(err, ...rest);
+    });
+  };
+  Object.defineProperty(store, method, { value: wrapped, writable: true, configurable: true });
+}
