@@ -54,17 +54,9 @@ export async function createApp({
 
   app.get("/api/me", (req, res) => res.json({ user: req.user ?? null }));
   app.post("/login", passport.authenticate("local", { successRedirect: "/", failureRedirect: "/?error=login" }));
-  app.post("/logout", async (req, res, next) => {
-    const sessionId = req.sessionID;
-    req.logout((err) => {
-      if (err) return next(err);
-      // End this session's sockets (they get "auth:ended"), then show the login form.
-      auth.disconnectSession(sessionId).then(
-        () => res.redirect("/"),
-        (cause) => next(cause),
-      );
-    });
-  });
+  // Passport's logout regenerates the session; the bridge sees the old one go and ends its sockets (on
+  // every node) with "auth:ended" { code: "logged_out" }. Nothing to do here.
+  app.post("/logout", (req, res, next) => req.logout((err) => (err ? next(err) : res.redirect("/"))));
 
   const server = createServer(app);
   const io = new Server(server);

@@ -3,9 +3,9 @@
  * and nothing written or set for refused or anonymous handshakes.
  */
 import type { IncomingHttpHeaders } from "node:http";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { monitorStore, type StoreMonitor } from "./helpers/monitor.js";
+import { monitorPerTest } from "./helpers/monitor.js";
 import {
   TRANSPORTS,
   nextEvent,
@@ -15,15 +15,10 @@ import {
 } from "./helpers/harness.js";
 
 const startHarness = harnessPerTest();
-let monitor: StoreMonitor | undefined;
-afterEach(async () => {
-  await monitor?.close();
-  monitor = undefined;
-});
+const monitorStore = monitorPerTest();
 async function start(options: HarnessOptions = {}) {
   const h = await startHarness(options);
-  monitor = await monitorStore(h.prefix);
-  return { ...h, monitor };
+  return { ...h, monitor: await monitorStore(h.prefix) };
 }
 
 describe.each(TRANSPORTS)("over %s", (transport) => {

@@ -66,6 +66,12 @@ describe.each(["redis", "memory"] as const)("with the %s store", (store) => {
 });
 
 describe("Passport setups", () => {
+  it("uses the passport singleton when no Authenticator is given", async () => {
+    const { login, connect } = await start({ singleton: true });
+    const socket = await connect({ cookie: await login("alice") });
+    expect((await ask(socket)).user).toMatchObject({ name: "Alice" });
+  });
+
   it("passes the handshake request to (req, id, done) deserializers", async () => {
     const seen: IncomingMessage[] = [];
     const { login, connect, io } = await start({

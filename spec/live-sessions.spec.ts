@@ -5,8 +5,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import type { Socket as ClientSocket } from "socket.io-client";
-import { afterEach, describe, expect, inject, it } from "vitest";
-import { monitorStore, type StoreMonitor } from "./helpers/monitor.js";
+import { describe, expect, inject, it } from "vitest";
+import { monitorPerTest } from "./helpers/monitor.js";
 import {
   harnessPerTest,
   nextEvent,
@@ -17,15 +17,8 @@ import {
 } from "./helpers/harness.js";
 
 const start = harnessPerTest();
-const monitors: StoreMonitor[] = [];
-afterEach(async () => {
-  await Promise.all(monitors.splice(0).map((m) => m.close()));
-});
-async function monitor(h: Harness) {
-  const m = await monitorStore(h.prefix);
-  monitors.push(m);
-  return m;
-}
+const monitorStore = monitorPerTest();
+const monitor = (h: Harness) => monitorStore(h.prefix);
 
 async function cluster(options: HarnessOptions = {}) {
   const a = await start({ redisAdapter: true, ...options });
@@ -113,6 +106,20 @@ describe("expiry", () => {
     }
     // One read to confirm the expiry, for two sockets of one session.
     expect(await m.counts()).toEqual({ GET: 1 });
+  });
+
+  it("costs one read per session at expiry, not per socket: 200 idle sockets of 20 sessions", async () => {
+    // Long enough for 200 handshakes on a busy 2-core machine to finish before the sessions expire.
+    const h = await start({ session: { cookie: { maxAge: 5000 } } });
+    const cookies = await Promise.all(Array.from({ length: 20 }, (_, i) => h.login(["alice", "bob", "carol"][i % 3]!)));
+    const m = await monitor(h);
+    const sockets = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => h.connect({ cookie: cookies[i % 20], transport: i % 5 ? "websocket" : "polling" })),
+    );
+    expect(await m.counts()).toEqual({ GET: 200 });
+    const ends = await Promise.all(sockets.map((s) => ending(s)));
+    expect(new Set(ends.map((end) => end.code))).toEqual(new Set(["session_expired"]));
+    expect(await m.counts()).toEqual({ GET: 20 });
   });
 
   it("follows an HTTP renewal: with rolling, a request at 1.2 s moves the end to the renewed expiry", async () => {

@@ -65,8 +65,4 @@ describe("bridge() setup checks", () => {
     const secretless = session({ resave: false, saveUninitialized: false } as never);
     expect(setupError(() => bridge(new Server(), { session: secretless, passport })).message).toMatch(/secret/);
   });
-
-  it("defaults to the passport singleton", () => {
-    expect(() => bridge(new Server(), { session: sessionMiddleware })).not.toThrow();
-  });
 });

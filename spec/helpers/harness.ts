@@ -11,7 +11,7 @@ import { RedisStore } from "connect-redis";
 import express from "express";
 import session, { type SessionOptions, type Store } from "express-session";
 import { Redis } from "ioredis";
-import { Passport } from "passport";
+import passportSingleton, { Passport } from "passport";
 import { Strategy as LocalStrategy } from "passport-local";
 import { Server, type ServerOptions, type Socket as ServerSocket } from "socket.io";
 import { io as ioClient, type ManagerOptions, type Socket as ClientSocket, type SocketOptions } from "socket.io-client";
@@ -44,6 +44,8 @@ export interface HarnessOptions {
   io?: Partial<ServerOptions>;
   /** Use @socket.io/redis-adapter, so several harnesses form one cluster. */
   redisAdapter?: boolean;
+  /** Use the `passport` module's singleton, and leave the `passport` option out of bridge(). */
+  singleton?: boolean;
   /** Passport's userProperty, as given to passport.initialize() over HTTP and to bridge(). */
   userProperty?: string;
   /** Other versions of the stack, for the compatibility matrix (defaults: the devDependencies). */
@@ -134,7 +136,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     ...options.session,
   });
 
-  const passport = new stack.Passport();
+  const passport = options.singleton ? passportSingleton : new stack.Passport();
   passport.use(
     new LocalStrategy((username, password, done) => {
       const user = [...users.values()].find((u) => u.username === username);
@@ -186,7 +188,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       ? (undefined as unknown as SocketBridge<User>)
       : bridge<User>(io, {
           session: sessionMiddleware,
-          passport,
+          ...(options.singleton ? {} : { passport }),
           ...(options.userProperty ? { userProperty } : {}),
           ...options.bridge,
         });

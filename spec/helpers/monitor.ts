@@ -3,7 +3,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
-import { inject } from "vitest";
+import { afterEach, inject } from "vitest";
 
 export interface StoreMonitor {
   /** Waits until Redis has reported everything executed so far, then returns and clears the commands seen. */
@@ -58,5 +58,18 @@ export async function monitorStore(prefix: string, url = inject("redisUrl")): Pr
       probe.disconnect();
       client.disconnect();
     },
+  };
+}
+
+/** A monitor factory for one spec file: every monitor it opens is closed after its test. */
+export function monitorPerTest(): (prefix: string) => Promise<StoreMonitor> {
+  const open: StoreMonitor[] = [];
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((m) => m.close()));
+  });
+  return async (prefix) => {
+    const m = await monitorStore(prefix);
+    open.push(m);
+    return m;
   };
 }
