@@ -14,6 +14,7 @@ import { wireEveryNamespace } from "./namespaces.js";
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from "./options.js";
 import { Gate, type Admission } from "./policy.js";
 import { endLocalSockets, endSocket, forgetIdentity, joinIdentity, sessionRoom, toUserId, userRoom } from "./rooms.js";
+import { csrfTokenOf } from "./security.js";
 import { isSessionStore, observeStore, type SessionStore } from "./store-hooks.js";
 import type { AnySocket, UserId } from "./types.js";
 
@@ -145,6 +146,14 @@ export class SocketBridge<TUser = Express.User> {
    */
   withSession<T>(socket: AnySocket, fn: (session: IncomingMessage["session"]) => T | Promise<T>): Promise<T> {
     return this.live.withSession(socket, fn);
+  }
+
+  /**
+   * The CSRF token of an HTTP request's session, for pages that connect with `csrf: true`: render it into the
+   * page and connect with `io({ auth: { csrf: token } })`. Created on first use and kept in the session.
+   */
+  async csrfToken(req: IncomingMessage): Promise<string> {
+    return csrfTokenOf(req);
   }
 
   /** Whether user `id` has a socket on any node. */

@@ -9,7 +9,7 @@ export class DeadlineError extends Error {
   override name = "DeadlineError";
 }
 
-export function within<T = void>(ms: number, start: (done: (err?: unknown, value?: T) => void) => void): Promise<T> {
+export function within<T = void>(ms: number, start: (done: (err?: unknown, value?: T) => void) => unknown): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     const done = (err?: unknown, value?: T) => {
@@ -21,9 +21,17 @@ export function within<T = void>(ms: number, start: (done: (err?: unknown, value
     };
     const timer = setTimeout(() => done(new DeadlineError(`no answer within ${ms} ms`)), ms);
     try {
-      start(done);
+      // Callback APIs that are async functions underneath reject instead of calling back.
+      rejectionsTo(start(done), done);
     } catch (err) {
       done(err ?? new Error("threw a falsy value"));
     }
   });
+}
+
+/** If `result` is a promise, hands its rejection to `done` instead of leaving it unhandled. */
+export function rejectionsTo(result: unknown, done: (err: unknown) => void): void {
+  if (typeof (result as PromiseLike<unknown> | null)?.then === "function") {
+    (result as PromiseLike<unknown>).then(undefined, (err: unknown) => done(err ?? new Error("rejected with a falsy value")));
+  }
 }

@@ -35,6 +35,22 @@ export const REFUSALS = {
     reconnect: false,
     message: "The application refused this connection.",
   },
+  origin_not_allowed: {
+    reconnect: false,
+    message:
+      "This page's origin may not open a Socket.IO connection to this server. If it is your own front end, " +
+      "add its origin to the bridge's `origins` option (behind a TLS proxy, also set `trustProxy: true`).",
+  },
+  csrf_mismatch: {
+    reconnect: false,
+    message:
+      "The connection did not carry this session's CSRF token. Render it into the page with " +
+      "`await auth.csrfToken(req)` and connect with `io({ auth: { csrf: token } })`.",
+  },
+  too_many_attempts: {
+    reconnect: false,
+    message: "Too many refused connections came from this address. Wait a minute, then try again.",
+  },
   server_error: {
     reconnect: true,
     message: "The server could not register this connection. Retry in a moment.",

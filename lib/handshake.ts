@@ -10,11 +10,11 @@
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import { claimedSessionIds } from "./cookies.js";
-import { within } from "./deadline.js";
+import { rejectionsTo, within } from "./deadline.js";
 import { ConfigError, RefusalError, type RefusalCode } from "./errors.js";
 import type { ResolvedOptions } from "./options.js";
 import { toUserId } from "./rooms.js";
-import type { SessionMiddleware } from "./types.js";
+import type { PassportLike, SessionMiddleware } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:handshake");
 
@@ -58,6 +58,7 @@ export class Handshake {
     const serialized: unknown = (request.session as Record<string, any>)[passportKey]?.user;
     // Passport runs even when nobody is logged in: it gives every socket's request isAuthenticated().
     request._userProperty = userProperty;
+    guardDeserializers(this.options.passport);
     try {
       await runMiddleware(this.passportSession, request, storeTimeoutMs, "deserialize_failed");
     } catch (refusal) {
@@ -100,6 +101,32 @@ export class Handshake {
     }
     return { store: req.sessionStore as unknown };
   }
+}
+
+const GUARDED = Symbol.for("passport-socketio-bridge:guarded");
+
+/**
+ * Passport calls deserializers as callbacks and drops what they return, so an `async` deserializer that
+ * throws becomes an unhandled rejection (a crash on Node 15+), over HTTP as well as here. Each registered
+ * deserializer is wrapped, once, keeping its arity (Passport passes `req` to three-parameter ones), so that a
+ * rejection reaches Passport's callback as an error instead.
+ */
+export function guardDeserializers(passport: PassportLike): void {
+  const stack = (passport as { _deserializers?: unknown })._deserializers;
+  if (!Array.isArray(stack)) return;
+  stack.forEach((fn: ((...args: any[]) => unknown) & { [GUARDED]?: true }, i) => {
+    if (typeof fn !== "function" || fn[GUARDED]) return;
+    const guarded: typeof fn =
+      fn.length === 3
+        ? function (this: unknown, req: unknown, id: unknown, done: (err: unknown) => void) {
+            rejectionsTo(fn.call(this, req, id, done), done);
+          }
+        : function (this: unknown, id: unknown, done: (err: unknown) => void) {
+            rejectionsTo(fn.call(this, id, done), done);
+          };
+    guarded[GUARDED] = true;
+    stack[i] = guarded;
+  });
 }
 
 /**

@@ -2,6 +2,13 @@ export { bridge, SocketBridge } from "./bridge.js";
 export type { BridgeOptions } from "./options.js";
 export type { Identity } from "./handshake.js";
 export {
+  memoryFailureLimiter,
+  redisFailureLimiter,
+  type FailureLimiter,
+  type OriginPolicy,
+  type RedisCounterClient,
+} from "./security.js";
+export {
   BridgeError,
   ClusterError,
   ConfigError,

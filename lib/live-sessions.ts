@@ -13,7 +13,7 @@ import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import { DeadlineError, within } from "./deadline.js";
 import { BridgeError, type EndCode } from "./errors.js";
-import type { Identity } from "./handshake.js";
+import { guardDeserializers, type Identity } from "./handshake.js";
 import type { ResolvedOptions } from "./options.js";
 import { toUserId } from "./rooms.js";
 import { expiresOf, type SessionRecord, type SessionStore } from "./store-hooks.js";
@@ -239,6 +239,7 @@ export class LiveSessions {
         await this.deps.end(live.id, code, false);
         return false;
       }
+      guardDeserializers(options.passport);
       const user = await within<unknown>(options.storeTimeoutMs, (done) =>
         options.passport.deserializeUser(serialized, first.request, done),
       );

@@ -4,6 +4,7 @@
  */
 import { createRequire } from "node:module";
 import { ConfigError, type RefusalError } from "./errors.js";
+import { exactOrigin, type FailureLimiter, type OriginPolicy, type SecurityOptions } from "./security.js";
 import type { AnySocket, PassportLike, SessionMiddleware } from "./types.js";
 
 export interface BridgeOptions<TUser = Express.User> {
@@ -46,6 +47,22 @@ export interface BridgeOptions<TUser = Express.User> {
    * changed users reach their sockets and removed ones are disconnected. Off by default.
    */
   revalidateEveryMs?: number | false;
+  /**
+   * Which page origins may connect. Default: only the server's own origin (`Origin` equal to the request's
+   * scheme://host[:port]). A list adds exact origins; a function `(origin, req) => boolean` decides alone;
+   * `false` turns the check off. `Origin: null` is refused unless a function admits it.
+   */
+  origins?: OriginPolicy;
+  /** Refuse handshakes without an `Origin` header (non-browser clients). Default `false`. */
+  requireOrigin?: boolean;
+  /** Believe X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-For from a proxy in front. Default `false`. */
+  trustProxy?: boolean;
+  /** Require `socket.handshake.auth.csrf` to equal the session's token from `auth.csrfToken(req)`. Default `false`. */
+  csrf?: boolean;
+  /** After this many refused handshakes from one address in a minute, refuse it with `too_many_attempts`. Off by default. */
+  maxFailuresPerMinute?: number;
+  /** Where refused handshakes are counted: in memory by default, or shared (see `redisFailureLimiter`). */
+  failureLimiter?: FailureLimiter;
 }
 
 /** The options with every default applied: what the rest of the library reads. */
@@ -61,6 +78,7 @@ export interface ResolvedOptions<TUser> {
   endedEvent: string;
   keepAliveMs: number | false;
   revalidateEveryMs: number | false;
+  security: SecurityOptions;
 }
 
 const DEFAULTS = {
@@ -83,6 +101,12 @@ const KNOWN = new Set<string>([
   "endedEvent",
   "keepAliveMs",
   "revalidateEveryMs",
+  "origins",
+  "requireOrigin",
+  "trustProxy",
+  "csrf",
+  "maxFailuresPerMinute",
+  "failureLimiter",
 ]);
 
 export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOptions<TUser> {
@@ -123,6 +147,16 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
       throw new ConfigError(`\`${hook}\` must be a function.`);
     }
   }
+  const { origins, maxFailuresPerMinute, failureLimiter } = options;
+  if (origins !== undefined && origins !== false && typeof origins !== "function" && !Array.isArray(origins)) {
+    throw new ConfigError("`origins` must be a list of origins, a function (origin, req) => boolean, or false.");
+  }
+  if (maxFailuresPerMinute !== undefined && !(Number.isInteger(maxFailuresPerMinute) && maxFailuresPerMinute > 0)) {
+    throw new ConfigError("`maxFailuresPerMinute` must be a positive whole number.");
+  }
+  if (failureLimiter !== undefined && (typeof failureLimiter?.failures !== "function" || typeof failureLimiter.fail !== "function")) {
+    throw new ConfigError("`failureLimiter` must have failures(key) and fail(key) methods (see redisFailureLimiter).");
+  }
   return {
     session: options.session,
     passport,
@@ -135,6 +169,14 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
     endedEvent,
     keepAliveMs,
     revalidateEveryMs,
+    security: {
+      origins: Array.isArray(origins) ? origins.map(exactOrigin) : origins,
+      requireOrigin: options.requireOrigin === true,
+      trustProxy: options.trustProxy === true,
+      csrf: options.csrf === true,
+      maxFailuresPerMinute,
+      failureLimiter,
+    },
   };
 }
 

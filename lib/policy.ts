@@ -10,6 +10,7 @@ import createDebug from "debug";
 import { RefusalError } from "./errors.js";
 import type { Handshake, Identity } from "./handshake.js";
 import type { ResolvedOptions } from "./options.js";
+import { Security } from "./security.js";
 import type { AnySocket } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:policy");
@@ -32,10 +33,14 @@ interface Handshaken {
 export class Gate<TUser> {
   private readonly handshakes = new WeakMap<IncomingMessage, Handshaken>();
 
+  private readonly security: Security;
+
   constructor(
     private readonly options: ResolvedOptions<TUser>,
     private readonly handshake: Handshake,
-  ) {}
+  ) {
+    this.security = new Security(options.security);
+  }
 
   async admit(socket: AnySocket): Promise<Admission> {
     const { allowAnonymous, onAccept, onReject } = this.options;
@@ -44,6 +49,7 @@ export class Gate<TUser> {
     try {
       const identity = await pending;
       try {
+        this.security.checkCsrf(socket);
         await onAccept?.(socket, identity.user as TUser);
         return { identity, since };
       } catch (err) {
@@ -64,6 +70,7 @@ export class Gate<TUser> {
       if (admitAnonymous === true) return { identity: undefined, since };
     }
     debug("refused %s in %s: %s", socket.id, socket.nsp.name, refusal.code);
+    this.security.refused(socket.request, refusal);
     throw refusal;
   }
 
@@ -79,7 +86,9 @@ export class Gate<TUser> {
   private handshakeOf(req: IncomingMessage): Handshaken {
     let handshaken = this.handshakes.get(req);
     if (!handshaken) {
-      handshaken = { identity: this.handshake.authenticate(req), since: Date.now() };
+      // Origin and failure limits are decided from the request alone, before the store is read.
+      const identity = this.security.screen(req).then(() => this.handshake.authenticate(req));
+      handshaken = { identity, since: Date.now() };
       const kept = handshaken;
       this.handshakes.set(req, kept);
       kept.identity.catch((err: RefusalError) => {

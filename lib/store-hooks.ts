@@ -6,6 +6,7 @@
  * bridge using the store subscribes.
  */
 import createDebug from "debug";
+import { rejectionsTo } from "./deadline.js";
 
 const debug = createDebug("passport-socketio-bridge:store");
 
@@ -63,10 +64,11 @@ export function observeStore(store: SessionStore, observer: StoreObserver): () =
         }
       }
     };
-    wrapAfterSuccess(store, "destroy", (sid) => notify((o) => o.destroyed(sid)));
-    wrapAfterSuccess(store, "set", (sid, session) => notify((o) => o.renewed(sid, expiresOf(session))));
+    wrap(store, "get");
+    wrap(store, "destroy", (sid) => notify((o) => o.destroyed(sid)));
+    wrap(store, "set", (sid, session) => notify((o) => o.renewed(sid, expiresOf(session))));
     if (typeof store.touch === "function") {
-      wrapAfterSuccess(store, "touch", (sid, session) => notify((o) => o.renewed(sid, expiresOf(session))));
+      wrap(store, "touch", (sid, session) => notify((o) => o.renewed(sid, expiresOf(session))));
     }
     debug("watching the session store");
   }
@@ -74,21 +76,30 @@ export function observeStore(store: SessionStore, observer: StoreObserver): () =
   return () => observers.delete(observer);
 }
 
-/** Replaces `store[method]` on the instance by one that reports each successful call, then answers as before. */
-function wrapAfterSuccess(
+/**
+ * Replaces `store[method]` on the instance by one that answers exactly once, turns a rejected promise (stores
+ * written as async functions) into a callback error instead of an unhandled rejection, and reports each
+ * success to `report`.
+ */
+function wrap(
   store: SessionStore,
-  method: "destroy" | "set" | "touch",
-  report: (sid: string, session: SessionRecord | undefined) => void,
+  method: "get" | "destroy" | "set" | "touch",
+  report?: (sid: string, session: SessionRecord | undefined) => void,
 ): void {
   const original = store[method] as (this: SessionStore, sid: string, ...args: unknown[]) => unknown;
   const wrapped = function (this: SessionStore, sid: string, ...args: unknown[]) {
-    const last = args.length - 1;
-    const callback = typeof args[last] === "function" ? (args.pop() as Callback) : undefined;
-    const session = args[0] as SessionRecord | undefined;
-    return original.call(this, sid, ...args, (err?: unknown, ...rest: unknown[]) => {
-      if (!err && typeof sid === "string") report(sid, session);
+    const callback = typeof args[args.length - 1] === "function" ? (args.pop() as Callback) : undefined;
+    const session = method === "get" ? undefined : (args[0] as SessionRecord | undefined);
+    let answered = false;
+    const answer = (err?: unknown, ...rest: unknown[]) => {
+      if (answered) return;
+      answered = true;
+      if (!err && typeof sid === "string") report?.(sid, session);
       callback?.(err, ...rest);
-    });
+    };
+    const result = original.call(this, sid, ...args, answer);
+    rejectionsTo(result, answer);
+    return result;
   };
   Object.defineProperty(store, method, { value: wrapped, writable: true, configurable: true });
 }

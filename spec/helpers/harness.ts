@@ -33,6 +33,8 @@ export const TRANSPORTS: Transport[] = ["websocket", "polling", "upgrade"];
 export interface HarnessOptions {
   /** "redis" (default): connect-redis 8 over ioredis, with a key prefix of this harness's own. */
   store?: "redis" | "memory" | Store;
+  /** Another Redis than the run's shared one (for outage tests). */
+  redisUrl?: string;
   /** Share the store's Redis key prefix with another harness (two nodes of one app). */
   prefix?: string;
   session?: Partial<SessionOptions>;
@@ -123,7 +125,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   } else if (typeof options.store === "object") {
     store = options.store;
   } else {
-    redis = new Redis(inject("redisUrl"), { lazyConnect: false });
+    redis = new Redis(options.redisUrl ?? inject("redisUrl"), { lazyConnect: false });
     cleanups.push(() => redis?.disconnect());
     store = new RedisStore({ client: redis, prefix });
   }
@@ -169,6 +171,9 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   app.post("/visit", (req, res) => {
     req.session.visits = (req.session.visits ?? 0) + 1;
     res.sendStatus(204);
+  });
+  app.get("/csrf", async (req, res) => {
+    res.json({ token: await auth.csrfToken(req) });
   });
   app.get("/me", (req, res) => {
     const user = (req as unknown as Record<string, unknown>)[userProperty];

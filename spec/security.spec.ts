@@ -1,0 +1,227 @@
+/**
+ * Hostile input: cross-site WebSocket hijacking (the Origin check), CSRF tokens, credentials smuggled outside
+ * the signed cookie, secret rotation, the failed-handshake limit, and code that fails asynchronously.
+ */
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { inject } from "vitest";
+import { redisFailureLimiter } from "../lib/index.js";
+import { harnessPerTest, sessionIdOf, TRANSPORTS, type Harness, type WhoAmI } from "./helpers/harness.js";
+import { monitorPerTest } from "./helpers/monitor.js";
+
+const start = harnessPerTest();
+const monitorStore = monitorPerTest();
+
+const leaks: unknown[] = [];
+const onLeak = (err: unknown) => leaks.push(err);
+beforeAll(() => {
+  process.on("unhandledRejection", onLeak);
+  process.on("uncaughtException", onLeak);
+});
+afterAll(() => {
+  process.off("unhandledRejection", onLeak);
+  process.off("uncaughtException", onLeak);
+  expect(leaks).toEqual([]);
+});
+
+const code = async (h: Harness, options: Parameters<Harness["refusal"]>[0]) => (await h.refusal(options)).data.code;
+
+describe("the Origin check (cross-site WebSocket hijacking)", () => {
+  const port = (h: Harness) => new URL(h.url).port;
+  const hostile = (h: Harness) => [
+    "https://evil.example",
+    "null",
+    `http://evil.127.0.0.1:${port(h)}`,
+    `http://127.0.0.1:${port(h)}.evil.example`,
+    `https://127.0.0.1:${port(h)}`,
+    `ws://127.0.0.1:${port(h)}`,
+    `http://127.0.0.1:${Number(port(h)) + 1}`,
+    `http://localhost:${port(h)}`,
+    `http://127.0.0.1:${port(h)}/`,
+    `HTTP://127.0.0.1:${port(h)}`,
+    "",
+  ];
+
+  it.each(TRANSPORTS)("refuses cross-site, null, look-alike and other-scheme origins over %s, reading nothing", async (transport) => {
+    const h = await start();
+    const cookie = await h.login("alice");
+    const m = await monitorStore(h.prefix);
+    for (const origin of hostile(h)) {
+      const refused = await h.refusal({ cookie, transport, headers: { origin } });
+      expect([origin, refused.data]).toEqual([origin, { code: "origin_not_allowed", reconnect: false }]);
+    }
+    // Decided before the store: a valid session cookie was never even read.
+    expect(await m.take()).toEqual([]);
+  });
+
+  it.each(TRANSPORTS)("admits the same origin, and requests without Origin (non-browser clients), over %s", async (transport) => {
+    const h = await start();
+    const cookie = await h.login("alice");
+    for (const headers of [{ origin: h.url }, {}] as Array<Record<string, string>>) {
+      const socket = await h.connect({ cookie, transport, headers });
+      expect(((await socket.emitWithAck("whoami")) as WhoAmI).user).toMatchObject({ name: "Alice" });
+    }
+  });
+
+  it("admits listed origins exactly, and nothing that merely resembles them", async () => {
+    const h = await start({ bridge: { origins: ["https://app.example", "http://localhost:5173/"] } });
+    const cookie = await h.login("alice");
+    for (const origin of ["https://app.example", "http://localhost:5173", h.url]) await h.connect({ cookie, headers: { origin } });
+    for (const origin of ["https://app.example.evil.example", "https://evil.app.example", "http://app.example", "https://app.example:8443", "null"]) {
+      expect([origin, await code(h, { cookie, headers: { origin } })]).toEqual([origin, "origin_not_allowed"]);
+    }
+  });
+
+  it("lets a function decide, with the request", async () => {
+    const seen: string[] = [];
+    const h = await start({
+      bridge: {
+        origins: async (origin, req) => {
+          seen.push(`${origin} ${req.headers["x-tenant"]}`);
+          return origin.endsWith(".tenant.example");
+        },
+      },
+    });
+    const cookie = await h.login("alice");
+    await h.connect({ cookie, headers: { origin: "https://a.tenant.example", "x-tenant": "a" } });
+    expect(await code(h, { cookie, headers: { origin: "https://tenant.example.evil", "x-tenant": "b" } })).toBe("origin_not_allowed");
+    expect(seen).toEqual(["https://a.tenant.example a", "https://tenant.example.evil b"]);
+  });
+
+  it("requireOrigin refuses clients that send none; origins: false turns the check off", async () => {
+    const strict = await start({ bridge: { requireOrigin: true } });
+    expect(await code(strict, { cookie: await strict.login("alice") })).toBe("origin_not_allowed");
+    const open = await start({ bridge: { origins: false } });
+    await open.connect({ cookie: await open.login("alice"), headers: { origin: "https://evil.example" } });
+  });
+
+  it("believes the proxy's X-Forwarded-Proto and X-Forwarded-Host only with trustProxy", async () => {
+    const proxied = { origin: "https://app.example", "x-forwarded-proto": "https", "x-forwarded-host": "app.example" };
+    const plain = await start();
+    expect(await code(plain, { cookie: await plain.login("alice"), headers: proxied })).toBe("origin_not_allowed");
+    const trusting = await start({ bridge: { trustProxy: true } });
+    await trusting.connect({ cookie: await trusting.login("alice"), headers: proxied });
+  });
+});
+
+describe("CSRF tokens (csrf: true)", () => {
+  it("admits the session's own token and refuses a missing, wrong or foreign one", async () => {
+    const h = await start({ bridge: { csrf: true } });
+    const token = async (cookie: string) => ((await (await h.request("/csrf", { cookie })).json()) as { token: string }).token;
+    const alice = await h.login("alice");
+    const bob = await h.login("bob");
+    const aliceToken = await token(alice);
+    expect(await token(alice)).toBe(aliceToken);
+
+    const socket = await h.connect({ cookie: alice, auth: { csrf: aliceToken } });
+    expect(((await socket.emitWithAck("whoami")) as WhoAmI).user).toMatchObject({ name: "Alice" });
+    for (const auth of [undefined, { csrf: "" }, { csrf: `${aliceToken}x` }, { csrf: await token(bob) }, { csrf: 42 }]) {
+      expect(await code(h, { cookie: alice, ...(auth ? { auth } : {}) })).toBe("csrf_mismatch");
+    }
+    // A new login is a new session, with a new token.
+    const again = await h.login("alice");
+    expect(await code(h, { cookie: again, auth: { csrf: aliceToken } })).toBe("csrf_mismatch");
+    await h.connect({ cookie: again, auth: { csrf: await token(again) } });
+  });
+});
+
+describe("credentials come only from the signed cookie", () => {
+  it("never authenticates with a session id in the query, in auth, or unsigned", async () => {
+    const h = await start();
+    const cookie = await h.login("alice");
+    const sid = sessionIdOf(cookie);
+    const signed = decodeURIComponent(cookie.split("=")[1]!);
+    const attempts = [
+      { query: { session_id: sid } },
+      // (`sid` itself is Engine.IO's own parameter: it refuses an unknown one before any namespace.)
+      { query: { sessionID: sid, "connect.sid": sid } },
+      { query: { "connect.sid": signed } },
+      { auth: { session_id: sid, sessionId: sid, sid, token: sid } },
+      { auth: { cookie, "connect.sid": signed } },
+      { cookie: `connect.sid=${sid}` },
+      { headers: { authorization: `Bearer ${sid}` } },
+    ];
+    for (const attempt of attempts) {
+      const refused = await h.refusal(attempt as Parameters<Harness["refusal"]>[0]);
+      expect([attempt, refused.message, refused.data?.code]).toEqual([attempt, expect.any(String), "session_missing"]);
+    }
+  });
+});
+
+describe("secret rotation", () => {
+  it("accepts cookies signed with any secret of the array, as express-session does over HTTP", async () => {
+    const before = await start({ session: { secret: "old secret" } });
+    const oldCookie = await before.login("alice");
+    const rotated = await start({ prefix: before.prefix, session: { secret: ["new secret", "old secret"] } });
+    await rotated.connect({ cookie: oldCookie });
+    await rotated.connect({ cookie: await rotated.login("bob") });
+    const retired = await start({ prefix: before.prefix, session: { secret: ["newer secret"] } });
+    expect(await code(retired, { cookie: oldCookie })).toBe("session_missing");
+  });
+});
+
+describe("the failed-handshake limit (maxFailuresPerMinute)", () => {
+  it("refuses an address that failed too often, without reading the store", async () => {
+    const h = await start({ bridge: { maxFailuresPerMinute: 3 } });
+    const cookie = await h.login("alice");
+    for (let i = 0; i < 3; i++) expect(await code(h, {})).toBe("session_missing");
+    const m = await monitorStore(h.prefix);
+    const refused = await h.refusal({ cookie });
+    expect(refused.data).toEqual({ code: "too_many_attempts", reconnect: false });
+    expect(await m.take()).toEqual([]);
+  });
+
+  it("counts per client address (X-Forwarded-For with trustProxy)", async () => {
+    const h = await start({ bridge: { maxFailuresPerMinute: 2, trustProxy: true } });
+    const cookie = await h.login("alice");
+    const from = (ip: string) => ({ "x-forwarded-for": `${ip}, 10.0.0.1` });
+    for (let i = 0; i < 2; i++) await code(h, { headers: from("203.0.113.7") });
+    expect(await code(h, { cookie, headers: from("203.0.113.7") })).toBe("too_many_attempts");
+    await h.connect({ cookie, headers: from("198.51.100.2") });
+  });
+
+  it("can be shared by every node through Redis", async () => {
+    const client = new Redis(inject("redisUrl"));
+    try {
+      const failureLimiter = redisFailureLimiter(client, { prefix: `psb:failures:${Date.now()}:` });
+      const a = await start({ bridge: { maxFailuresPerMinute: 2, failureLimiter } });
+      const b = await start({ prefix: a.prefix, bridge: { maxFailuresPerMinute: 2, failureLimiter } });
+      await code(a, {});
+      await code(a, {});
+      expect(await code(b, { cookie: await b.login("alice") })).toBe("too_many_attempts");
+    } finally {
+      client.disconnect();
+    }
+  });
+});
+
+describe("faults stay contained", () => {
+  it("an async deserializer that rejects → deserialize_failed, and no unhandled rejection", async () => {
+    const h = await start({
+      replaceDeserializer: true,
+      passport: (passport) =>
+        passport.deserializeUser(async () => {
+          throw new Error("async bug");
+        }),
+    });
+    const refused = await h.refusal({ cookie: await h.login("alice") });
+    expect(refused.data).toEqual({ code: "deserialize_failed", reconnect: true });
+    // Over HTTP too: an error for Express, not a crash.
+    expect((await h.request("/me", { cookie: await h.login("bob") })).status).toBe(500);
+  });
+
+  it("an async hook or origins function that rejects is a refusal, not a crash", async () => {
+    const h = await start({
+      bridge: {
+        origins: async () => {
+          throw new Error("origins bug");
+        },
+        onReject: async () => {
+          throw new Error("onReject bug");
+        },
+      },
+    });
+    const refused = await h.refusal({ cookie: await h.login("alice"), headers: { origin: "https://elsewhere.example" } });
+    expect(refused).toMatchObject({ message: "onReject bug", data: { code: "rejected" } });
+  });
+});
