@@ -28,7 +28,8 @@ type Request = IncomingMessage & Record<string, any>;
 
 /** What one node asks of every node (cluster.ts carries them). */
 type Commands = {
-  end: (payload: { room: string; code: EndCode }) => number;
+  endSession: (payload: { sessionId: string; code: EndCode }) => number;
+  endUser: (payload: { userId: string; code: EndCode }) => number;
   refresh: (userId: string) => Promise<number>;
   renewal: (sessionId: string) => number | null;
   online: (userId: string) => boolean;
@@ -71,12 +72,14 @@ export class SocketBridge<TUser = Express.User> {
       options: this.options as ResolvedOptions<unknown>,
       store: () => this.store,
       end: (sessionId, code, everywhere) =>
-        everywhere ? this.end(sessionRoom(sessionId), code) : Promise.resolve(this.endHere(sessionRoom(sessionId), code)),
-      renewalsElsewhere: async (sessionId) =>
-        Math.max(0, ...(await this.cluster.run("renewal", sessionId)).map((expires) => expires ?? 0)) || undefined,
+        everywhere ? this.cluster.tell("endSession", { sessionId, code }) : Promise.resolve(this.endSessionHere(sessionId, code)),
+      renewalsElsewhere: async (sessionId, timeoutMs) =>
+        Math.max(0, ...(await this.cluster.run("renewal", sessionId, { timeoutMs })).map((expires) => expires ?? 0)) ||
+        undefined,
     });
     this.cluster = new Cluster<Commands>(io, {
-      end: ({ room, code }) => this.endHere(room, code),
+      endSession: ({ sessionId, code }) => this.endSessionHere(sessionId, code),
+      endUser: ({ userId, code }) => this.endHere(userRoom(userId), code),
       refresh: (userId) => this.live.refreshUser(userId),
       renewal: (sessionId) => this.live.renewalOf(sessionId) ?? null,
       online: (userId) => this.live.hasUser(userId),
@@ -120,13 +123,13 @@ export class SocketBridge<TUser = Express.User> {
    * Disconnects every socket of user `id` on every node the adapter reaches, after sending them
    * `auth:ended` with `{ code: "revoked" }`. Resolves with how many sockets were disconnected.
    */
-  disconnectUser(id: UserId): Promise<number> {
-    return this.end(userRoom(id), "revoked");
+  async disconnectUser(id: UserId): Promise<number> {
+    return sum(await this.cluster.run("endUser", { userId: toUserId(id), code: "revoked" }));
   }
 
   /** Like disconnectUser, for the sockets of one session. */
-  disconnectSession(sessionId: string): Promise<number> {
-    return this.end(sessionRoom(sessionId), "revoked");
+  async disconnectSession(sessionId: string): Promise<number> {
+    return sum(await this.cluster.run("endSession", { sessionId, code: "revoked" }));
   }
 
   /**
@@ -135,8 +138,7 @@ export class SocketBridge<TUser = Express.User> {
    * with `user_removed`. Resolves with how many sessions were refreshed.
    */
   async refresh(id: UserId): Promise<number> {
-    const counts = await this.cluster.run("refresh", toUserId(id));
-    return counts.reduce<number>((sum, n) => sum + (n ?? 0), 0);
+    return sum(await this.cluster.run("refresh", toUserId(id)));
   }
 
   /**
@@ -188,7 +190,8 @@ export class SocketBridge<TUser = Express.User> {
   /** A socket the app now sees: track its session, unless it was ended while its handshake ran. */
   private connected(socket: AnySocket): void {
     const admission = this.admissions.get(socket);
-    if (!admission) return;
+    // (An app `connection` listener that ran first may have disconnected it already.)
+    if (!admission || !socket.connected) return;
     const { identity, since } = admission;
     const ending = [userRoom(identity.userId), sessionRoom(identity.sessionId)]
       .map((room) => this.endings.get(room))
@@ -206,10 +209,18 @@ export class SocketBridge<TUser = Express.User> {
     this.store = store;
     observeStore(store, {
       destroyed: (sessionId) => {
-        this.end(sessionRoom(sessionId), "logged_out").catch((err: unknown) => debug("logout of %s: %O", sessionId, err));
+        this.cluster
+          .tell("endSession", { sessionId, code: "logged_out" })
+          .catch((err: unknown) => debug("logout of %s: %O", sessionId, err));
       },
       renewed: (sessionId, expires) => this.live.renewed(sessionId, expires),
     });
+  }
+
+  /** Ends this node's sockets of a session; once logged out or expired, the session may not be written again. */
+  private endSessionHere(sessionId: string, code: EndCode): number {
+    if (code === "logged_out" || code === "session_expired") this.live.ended(sessionId);
+    return this.endHere(sessionRoom(sessionId), code);
   }
 
   private endHere(room: string, code: EndCode): number {
@@ -226,10 +237,10 @@ export class SocketBridge<TUser = Express.User> {
     );
   }
 
-  private async end(room: string, code: EndCode): Promise<number> {
-    const counts = await this.cluster.run("end", { room, code });
-    return counts.reduce<number>((sum, n) => sum + (n ?? 0), 0);
-  }
+}
+
+function sum(counts: Array<number | null | undefined>): number {
+  return counts.reduce<number>((total, n) => total + (n ?? 0), 0);
 }
 
 /** The adapter failed to put an admitted socket in its rooms: a transient server fault. */

@@ -43,16 +43,27 @@ export class Cluster<H extends Handlers> {
    * node's error, or with a ClusterError (holding the answers that did arrive) when a node does not answer
    * within the adapter's `requestsTimeout`; either way every node has been asked.
    */
-  async run<K extends keyof H & string>(name: K, payload: Parameters<H[K]>[0]): Promise<Awaited<ReturnType<H[K]>>[]> {
+  async run<K extends keyof H & string>(
+    name: K,
+    payload: Parameters<H[K]>[0],
+    { timeoutMs }: { timeoutMs?: number } = {},
+  ): Promise<Awaited<ReturnType<H[K]>>[]> {
     type Answer = Awaited<ReturnType<H[K]>>;
     const command: Command = { name, payload };
     const [local, remote] = await Promise.allSettled([
       this.runLocal(command),
-      this.clustered() ? this.runRemote(command) : Promise.resolve([]),
+      this.clustered() ? this.runRemote(command, timeoutMs) : Promise.resolve([]),
     ]);
     if (local.status === "rejected") throw local.reason;
     if (remote.status === "rejected") throw remote.reason;
     return [local.value, ...remote.value] as Answer[];
+  }
+
+  /** Runs `name` here and sends it to every other node without waiting for them (one publish, no replies). */
+  tell<K extends keyof H & string>(name: K, payload: Parameters<H[K]>[0]): Promise<Awaited<ReturnType<H[K]>>> {
+    const command: Command = { name, payload };
+    if (this.clustered()) this.io.serverSideEmit(EVENT, command);
+    return this.runLocal(command) as Promise<Awaited<ReturnType<H[K]>>>;
   }
 
   private async runLocal(command: Command): Promise<unknown> {
@@ -61,10 +72,10 @@ export class Cluster<H extends Handlers> {
     return handler(command.payload);
   }
 
-  private async runRemote(command: Command): Promise<unknown[]> {
+  private async runRemote(command: Command, timeoutMs?: number): Promise<unknown[]> {
     const adapter = this.io.of("/").adapter as unknown as { requestsTimeout?: number };
     // Some adapters swallow their own errors (a Redis outage) and never call back: keep our own deadline.
-    const ms = (adapter.requestsTimeout ?? DEFAULT_REQUESTS_TIMEOUT_MS) + 1000;
+    const ms = timeoutMs ?? (adapter.requestsTimeout ?? DEFAULT_REQUESTS_TIMEOUT_MS) + 1000;
     let answers: unknown[] = [];
     try {
       return await within<unknown[]>(ms, (done) =>

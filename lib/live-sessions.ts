@@ -1,13 +1,15 @@
 /**
  * Live sessions: the sessions that have admitted sockets on this node, kept honest after the handshake.
- * One entry per session (not per socket) holds one expiry timer, the keep-alive throttle, the optional
- * revalidation timer and the withSession queue, so every cost here is per session.
+ * One entry per session (not per socket) holds one expiry timer, the keep-alive clock, the optional
+ * revalidation timer and the queue of session work, so every cost here is per session.
  *
- * - Expiry: a timer at the session's `cookie.expires`. Renewals seen by any node's store hooks move it
- *   without a store read; only when nobody renewed does it read the store, once, to confirm.
- * - Keep-alive: client events touch the store at most once per session per interval.
+ * - Expiry: at the session's expiry, one store read decides. Renewals written through any node's store
+ *   (express-session's touch, rolling saves, keep-alive, withSession) are remembered as hints; they explain
+ *   a record that is still there, since connect-redis renews the key's TTL without rewriting the stored
+ *   `cookie.expires`. A hint never keeps a socket alive on its own: a key that is gone is gone.
+ * - Keep-alive: client events touch the store at most once per session per interval on this node.
  * - Refresh: re-read the session and re-run deserializeUser, once per session, for all its sockets.
- * - withSession: reload, run, touch and save, one call at a time per session.
+ * - withSession: reload, run, touch and save, one at a time per session, never after the session ended.
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
@@ -27,22 +29,35 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const STORE_RETRY_MS = 5000;
 /** How many renewals this node remembers for other nodes' expiry questions. */
 const RENEWALS_KEPT = 50_000;
+/** connect-redis rounds TTLs up to whole seconds: a key may outlive its `cookie.expires` by up to this much. */
+const TTL_ROUNDING_MS = 1000;
+/** Expiry checks run this long after the expiry, past the store's own clock and write latency. */
+const GRACE_MS = 50;
+/** How long an expiry check waits for other nodes' renewal hints. */
+const HINTS_WAIT_MS = 300;
+/** When a session's lifetime is unknown, how long until the next look at it. */
+const UNKNOWN_LIFETIME_MS = 60_000;
 
 type Request = IncomingMessage & Record<string, any>;
+type Session = NonNullable<IncomingMessage["session"]>;
 
 interface LiveSession {
   id: string;
   userId: string;
   sockets: Set<AnySocket>;
-  /** When the session expires (ms since the epoch), as last known; undefined for browser-session cookies. */
+  /** When the next expiry check is due: the session's expiry as last known (ms since the epoch). */
   expires: number | undefined;
-  /** The cookie's maxAge, which a keep-alive touch renews. */
-  maxAge: number | undefined;
+  /** How long a renewal lasts: the cookie's maxAge, or the store's TTL for browser-session cookies. */
+  lifetime: number | undefined;
   expiryTimer?: NodeJS.Timeout | undefined;
   revalidateTimer?: NodeJS.Timeout | undefined;
   /** When the session was last renewed, as far as this node knows (the keep-alive clock). */
   renewedAt: number;
-  /** The tail of this session's withSession queue. */
+  /** Set once the session was logged out, destroyed or expired: nothing may write it again. */
+  ended: boolean;
+  /** The last expiry check found the record just past its expiry (TTL rounding, or an unseen renewal). */
+  lingering: boolean;
+  /** The tail of this session's queue (withSession and refreshes). */
   queue: Promise<unknown>;
 }
 
@@ -52,8 +67,8 @@ export interface LiveSessionsDeps {
   store(): SessionStore | undefined;
   /** Ends the session's sockets: `everywhere` on every node, else on this one. */
   end(sessionId: string, code: EndCode, everywhere: boolean): Promise<unknown>;
-  /** The latest expiry any node has seen written for the session. */
-  renewalsElsewhere(sessionId: string): Promise<number | undefined>;
+  /** The latest expiry other nodes have seen written for the session, within `ms`. */
+  renewalsElsewhere(sessionId: string, ms: number): Promise<number | undefined>;
 }
 
 export class LiveSessions {
@@ -62,10 +77,10 @@ export class LiveSessions {
 
   constructor(private readonly deps: LiveSessionsDeps) {}
 
-  /** Tracks an admitted socket under its session. */
+  /** Tracks an admitted, connected socket under its session. */
   add(socket: AnySocket, identity: Identity): void {
-    const req = socket.request as Request;
-    const cookie = req.session?.cookie as { expires?: Date | null; originalMaxAge?: number | null } | undefined;
+    const session = (socket.request as Request).session as Session | undefined;
+    const now = Date.now();
     let live = this.sessions.get(identity.sessionId);
     if (!live) {
       live = {
@@ -73,20 +88,23 @@ export class LiveSessions {
         userId: identity.userId,
         sockets: new Set(),
         expires: undefined,
-        maxAge: undefined,
-        renewedAt: Date.now(),
+        lifetime: undefined,
+        renewedAt: now,
+        ended: false,
+        lingering: false,
         queue: Promise.resolve(),
       };
       this.sessions.set(live.id, live);
       this.scheduleRevalidation(live);
     }
     live.sockets.add(socket);
-    live.maxAge = cookie?.originalMaxAge ?? live.maxAge;
-    const expires = expiresOf({ cookie });
+    live.lifetime = session?.cookie?.originalMaxAge ?? this.storeTtl() ?? live.lifetime;
+    const cookieExpires = expiresOf(session as unknown as SessionRecord);
+    // Browser-session cookies expire with the store's TTL, counted from the last renewal (this page load, at best).
+    const expires = cookieExpires ?? (live.lifetime ? now + live.lifetime : undefined);
     if (expires !== undefined && (live.expires === undefined || expires > live.expires)) {
       live.expires = expires;
-      // An HTTP request renewed it maxAge before it expires: the keep-alive clock starts there.
-      if (live.maxAge) live.renewedAt = expires - live.maxAge;
+      if (cookieExpires !== undefined && live.lifetime) live.renewedAt = cookieExpires - live.lifetime;
       this.scheduleExpiry(live);
     }
     if (this.deps.options.keepAliveMs) socket.use((_packet, next) => (this.activity(live), next()));
@@ -101,14 +119,30 @@ export class LiveSessions {
     this.sessions.delete(live.id);
   }
 
-  /** Called by the store hooks when this node writes a session: remember its new expiry. */
-  renewed(sessionId: string, expires: number | undefined): void {
+  /** The session was logged out, destroyed or expired: no withSession may write it again. */
+  ended(sessionId: string): void {
     const live = this.sessions.get(sessionId);
-    if (live) live.renewedAt = Date.now();
-    if (expires === undefined) return;
+    if (live) live.ended = true;
+  }
+
+  /** Called by the store hooks when this node writes a session: remember its new expiry. */
+  renewed(sessionId: string, cookieExpires: number | undefined): void {
+    const now = Date.now();
+    const ttl = this.storeTtl();
+    const expires = cookieExpires ?? (ttl ? now + ttl : undefined);
+    // A write with an expiry already past (a store deleting on save) renews nothing.
+    if (expires === undefined || expires <= now) return;
     this.renewals.delete(sessionId);
     this.renewals.set(sessionId, expires);
     if (this.renewals.size > RENEWALS_KEPT) this.renewals.delete(this.renewals.keys().next().value!);
+    const live = this.sessions.get(sessionId);
+    if (!live) return;
+    live.renewedAt = now;
+    // A shorter lifetime (a new maxAge) must not wait for the old expiry.
+    if (live.expires === undefined || expires < live.expires) {
+      live.expires = expires;
+      this.scheduleExpiry(live);
+    }
   }
 
   /** This node's answer to "when does this session expire, as far as you wrote it?". */
@@ -129,15 +163,15 @@ export class LiveSessions {
   /** Re-reads each local session of `userId` and re-runs deserializeUser. Resolves with how many. */
   async refreshUser(userId: string): Promise<number> {
     const mine = [...this.sessions.values()].filter((live) => live.userId === userId);
-    const results = await Promise.all(mine.map((live) => this.revalidate(live)));
+    const results = await Promise.all(mine.map((live) => this.queued(live, () => this.revalidate(live))));
     return results.filter(Boolean).length;
   }
 
   /**
    * Reloads the socket's session, runs `fn` on it, then touches and saves it. Calls for one session run
-   * one at a time on this node.
+   * one at a time on this node, and nothing is saved once the session has ended.
    */
-  withSession<T>(socket: AnySocket, fn: (session: any) => T | Promise<T>): Promise<T> {
+  withSession<T>(socket: AnySocket, fn: (session: Session) => T | Promise<T>): Promise<T> {
     const sessionId = (socket.data as { sessionId?: string }).sessionId;
     const live = sessionId === undefined ? undefined : this.sessions.get(sessionId);
     if (!live || !live.sockets.has(socket)) {
@@ -145,37 +179,59 @@ export class LiveSessions {
         new BridgeError("no_session", "withSession() needs a connected socket that was admitted with a session."),
       );
     }
-    const run = async () => {
+    return this.queued(live, async () => {
       const req = socket.request as Request;
       const ms = this.deps.options.storeTimeoutMs;
+      if (live.ended) throw gone();
       try {
         await within(ms, (done) => req.session.reload(done));
       } catch (cause) {
         if (cause instanceof DeadlineError || !/failed to load session/.test(String((cause as Error)?.message))) {
           throw new BridgeError("store_unavailable", "The session store did not answer; nothing was changed.", { cause });
         }
-        // End the sockets once the caller has seen the rejection (and, say, acknowledged the client's event).
-        setImmediate(() => void this.deps.end(live.id, "logged_out", true).catch((err) => debug("%O", err)));
-        throw new BridgeError("logged_out", "The session no longer exists: it was logged out or it expired.", { cause });
+        this.endSoon(live, "logged_out");
+        throw gone("logged_out", cause);
       }
-      const result = await fn(req.session);
-      req.session.touch();
-      await within(ms, (done) => req.session.save(done));
+      const session = req.session as Session;
+      // Still in the store only because connect-redis rounds TTLs up: it has expired.
+      if ((expiresOf(session as unknown as SessionRecord) ?? Infinity) <= Date.now()) {
+        this.endSoon(live, "session_expired");
+        throw gone("session_expired");
+      }
+      const result = await fn(session);
+      if (live.ended) throw gone();
+      session.touch();
+      await within(ms, (done) => session.save(done));
+      // Logged out while the save was on its way: take the resurrected record back out.
+      if (live.ended) {
+        this.deps.store()?.destroy(live.id, (err?: unknown) => err && debug("re-destroying %s: %O", live.id, err));
+        throw gone();
+      }
       return result;
-    };
-    const result = live.queue.then(run, run);
+    });
+  }
+
+  /** Runs `task` after the session's earlier work, so reloads, writes and refreshes never interleave. */
+  private queued<T>(live: LiveSession, task: () => Promise<T>): Promise<T> {
+    const result = live.queue.then(task, task);
     live.queue = result.catch(() => undefined);
     return result;
+  }
+
+  /** Ends the session's sockets on every node once the caller has seen its rejection (and acknowledged, say). */
+  private endSoon(live: LiveSession, code: EndCode): void {
+    live.ended = true;
+    setImmediate(() => void this.deps.end(live.id, code, true).catch((err: unknown) => debug("%O", err)));
   }
 
   private activity(live: LiveSession): void {
     const store = this.deps.store();
     const now = Date.now();
-    const interval = Math.min(this.deps.options.keepAliveMs || Infinity, (live.maxAge ?? Infinity) / 2);
-    if (!store?.touch || now - live.renewedAt < interval) return;
+    const interval = Math.min(this.deps.options.keepAliveMs || Infinity, (live.lifetime ?? Infinity) / 2);
+    if (!store?.touch || live.ended || now - live.renewedAt < interval) return;
     live.renewedAt = now;
     const [socket] = live.sockets;
-    const session = (socket?.request as Request | undefined)?.session;
+    const session = (socket?.request as Request | undefined)?.session as Session | undefined;
     if (!session?.cookie) return;
     // Renew the cookie's expiry the way express-session does on a request, then write only the TTL.
     session.touch();
@@ -184,32 +240,60 @@ export class LiveSessions {
     });
   }
 
-  private scheduleExpiry(live: LiveSession): void {
+  /** Checks the session just after `at` (its known expiry, by default). */
+  private scheduleExpiry(live: LiveSession, at = live.expires): void {
     clearTimeout(live.expiryTimer);
-    if (live.expires === undefined) return;
-    const delay = Math.min(Math.max(0, live.expires - Date.now()), MAX_TIMER_MS);
+    if (at === undefined) return;
+    const delay = Math.min(Math.max(0, at + GRACE_MS - Date.now()), MAX_TIMER_MS);
     live.expiryTimer = setTimeout(() => void this.checkExpiry(live), delay).unref();
   }
 
-  /** At the known expiry: follow a renewal if any node saw one, else confirm with one store read. */
+  /**
+   * Just after the known expiry, one store read decides. No record: expired. A record with a later expiry
+   * (written, or hinted by a node that renewed it): follow it. A record past every expiry we know of is
+   * either in connect-redis's TTL rounding tail (gone within a second) or was renewed where no hook saw it:
+   * one more read after the rounding window tells which.
+   */
   private async checkExpiry(live: LiveSession): Promise<void> {
+    if (this.sessions.get(live.id) !== live) return;
+    if ((live.expires ?? Infinity) > Date.now()) return this.scheduleExpiry(live);
+    let record: SessionRecord | null | undefined;
     try {
-      const now = Date.now();
-      if ((live.expires ?? Infinity) > now) return this.scheduleExpiry(live);
-      let expires = Math.max(live.expires ?? 0, this.renewals.get(live.id) ?? 0);
-      if (expires <= now) expires = Math.max(expires, (await this.deps.renewalsElsewhere(live.id)) ?? 0);
-      if (expires <= now) expires = Math.max(expires, expiresOf(await this.read(live.id)) ?? 0);
-      if (this.sessions.get(live.id) !== live) return;
-      if (expires > Date.now()) {
-        live.expires = expires;
-        return this.scheduleExpiry(live);
-      }
-      debug("session %s expired", live.id);
-      await this.deps.end(live.id, "session_expired", false);
+      record = await this.read(live.id);
     } catch (err) {
       debug("expiry check of %s failed, retrying in %d ms: %O", live.id, STORE_RETRY_MS, err);
-      clearTimeout(live.expiryTimer);
-      live.expiryTimer = setTimeout(() => void this.checkExpiry(live), STORE_RETRY_MS).unref();
+      return this.scheduleExpiry(live, Date.now() + STORE_RETRY_MS);
+    }
+    if (this.sessions.get(live.id) !== live) return;
+    if (!record) {
+      debug("session %s expired", live.id);
+      live.ended = true;
+      await this.deps.end(live.id, "session_expired", false);
+      return;
+    }
+    const now = Date.now();
+    let known = Math.max(expiresOf(record) ?? 0, this.renewals.get(live.id) ?? 0);
+    if (known <= now) known = Math.max(known, (await this.hintsElsewhere(live.id)) ?? 0);
+    if (known > now) {
+      live.lingering = false;
+      live.expires = known;
+    } else if (!live.lingering && known > 0 && now - known < TTL_ROUNDING_MS) {
+      live.lingering = true;
+      return this.scheduleExpiry(live, known + TTL_ROUNDING_MS);
+    } else {
+      // Renewed where no hook saw it (a process without the bridge, or before a restart): look again later.
+      live.lingering = false;
+      live.expires = now + (live.lifetime ?? UNKNOWN_LIFETIME_MS);
+    }
+    this.scheduleExpiry(live);
+  }
+
+  private async hintsElsewhere(sessionId: string): Promise<number | undefined> {
+    try {
+      return await this.deps.renewalsElsewhere(sessionId, HINTS_WAIT_MS);
+    } catch (err) {
+      debug("no renewal hints from other nodes for %s: %O", sessionId, err);
+      return undefined;
     }
   }
 
@@ -217,7 +301,7 @@ export class LiveSessions {
     const every = this.deps.options.revalidateEveryMs;
     if (!every) return;
     live.revalidateTimer = setTimeout(async () => {
-      await this.revalidate(live);
+      await this.queued(live, () => this.revalidate(live));
       if (this.sessions.get(live.id) === live) this.scheduleRevalidation(live);
     }, every).unref();
   }
@@ -229,14 +313,20 @@ export class LiveSessions {
   private async revalidate(live: LiveSession): Promise<boolean> {
     const { options } = this.deps;
     const [first] = live.sockets;
-    if (!first) return false;
+    if (!first || live.ended) return false;
     try {
       const record = await this.read(live.id);
       const serialized = (record?.[options.passportKey] as { user?: unknown } | undefined)?.user;
-      // Gone, logged out in place, or now someone else's: the identity the sockets were admitted with is over.
-      if (!record || (!serialized && serialized !== 0) || toUserId(serialized) !== live.userId) {
-        const code = (live.expires ?? Infinity) <= Date.now() ? "session_expired" : "logged_out";
-        await this.deps.end(live.id, code, false);
+      if (!record) {
+        // Logouts arrive through the store hooks at once; a record that simply vanished has expired.
+        live.ended = true;
+        await this.deps.end(live.id, "session_expired", false);
+        return false;
+      }
+      // Logged out in place, or now someone else's: the identity the sockets were admitted with is over.
+      if ((!serialized && serialized !== 0) || toUserId(serialized) !== live.userId) {
+        live.ended = true;
+        await this.deps.end(live.id, "logged_out", false);
         return false;
       }
       guardDeserializers(options.passport);
@@ -253,11 +343,6 @@ export class LiveSessions {
         if (store?.createSession) store.createSession(req, structuredClone(record));
         req[options.userProperty] = user;
       }
-      const expires = expiresOf(record);
-      if (expires !== undefined) {
-        live.expires = expires;
-        this.scheduleExpiry(live);
-      }
       return true;
     } catch (err) {
       debug("revalidating session %s failed: %O", live.id, err);
@@ -265,9 +350,19 @@ export class LiveSessions {
     }
   }
 
+  /** The store's TTL in ms, for sessions whose cookie has no expiry (connect-redis and others expose `ttl`). */
+  private storeTtl(): number | undefined {
+    const ttl = (this.deps.store() as { ttl?: unknown } | undefined)?.ttl;
+    return typeof ttl === "number" && ttl > 0 ? ttl * 1000 : undefined;
+  }
+
   private read(sessionId: string): Promise<SessionRecord | null | undefined> {
     const store = this.deps.store();
     if (!store) return Promise.reject(new Error("the session store is not known yet"));
     return within(this.deps.options.storeTimeoutMs, (done) => store.get(sessionId, done));
   }
+}
+
+function gone(code: "logged_out" | "session_expired" = "logged_out", cause?: unknown): BridgeError {
+  return new BridgeError(code, "The session has ended (logged out or expired); nothing was saved.", { cause });
 }

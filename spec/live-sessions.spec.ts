@@ -3,9 +3,11 @@
  * keep-alive, refreshed users, session writes and presence, across two nodes on one Redis.
  */
 import { setTimeout as sleep } from "node:timers/promises";
+import { RedisStore } from "connect-redis";
 import { Redis } from "ioredis";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { describe, expect, inject, it } from "vitest";
+import { bridge } from "../lib/index.js";
 import { monitorPerTest } from "./helpers/monitor.js";
 import {
   harnessPerTest,
@@ -146,10 +148,70 @@ describe("expiry", () => {
     const socket = await a.connect({ cookie });
     const ended = ending(socket, loggedIn);
     await sleep(1200);
+    const renewed = Date.now() - loggedIn;
     await b.request("/me", { cookie });
     await sleep(1300);
     expect(socket.connected).toBe(true);
+    const end = await ended;
+    expect(end.code).toBe("session_expired");
+    expect(end.ms).toBeLessThan(renewed + 3000);
+  });
+
+  it("with MemoryStore too: ends at expiry, follows a renewal", async () => {
+    const h = await start({ store: "memory", session: { rolling: true, cookie: { maxAge: 2000 } } });
+    const loggedIn = Date.now();
+    const cookie = await h.login("alice");
+    const socket = await h.connect({ cookie });
+    const ended = ending(socket, loggedIn);
+    await sleep(1000);
+    await h.request("/me", { cookie });
+    const end = await ended;
+    expect(end.code).toBe("session_expired");
+    expect(end.ms).toBeGreaterThanOrEqual(3000);
+    expect(end.ms).toBeLessThan(4000);
+  });
+
+  it("a renewal no hook saw (a process without the bridge) does not end the socket early", async () => {
+    const h = await start({ session: { cookie: { maxAge: 2000 } } });
+    const loggedIn = Date.now();
+    const cookie = await h.login("alice");
+    const socket = await h.connect({ cookie });
+    const ended = ending(socket, loggedIn);
+    await sleep(1200);
+    // What connect-redis's touch does, from elsewhere: a new TTL, the stored cookie.expires unchanged.
+    const redis = new Redis(inject("redisUrl"));
+    await redis.pexpire(`${h.prefix}${sessionIdOf(cookie)}`, 2000);
+    redis.disconnect();
+    await sleep(3100 - (Date.now() - loggedIn));
+    expect(socket.connected).toBe(true);
+    // It still ends, once the renewed key is gone (later than with a hook, but it does).
     expect((await ended).code).toBe("session_expired");
+  });
+
+  it("a shorter maxAge set over HTTP moves the end earlier", async () => {
+    const h = await start({ session: { cookie: { maxAge: 6000 } } });
+    h.app.post("/short", (req, res) => {
+      req.session.cookie.maxAge = 1000;
+      res.sendStatus(204);
+    });
+    const cookie = await h.login("alice");
+    const socket = await h.connect({ cookie });
+    const since = Date.now();
+    const ended = ending(socket, since);
+    await h.request("/short", { method: "POST", cookie });
+    const end = await ended;
+    expect(end.code).toBe("session_expired");
+    expect(end.ms).toBeLessThan(2500);
+  });
+
+  it("a silent node does not hold up expiry", async () => {
+    const [a, b] = await cluster({ session: { cookie: { maxAge: 2000 } } });
+    b.io.of("/").removeAllListeners("passport-socketio-bridge:command");
+    const loggedIn = Date.now();
+    const socket = await a.connect({ cookie: await a.login("alice") });
+    const end = await ending(socket, loggedIn);
+    expect(end.code).toBe("session_expired");
+    expect(end.ms).toBeLessThan(3000);
   });
 });
 
@@ -164,6 +226,8 @@ describe("keep-alive", () => {
       await sleep(200);
     }
     expect(socket.connected).toBe(true);
+    // Alive in the store too, not only on the socket: HTTP still sees Alice.
+    expect(await (await h.request("/me", { cookie })).json()).toMatchObject({ user: { name: "Alice" } });
     const end = await ending(socket);
     expect(end.code).toBe("session_expired");
     expect(end.ms).toBeLessThan(3000);
@@ -207,6 +271,28 @@ describe("keep-alive", () => {
     expect(await m.counts()).toEqual({});
   });
 
+  it("only as far as the store really renews: a store that ignores touches still expires", async () => {
+    const client = new Redis(inject("redisUrl"));
+    try {
+      const prefix = `sess:notouch:${Date.now()}:`;
+      const store = new RedisStore({ client, prefix, disableTouch: true });
+      const h = await start({ store, prefix, session: { cookie: { maxAge: 2000 } } });
+      const loggedIn = Date.now();
+      const cookie = await h.login("alice");
+      const socket = await h.connect({ cookie });
+      const ended = ending(socket, loggedIn);
+      while (socket.connected && Date.now() - loggedIn < 3500) {
+        await socket.emitWithAck("whoami").catch(() => undefined);
+        await sleep(200);
+      }
+      const end = await ended;
+      expect(end.code).toBe("session_expired");
+      expect(end.ms).toBeLessThan(3000);
+    } finally {
+      client.disconnect();
+    }
+  });
+
   it("can be turned off", async () => {
     const h = await start({ bridge: { keepAliveMs: false }, session: { cookie: { maxAge: 2000 } } });
     const cookie = await h.login("alice");
@@ -229,12 +315,14 @@ describe("fresh users", () => {
     const onB = await b.connect({ cookie, transport: "polling" });
     const onB2 = await b.connect({ cookie });
     expect((await whoami(onA)).user).toMatchObject({ role: "user" });
+    let reconnects = 0;
+    for (const socket of [onA, onB, onB2]) socket.on("connect", () => reconnects++);
 
     // The shared user database, seen by both nodes' deserializers.
     for (const node of [a, b]) node.users.get("1")!.role = "admin";
     expect(await b.auth.refresh("1")).toBe(2);
     for (const socket of [onA, onB, onB2]) expect((await whoami(socket)).user).toMatchObject({ role: "admin" });
-    expect(onA.id && onB.id && onB2.id).toBeTruthy();
+    expect(reconnects).toBe(0);
 
     for (const node of [a, b]) node.users.delete("1");
     const ends = Promise.all([onA, onB, onB2].map((s) => ending(s)));
@@ -296,6 +384,84 @@ describe("withSession", () => {
     const ended = ending(socket);
     expect(await socket.emitWithAck("increment")).toEqual({ error: "logged_out" });
     expect((await ended).code).toBe("logged_out");
+  });
+});
+
+describe("withSession and the session's end", () => {
+  function incrementer(h: Harness, work: (session: { count?: number }) => Promise<void>) {
+    h.io.on("connection", (socket) => {
+      socket.on("increment", (ack: (n: unknown) => void) => {
+        h.auth
+          .withSession(socket, async (session) => {
+            await work(session);
+            session.count = (session.count ?? 0) + 1;
+            return session.count;
+          })
+          .then(ack, (err: { code: string }) => ack({ error: err.code }));
+      });
+    });
+  }
+
+  it("never brings a session back that was logged out while the function ran", async () => {
+    const h = await start();
+    incrementer(h, () => sleep(400));
+    const cookie = await h.login("alice");
+    const socket = await h.connect({ cookie });
+    // The socket is ended by the logout, so the answer may never arrive; either way nothing is saved.
+    const answer = socket
+      .timeout(5000)
+      .emitWithAck("increment")
+      .catch(() => ({ error: "disconnected before the answer" }));
+    await sleep(100);
+    await h.request("/logout", { method: "POST", cookie });
+    expect(await answer).toMatchObject({ error: expect.any(String) });
+    // Past the end of the function (400 ms) and of any save it could have made.
+    await sleep(700);
+    const redis = new Redis(inject("redisUrl"));
+    expect(await redis.exists(`${h.prefix}${sessionIdOf(cookie)}`)).toBe(0);
+    redis.disconnect();
+    expect(await (await h.request("/me", { cookie })).json()).toMatchObject({ user: null });
+    expect((await h.refusal({ cookie })).data.code).toBe("session_missing");
+  });
+
+  it("keeps its write when a refresh runs at the same time", async () => {
+    const h = await start();
+    incrementer(h, () => sleep(300));
+    const cookie = await h.login("alice");
+    const socket = await h.connect({ cookie });
+    const answer = socket.emitWithAck("increment");
+    await sleep(100);
+    await h.auth.refresh("1");
+    expect(await answer).toBe(1);
+    expect(await (await h.request("/me", { cookie })).json()).toMatchObject({ session: { count: 1 } });
+  });
+});
+
+describe("more ways a session ends", () => {
+  it("a new login over HTTP ends the sockets of the session it replaced", async () => {
+    const h = await start();
+    const cookie = await h.login("alice");
+    const socket = await h.connect({ cookie });
+    const ended = ending(socket);
+    await h.request("/login", { method: "POST", cookie, body: new URLSearchParams({ username: "bob", password: "bob" }) });
+    expect((await ended).code).toBe("logged_out");
+  });
+
+  it("revalidateEveryMs ends the sockets of a removed user with user_removed", async () => {
+    const h = await start({ bridge: { revalidateEveryMs: 200 } });
+    const socket = await h.connect({ cookie: await h.login("alice") });
+    const ended = ending(socket);
+    h.users.delete("1");
+    expect((await ended).code).toBe("user_removed");
+  });
+
+  it("does not track a socket an earlier connection listener already disconnected", async () => {
+    const h = await start({ bridge: false });
+    h.io.on("connection", (socket) => socket.disconnect());
+    const auth = bridge(h.io, { session: h.sessionMiddleware, passport: h.passport });
+    h.client({ cookie: await h.login("alice") });
+    await sleep(300);
+    expect(await auth.isOnline("1")).toBe(false);
   });
 });
 
