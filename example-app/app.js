@@ -25,6 +25,8 @@ export async function createApp({
     const { Redis } = await import("ioredis");
     const { RedisStore } = await import("connect-redis");
     const client = new Redis(redisUrl);
+    // ioredis reconnects by itself; handshakes meanwhile are refused as store_unavailable (reconnect: true).
+    client.on("error", (err) => log(`Redis: ${err.message}`));
     closers.push(() => client.quit());
     store = new RedisStore({ client, prefix: "example:sess:" });
     log(`Sessions are kept in Redis at ${redisUrl}.`);

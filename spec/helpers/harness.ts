@@ -126,6 +126,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     store = options.store;
   } else {
     redis = new Redis(options.redisUrl ?? inject("redisUrl"), { lazyConnect: false });
+    // Connection errors during outage tests are expected; an app would log them.
+    redis.on("error", () => undefined);
     cleanups.push(() => redis?.disconnect());
     store = new RedisStore({ client: redis, prefix });
   }

@@ -1,0 +1,74 @@
+/**
+ * Fuzzed handshakes: at least 10,000 hostile handshakes, generated from a seed (FUZZ_SEED, FUZZ_COUNT to
+ * change them), sent raw over WebSocket and long-polling. None may be admitted, each must be refused with a
+ * known code, nothing may crash or leak a rejection, and a real session must still connect afterwards.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generate, prng, send, type Outcome } from "./helpers/fuzz.js";
+import { SECRET, harnessPerTest, sessionIdOf, type WhoAmI } from "./helpers/harness.js";
+
+const SEED = Number(process.env.FUZZ_SEED ?? 20261127);
+const COUNT = Number(process.env.FUZZ_COUNT ?? 10_000);
+const CONCURRENCY = 32;
+const KNOWN = new Set(["session_missing", "origin_not_allowed"]);
+
+const start = harnessPerTest();
+const leaks: unknown[] = [];
+const onLeak = (err: unknown) => leaks.push(err);
+beforeAll(() => {
+  process.on("unhandledRejection", onLeak);
+  process.on("uncaughtException", onLeak);
+});
+afterAll(() => {
+  process.off("unhandledRejection", onLeak);
+  process.off("uncaughtException", onLeak);
+});
+
+/** Runs `work` over `items`, `limit` at a time, keeping the results in order. */
+async function pool<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await work(items[i]!);
+      }
+    }),
+  );
+  return results;
+}
+
+describe(`fuzzed handshakes (FUZZ_SEED=${SEED})`, () => {
+  it(`refuses ${COUNT} hostile handshakes with known codes, and admits none`, { timeout: 120_000 }, async () => {
+    const h = await start();
+    const cookie = await h.login("alice");
+    const random = prng(SEED);
+    const target = { url: h.url, sessionId: sessionIdOf(cookie), secret: SECRET, cookieName: "connect.sid" };
+    const cases = Array.from({ length: COUNT }, () => generate(random, target));
+    // The oracle can tell an admission: the real cookie, sent the same raw way, is admitted.
+    const control = await send(h.url, { transport: "websocket", headers: { cookie }, query: {}, auth: undefined, kind: "control" });
+    expect(control.admitted).toBe(true);
+
+    const started = Date.now();
+    const outcomes = await pool(cases, CONCURRENCY, (c) => send(h.url, c));
+    const seconds = (Date.now() - started) / 1000;
+
+    const tally = new Map<string, number>();
+    for (const outcome of outcomes) tally.set(outcome.code ?? "(none)", (tally.get(outcome.code ?? "(none)") ?? 0) + 1);
+    console.log(`fuzz: ${COUNT} handshakes in ${seconds.toFixed(1)} s, seed ${SEED}:`, Object.fromEntries(tally));
+
+    const describe = (o: Outcome, i: number) => ({ case: i, kind: cases[i]!.kind, transport: cases[i]!.transport, detail: o.detail.slice(0, 200) });
+    expect(outcomes.map(describe).filter((_, i) => outcomes[i]!.admitted)).toEqual([]);
+    expect(outcomes.map(describe).filter((_, i) => !KNOWN.has(outcomes[i]!.code ?? "")).slice(0, 5)).toEqual([]);
+    expect(leaks).toEqual([]);
+
+    // No prototype was polluted by the payloads.
+    const probe = {} as Record<string, unknown>;
+    expect([probe.admin, probe.isAdmin, probe.user, probe.sessionID]).toEqual([undefined, undefined, undefined, undefined]);
+
+    // The real session still connects.
+    const socket = await h.connect({ cookie });
+    expect(((await socket.emitWithAck("whoami")) as WhoAmI).user).toMatchObject({ name: "Alice" });
+  });
+});
