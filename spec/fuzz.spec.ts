@@ -3,8 +3,9 @@
  * change them), sent raw over WebSocket and long-polling. None may be admitted, each must be refused with a
  * known code, nothing may crash or leak a rejection, and a real session must still connect afterwards.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { generate, prng, send, type Outcome } from "./helpers/fuzz.js";
+import { failOnLeaks } from "./helpers/leaks.js";
 import { SECRET, harnessPerTest, sessionIdOf, type WhoAmI } from "./helpers/harness.js";
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261127);
@@ -13,16 +14,8 @@ const CONCURRENCY = 32;
 const KNOWN = new Set(["session_missing", "origin_not_allowed"]);
 
 const start = harnessPerTest();
-const leaks: unknown[] = [];
-const onLeak = (err: unknown) => leaks.push(err);
-beforeAll(() => {
-  process.on("unhandledRejection", onLeak);
-  process.on("uncaughtException", onLeak);
-});
-afterAll(() => {
-  process.off("unhandledRejection", onLeak);
-  process.off("uncaughtException", onLeak);
-});
+// Nothing here may leak a rejection or an exception out of the library.
+const leaks = failOnLeaks();
 
 /** Runs `work` over `items`, `limit` at a time, keeping the results in order. */
 async function pool<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {

@@ -6,21 +6,17 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { failOnLeaks } from "./helpers/leaks.js";
 import { harnessPerTest, TRANSPORTS, type WhoAmI } from "./helpers/harness.js";
 import { startRedis, type RedisServer } from "./helpers/redis-server.js";
 
 const start = harnessPerTest();
 let redis: RedisServer;
-const leaks: unknown[] = [];
-const onLeak = (err: unknown) => leaks.push(err);
+const leaks = failOnLeaks();
 beforeAll(async () => {
   redis = await startRedis();
-  process.on("unhandledRejection", onLeak);
-  process.on("uncaughtException", onLeak);
 });
 afterAll(async () => {
-  process.off("unhandledRejection", onLeak);
-  process.off("uncaughtException", onLeak);
   await redis.close();
 });
 

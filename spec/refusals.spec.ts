@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import signature from "cookie-signature";
 import { MemoryStore, type SessionData } from "express-session";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { REFUSALS, RefusalError, type RefusalCode } from "../lib/index.js";
 import {
   SECRET,
@@ -13,21 +13,12 @@ import {
   type Refusal,
   type WhoAmI,
 } from "./helpers/harness.js";
+import { failOnLeaks } from "./helpers/leaks.js";
 
 const start = harnessPerTest();
 
 // Nothing here may leak a rejection or an exception out of the library.
-const leaks: unknown[] = [];
-const onLeak = (err: unknown) => leaks.push(err);
-beforeAll(() => {
-  process.on("unhandledRejection", onLeak);
-  process.on("uncaughtException", onLeak);
-});
-afterAll(() => {
-  process.off("unhandledRejection", onLeak);
-  process.off("uncaughtException", onLeak);
-  expect(leaks).toEqual([]);
-});
+failOnLeaks();
 
 function expectRefusal(refusal: Refusal, code: RefusalCode) {
   expect(refusal.data).toEqual({ code, reconnect: REFUSALS[code].reconnect });

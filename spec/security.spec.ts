@@ -3,26 +3,18 @@
  * the signed cookie, secret rotation, the failed-handshake limit, and code that fails asynchronously.
  */
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { redisFailureLimiter } from "../lib/index.js";
+import { failOnLeaks } from "./helpers/leaks.js";
 import { harnessPerTest, sessionIdOf, TRANSPORTS, type Harness, type WhoAmI } from "./helpers/harness.js";
 import { monitorPerTest } from "./helpers/monitor.js";
 
 const start = harnessPerTest();
 const monitorStore = monitorPerTest();
 
-const leaks: unknown[] = [];
-const onLeak = (err: unknown) => leaks.push(err);
-beforeAll(() => {
-  process.on("unhandledRejection", onLeak);
-  process.on("uncaughtException", onLeak);
-});
-afterAll(() => {
-  process.off("unhandledRejection", onLeak);
-  process.off("uncaughtException", onLeak);
-  expect(leaks).toEqual([]);
-});
+// Nothing here may leak a rejection or an exception out of the library.
+failOnLeaks();
 
 const code = async (h: Harness, options: Parameters<Harness["refusal"]>[0]) => (await h.refusal(options)).data.code;
 
