@@ -1,7 +1,7 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: { index: "lib/index.ts" },
+  entry: { index: "lib/index.ts", compat: "lib/compat.ts" },
   format: ["esm", "cjs"],
   dts: true,
   shims: true,
@@ -9,5 +9,6 @@ export default defineConfig({
   platform: "node",
   sourcemap: true,
   clean: true,
-  splitting: false,
+  // Shared chunks, so both entry points share one copy of the error classes (instanceof works across them).
+  splitting: true,
 });

@@ -3,6 +3,7 @@
  * on `;`, surrounding quotes dropped, values URI-decoded when they decode. Engine.IO requests are raw Node
  * requests, so nothing upstream has parsed them.
  */
+import { createHmac, timingSafeEqual } from "node:crypto";
 
 /** Every `[name, value]` pair of a Cookie header, in order, duplicates included. Never throws. */
 export function cookiePairs(header: string | undefined): Array<[string, string]> {
@@ -41,4 +42,20 @@ function decode(value: string): string {
   } catch {
     return value;
   }
+}
+
+/**
+ * The value of a cookie signed the way express-session and cookie-parser sign (`<value>.<HMAC-SHA256,
+ * base64, unpadded>`), if one of `secrets` signed it; false otherwise. Constant-time comparison.
+ */
+export function unsign(signed: string, secrets: readonly string[]): string | false {
+  const dot = signed.lastIndexOf(".");
+  if (dot < 0) return false;
+  const value = signed.slice(0, dot);
+  const presented = Buffer.from(signed);
+  for (const secret of secrets) {
+    const expected = Buffer.from(`${value}.${createHmac("sha256", secret).update(value).digest("base64").replace(/=+$/, "")}`);
+    if (expected.length === presented.length && timingSafeEqual(expected, presented)) return value;
+  }
+  return false;
 }

@@ -195,13 +195,13 @@ function duration(key: string, value: unknown, canDisable: boolean): number | fa
 }
 
 /** Where Passport keeps its data in the session (`req.session.passport` unless the Authenticator says otherwise). */
-function passportKeyOf(passport: PassportLike): string {
+export function passportKeyOf(passport: PassportLike): string {
   const key: unknown = (passport as { _key?: unknown })._key;
   return typeof key === "string" && key !== "" ? key : "passport";
 }
 
 /** The `passport` singleton, loaded only when no Authenticator was given (so passport stays a peer). */
-function defaultPassport(): PassportLike {
+export function defaultPassport(): PassportLike {
   try {
     return createRequire(import.meta.url)("passport") as PassportLike;
   } catch (cause) {

@@ -45,7 +45,7 @@ describe("per connection", () => {
     const cookie = await login("alice");
     await monitor.take();
     const main = client({ cookie, transport: "polling" });
-    const others = ["/a", "/b"].map((nsp) => main.io.socket(nsp).connect());
+    const others = ["/a", "/b"].map((nsp) => main.io.socket(nsp));
     await Promise.all([main, ...others].map((s) => nextEvent(s, "connect")));
     expect(await monitor.counts()).toEqual({ GET: 1 });
   });

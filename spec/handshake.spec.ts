@@ -136,7 +136,7 @@ describe("namespaces", () => {
     // One Manager, one Engine.IO connection, four namespaces.
     const main = client({ cookie });
     await nextEvent(main, "connect");
-    const sockets = ["/early", "/late", "/room-7"].map((nsp) => main.io.socket(nsp).connect());
+    const sockets = ["/early", "/late", "/room-7"].map((nsp) => main.io.socket(nsp));
     await Promise.all(sockets.map((s) => nextEvent(s, "connect")));
 
     for (const socket of sockets) {

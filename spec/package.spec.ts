@@ -44,15 +44,22 @@ console.log(JSON.stringify({
   room: auth.userRoom(7),
   data: new RefusalError("store_unavailable").data,
   isError: new RefusalError("rejected") instanceof Error,
+  compat: [typeof authorize, typeof filterSocketsByUser, typeof fetchSocketsByUser],
 }));
 `;
-  const expected = { room: "user:7", data: { code: "store_unavailable", reconnect: true }, isError: true };
+  const expected = {
+    room: "user:7",
+    data: { code: "store_unavailable", reconnect: true },
+    isError: true,
+    compat: ["function", "function", "function"],
+  };
 
   it("imports by name from an ES module", async () => {
     const dir = makeApp("esm-app", RUNTIME, "module");
     writeFileSync(
       join(dir, "main.js"),
       script(`import { bridge, RefusalError } from "passport-socketio-bridge";
+import { authorize, filterSocketsByUser, fetchSocketsByUser } from "passport-socketio-bridge/compat";
 import { Server } from "socket.io";
 import session from "express-session";`),
     );
@@ -65,6 +72,7 @@ import session from "express-session";`),
     writeFileSync(
       join(dir, "main.js"),
       script(`const { bridge, RefusalError } = require("passport-socketio-bridge");
+const { authorize, filterSocketsByUser, fetchSocketsByUser } = require("passport-socketio-bridge/compat");
 const { Server } = require("socket.io");
 const session = require("express-session");`),
     );

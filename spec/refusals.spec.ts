@@ -121,7 +121,6 @@ describe("faults", () => {
     expect(((await main.emitWithAck("whoami")) as WhoAmI).user).toBeNull();
     store.fault = "none";
     const other = main.io.socket("/other");
-    other.connect();
     await nextEvent(other, "connect");
     expect(io.of("/other").sockets.get(other.id!)?.request.user).toMatchObject({ name: "Alice" });
   });
@@ -195,7 +194,7 @@ describe("onAccept", () => {
     io.of("/other");
     const cookie = await login("alice");
     const main = client({ cookie });
-    const other = main.io.socket("/other").connect();
+    const other = main.io.socket("/other");
     await Promise.all([nextEvent(main, "connect"), nextEvent(other, "connect")]);
     expect(calls.sort()).toEqual([
       ["/", "Alice"],
@@ -215,7 +214,7 @@ describe("onAccept", () => {
     io.of("/admin");
     const main = client({ cookie: await login("alice") });
     await nextEvent(main, "connect");
-    const admin = main.io.socket("/admin").connect();
+    const admin = main.io.socket("/admin");
     const refused = await nextEvent<Error & { data: unknown }>(admin, "connect_error");
     expect(refused.message).toBe("Admins only.");
     expect(main.connected).toBe(true);

@@ -45,7 +45,7 @@ describe("revocation", () => {
     const cookie = await h.login("alice");
     const main = h.client({ cookie });
     await nextEvent(main, "connect");
-    const lobby = main.io.socket("/lobby").connect();
+    const lobby = main.io.socket("/lobby");
     await nextEvent(lobby, "connect");
 
     const ended = nextEvent(main, "auth:ended");

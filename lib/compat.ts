@@ -1,0 +1,252 @@
+/**
+ * `passport-socketio-bridge/compat`: passport.socketio's API (3.7.0) on Socket.IO 4, for a one-line migration.
+ * `authorize()` keeps its options, defaults, failure messages, `critical` flags and their order, and its
+ * `success`/`fail` callbacks. Three behaviours change on purpose (see docs/migrating-from-passport.socketio.md):
+ * `accept(null, false)` refuses, as its README always said; the unsigned `session_id` query parameter is
+ * ignored, because it bypassed cookie signing; and `filterSocketsByUser` works again on Socket.IO 4.
+ */
+import type { IncomingMessage } from "node:http";
+import createDebug from "debug";
+import type { RemoteSocket, Server } from "socket.io";
+import { cookiePairs, unsign } from "./cookies.js";
+import { within } from "./deadline.js";
+import { ConfigError, RefusalError, type RefusalCode } from "./errors.js";
+import { guardDeserializers } from "./handshake.js";
+import { namespacesOf } from "./namespaces.js";
+import { defaultPassport, passportKeyOf } from "./options.js";
+import { toUserId } from "./rooms.js";
+import { isSessionStore, type SessionRecord, type SessionStore } from "./store-hooks.js";
+import type { AnySocket, PassportLike } from "./types.js";
+
+const debug = createDebug("passport-socketio-bridge:compat");
+
+/** Where authorize() notes the userProperty it used, so filterSocketsByUser reads the same one. */
+const USER_PROPERTY = Symbol.for("passport-socketio-bridge:compat-user-property");
+/** Passport's serialized user of each authorized request, for `socket.data.userId`. */
+const userIds = new WeakMap<IncomingMessage, string>();
+
+/** passport.socketio's `accept`: `accept()` or `accept(null, true)` admits, `accept(err)` and `accept(null, false)` refuse. */
+export type Accept = (err?: Error | null, accepted?: boolean) => void;
+
+/** The handshake request, as passport.socketio called it (`data`). */
+export type HandshakeData = IncomingMessage & Record<string | symbol, any>;
+
+export interface AuthorizeOptions {
+  /** The session cookie's name. Default `"connect.sid"`. */
+  key?: string;
+  /** The session secret, or secrets (the first signs; all verify). Required: the cookie is signed. */
+  secret: string | string[];
+  /** The same store instance your session middleware uses. Required. */
+  store: SessionStore | object;
+  /** A cookie-parser factory, such as `require("cookie-parser")`. Optional: the bridge reads cookies itself. */
+  cookieParser?: (secret?: string | string[]) => (req: any, res: any, next: (err?: unknown) => void) => void;
+  /** The Passport Authenticator. Default: the `passport` singleton. */
+  passport?: PassportLike;
+  /** Where the user goes on the request. Default `"user"`. */
+  userProperty?: string;
+  /** Called when the user is known. Must call `accept`. Default: `accept()`. */
+  success?: (data: HandshakeData, accept: Accept) => void;
+  /** Called on every failure, with passport.socketio's message and `critical` flag. Default: refuse with the message. */
+  fail?: (data: HandshakeData, message: string | Error, critical: boolean, accept: Accept) => void;
+  /** How long the store read and deserializeUser may each take before failing as critical. Default 5000. (New.) */
+  storeTimeoutMs?: number;
+}
+
+/** passport.socketio's messages, each with the bridge's refusal code that its default `fail` sends along. */
+const MESSAGES = {
+  store: ["Error in session store:\n", "store_unavailable"],
+  noSession: ["No session found", "session_missing"],
+  noPassport: ["Passport was not initialized", "unauthenticated"],
+  noUser: ["User not authorized through passport. (User Property not found)", "unauthenticated"],
+  deserializer: ["", "deserialize_failed"],
+  userNotFound: ["User not found", "user_not_found"],
+} as const satisfies Record<string, readonly [string, RefusalCode]>;
+
+/**
+ * A Socket.IO middleware (`io.use(authorize({...}))`, or on any namespace) that authenticates the
+ * handshake from the signed session cookie, the store and Passport, as passport.socketio 3.7.0 did.
+ */
+export function authorize(options: AuthorizeOptions): (socket: AnySocket, next: (err?: Error) => void) => void {
+  const auth = resolve(options);
+  return (socket, next) => {
+    const data = socket.request as HandshakeData;
+    let answered = false;
+    /** `accept` for one callback; `refusal` is what `accept(null, false)` sends from it. */
+    const acceptWith =
+      (refusal: () => RefusalError): Accept =>
+      (err, accepted) => {
+        if (answered) return;
+        answered = true;
+        if (err) return next(err instanceof Error ? err : new Error(String(err)));
+        if (accepted === false) return next(refusal());
+        remember(socket, data[auth.userProperty]);
+        next();
+      };
+    // A throwing callback (passport.socketio's README throws on critical failures) refuses instead of crashing.
+    const call = (callback: (accept: Accept) => void, refusal: () => RefusalError) => {
+      const accept = acceptWith(refusal);
+      try {
+        callback(accept);
+      } catch (err) {
+        accept(err instanceof Error ? err : new Error(String(err)));
+      }
+    };
+    const fail = (message: string | Error, critical: boolean) =>
+      call((accept) => auth.fail(data, message, critical, accept), () => refusalFor(message));
+    const succeed = () => call((accept) => auth.success(data, accept), () => new RefusalError("rejected"));
+    check(auth, data).then(
+      (failure) => (failure ? fail(failure.message, failure.critical) : succeed()),
+      (err: unknown) => {
+        debug("authorize failed unexpectedly: %O", err);
+        fail(`${MESSAGES.store[0]}${(err as Error)?.message ?? err}`, true);
+      },
+    );
+  };
+}
+
+/** The connected sockets of this node, in every namespace, whose user `filter` accepts. */
+export function filterSocketsByUser(io: Server, filter: (user: any) => boolean): AnySocket[] {
+  const sockets: AnySocket[] = [];
+  for (const nsp of namespacesOf(io)) {
+    for (const socket of nsp.sockets.values()) {
+      const req = socket.request as HandshakeData;
+      if (filter(req[req[USER_PROPERTY] ?? "user"])) sockets.push(socket);
+    }
+  }
+  return sockets;
+}
+
+/**
+ * The sockets of every node the adapter reaches, in every namespace this node knows, whose user `filter`
+ * accepts. Remote sockets carry the user as authorize() stored it in `socket.data.user` (JSON).
+ */
+export async function fetchSocketsByUser(io: Server, filter: (user: any) => boolean): Promise<RemoteSocket<any, any>[]> {
+  const found = await Promise.all([...namespacesOf(io)].map((nsp) => nsp.fetchSockets()));
+  return found.flat().filter((socket) => filter((socket.data as { user?: unknown }).user));
+}
+
+interface Resolved {
+  key: string;
+  secrets: string[];
+  store: SessionStore;
+  readCookies: (header: string) => Record<string, string | false>;
+  passport: PassportLike;
+  passportKey: string;
+  userProperty: string;
+  success: NonNullable<AuthorizeOptions["success"]>;
+  fail: NonNullable<AuthorizeOptions["fail"]>;
+  storeTimeoutMs: number;
+}
+
+function resolve(options: AuthorizeOptions): Resolved {
+  if (typeof options !== "object" || options === null) {
+    throw new ConfigError("authorize(options) needs an options object with at least { secret, store }.");
+  }
+  const { store } = options;
+  if (typeof store === "function") {
+    throw new ConfigError("`store` must be a store instance (new RedisStore({ client })), not the store class.");
+  }
+  if (!isSessionStore(store)) {
+    throw new ConfigError("`store` must be the session store instance your express-session middleware uses.");
+  }
+  const secrets = [options.secret].flat().filter((s): s is string => typeof s === "string" && s !== "");
+  if (secrets.length === 0) {
+    throw new ConfigError("`secret` is required: the same secret (or secrets) your express-session middleware signs with.");
+  }
+  const passport = options.passport ?? defaultPassport();
+  const cookieParser = options.cookieParser;
+  return {
+    key: options.key ?? "connect.sid",
+    secrets,
+    store,
+    readCookies: cookieParser
+      ? (header) => viaCookieParser(cookieParser, options.secret, header)
+      : (header) => signedCookies(header, secrets),
+    passport,
+    passportKey: passportKeyOf(passport),
+    userProperty: options.userProperty ?? "user",
+    success: options.success ?? ((_data, accept) => accept()),
+    fail: options.fail ?? ((_data, message, _critical, accept) => accept(refusalFor(message))),
+    storeTimeoutMs: options.storeTimeoutMs ?? 5000,
+  };
+}
+
+/** Runs passport.socketio's checks, in its order. Resolves with the failure, or undefined on success. */
+async function check(auth: Resolved, data: HandshakeData): Promise<{ message: string | Error; critical: boolean } | undefined> {
+  data[USER_PROPERTY] = auth.userProperty;
+  data.cookie = auth.readCookies(typeof data.headers.cookie === "string" ? data.headers.cookie : "");
+  data.sessionID = data.cookie[auth.key] || "";
+  data[auth.userProperty] = { logged_in: false };
+  // (passport.socketio asked the store even for an empty id; the answer is always "nothing".)
+  if (!data.sessionID) return { message: MESSAGES.noSession[0], critical: false };
+
+  let session: SessionRecord | null | undefined;
+  try {
+    session = await within(auth.storeTimeoutMs, (done) => auth.store.get(data.sessionID, done));
+  } catch (err) {
+    return { message: `${MESSAGES.store[0]}${(err as Error)?.message ?? err}`, critical: true };
+  }
+  if (!session) return { message: MESSAGES.noSession[0], critical: false };
+  const passportData = session[auth.passportKey] as { user?: unknown } | undefined;
+  if (!passportData) return { message: MESSAGES.noPassport[0], critical: true };
+  const userKey = passportData.user;
+  if (typeof userKey === "undefined") return { message: MESSAGES.noUser[0], critical: false };
+
+  guardDeserializers(auth.passport);
+  let user: any;
+  try {
+    user = await within(auth.storeTimeoutMs, (done) => auth.passport.deserializeUser(userKey, data, done));
+  } catch (err) {
+    return { message: err instanceof Error ? err : new Error(String(err)), critical: true };
+  }
+  if (!user) return { message: MESSAGES.userNotFound[0], critical: false };
+  data[auth.userProperty] = user;
+  data[auth.userProperty].logged_in = true;
+  userIds.set(data, toUserId(userKey));
+  return undefined;
+}
+
+/** cookie-parser's `signedCookies`: each `s:` cookie's value if a secret signed it, else false. */
+function signedCookies(header: string, secrets: string[]): Record<string, string | false> {
+  const cookies: Record<string, string | false> = {};
+  for (const [name, value] of cookiePairs(header)) {
+    if (!(name in cookies) && value.startsWith("s:")) cookies[name] = unsign(value.slice(2), secrets);
+  }
+  return cookies;
+}
+
+function viaCookieParser(
+  factory: NonNullable<AuthorizeOptions["cookieParser"]>,
+  secret: string | string[],
+  header: string,
+): Record<string, string | false> {
+  const req: { headers: { cookie: string }; signedCookies?: Record<string, string | false>; cookies?: Record<string, string> } = {
+    headers: { cookie: header },
+  };
+  let failure: unknown;
+  factory(secret)(req, {}, (err) => (failure = err));
+  if (failure) throw failure;
+  return req.signedCookies ?? req.cookies ?? {};
+}
+
+/** What the default `fail` sends: passport.socketio's message, with the bridge's code alongside. */
+function refusalFor(message: string | Error): RefusalError {
+  const text = message instanceof Error ? message.message : String(message);
+  const entry = Object.values(MESSAGES).find(([prefix]) => prefix !== "" && text.startsWith(prefix));
+  const code: RefusalCode = message instanceof Error ? "deserialize_failed" : (entry?.[1] ?? "rejected");
+  return new RefusalError(code, { message: text });
+}
+
+/** What an admitted socket carries to other nodes: its user, as JSON, and its ids. */
+function remember(socket: AnySocket, user: unknown): void {
+  const req = socket.request as HandshakeData;
+  const data = socket.data as Record<string, unknown>;
+  try {
+    data.user = JSON.parse(JSON.stringify(user));
+  } catch {
+    data.user = undefined;
+  }
+  const userId = userIds.get(req);
+  if (userId !== undefined) data.userId = userId;
+  if (req.sessionID) data.sessionId = req.sessionID;
+}
