@@ -12,9 +12,14 @@ import { findUserById, verifyPassword } from "./users.js";
 
 const PUBLIC = fileURLToPath(new URL("./public/", import.meta.url));
 
+/**
+ * Builds the app (not listening yet). Options: `redisUrl` (default REDIS_URL) keeps sessions in Redis;
+ * `sessionMaxAgeMs` is the idle timeout (default 8 h); `log` receives its log lines.
+ */
 export async function createApp({
   redisUrl = process.env.REDIS_URL,
   secret = process.env.SESSION_SECRET ?? "example-app secret: set SESSION_SECRET in production",
+  sessionMaxAgeMs = 8 * 60 * 60 * 1000,
   log = console.log,
 } = {}) {
   const closers = [];
@@ -39,7 +44,8 @@ export async function createApp({
     store,
     resave: false,
     saveUninitialized: false,
-    cookie: { httpOnly: true, sameSite: "lax", maxAge: 8 * 60 * 60 * 1000 },
+    rolling: true,
+    cookie: { httpOnly: true, sameSite: "lax", maxAge: sessionMaxAgeMs },
   });
 
   const passport = new Passport();
@@ -64,9 +70,18 @@ export async function createApp({
   const io = new Server(server);
   const auth = bridge(io, { session: sessionMiddleware, passport });
 
+  // Who is online, on every node, by name.
+  const announcePresence = async () => {
+    const ids = await auth.onlineUsers();
+    io.emit("online", ids.map((id) => findUserById(id)?.name ?? id));
+  };
+  const presence = () => announcePresence().catch((err) => log(`presence: ${err.message}`));
+
   io.on("connection", (socket) => {
     const user = socket.request.user;
     socket.emit("hello", { name: user.name });
+    presence();
+    socket.on("disconnect", presence);
     socket.on("chat", (text, ack) => {
       if (typeof text !== "string" || !text.trim() || text.length > 500) {
         return typeof ack === "function" && ack({ ok: false });

@@ -1,17 +1,26 @@
 // The browser side: show the login form, or open the socket and chat.
 const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
 
 const { user } = await (await fetch("/api/me", { credentials: "same-origin" })).json();
 
 if (!user) {
   $("login").hidden = false;
-  $("login-error").hidden = !new URLSearchParams(location.search).has("error");
+  $("login-error").hidden = !params.has("error");
   $("username").focus();
 } else {
   $("chat").hidden = false;
   const status = $("status");
+  const notice = $("notice");
+  const showNotice = (text) => {
+    $("notice-text").textContent = text;
+    notice.hidden = false;
+  };
+
   // Same origin: the browser sends the session cookie with the handshake by itself.
-  const socket = io();
+  // ?transport=polling keeps the connection on long-polling (for proxies that block WebSockets).
+  const socket = io(params.get("transport") === "polling" ? { transports: ["polling"] } : {});
+  window.exampleSocket = socket;
 
   socket.on("hello", ({ name }) => {
     status.textContent = `connected as ${name}`;
@@ -25,15 +34,31 @@ if (!user) {
     $("messages").append(item);
   });
 
+  socket.on("online", (names) => {
+    $("online").replaceChildren(
+      ...names.map((name) => {
+        const item = document.createElement("li");
+        item.textContent = name;
+        return item;
+      }),
+    );
+  });
+
   socket.on("connect_error", (err) => {
-    status.textContent = `Not connected: ${err.message} (${err.data?.code ?? "network"})`;
+    status.textContent = `Not connected: ${err.message}`;
+    if (err.data?.code) showNotice(`Refused: ${err.data.code}`);
     // Refusals say whether retrying can help; network errors are retried by the client itself.
     if (err.data?.reconnect) setTimeout(() => socket.connect(), 2000);
   });
 
   socket.on("auth:ended", ({ code }) => {
-    status.textContent = code === "logged_out" || code === "revoked" ? "You were logged out." : `Your session ended (${code}).`;
+    status.textContent = "Disconnected.";
+    showNotice(code === "session_expired" ? "Your session expired." : "You were logged out.");
     $("send").hidden = true;
+    $("logout-form").hidden = true;
+    $("online").replaceChildren();
+    $("again").hidden = false;
+    $("again").focus();
   });
 
   socket.on("disconnect", (reason) => {
