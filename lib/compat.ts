@@ -1,9 +1,10 @@
 /**
  * `passport-socketio-bridge/compat`: passport.socketio's API (3.7.0) on Socket.IO 4, for a one-line migration.
  * `authorize()` keeps its options, defaults, failure messages, `critical` flags and their order, and its
- * `success`/`fail` callbacks. Three behaviours change on purpose (see docs/migrating-from-passport.socketio.md):
+ * `success`/`fail` callbacks. Four behaviours change on purpose (see docs/migrating-from-passport.socketio.md):
  * `accept(null, false)` refuses, as its README always said; the unsigned `session_id` query parameter is
- * ignored, because it bypassed cookie signing; and `filterSocketsByUser` works again on Socket.IO 4.
+ * ignored, because it bypassed cookie signing; the Origin check against cross-site WebSocket hijacking is on;
+ * and `filterSocketsByUser` works again on Socket.IO 4.
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
@@ -15,6 +16,7 @@ import { guardDeserializers } from "./handshake.js";
 import { namespacesOf } from "./namespaces.js";
 import { defaultPassport, passportKeyOf } from "./options.js";
 import { toUserId } from "./rooms.js";
+import { Security, type OriginPolicy, type TrustProxy } from "./security.js";
 import { isSessionStore, type SessionRecord, type SessionStore } from "./store-hooks.js";
 import type { AnySocket, PassportLike } from "./types.js";
 
@@ -24,6 +26,8 @@ const debug = createDebug("passport-socketio-bridge:compat");
 const USER_PROPERTY = Symbol.for("passport-socketio-bridge:compat-user-property");
 /** Passport's serialized user of each authorized request, for `socket.data.userId`. */
 const userIds = new WeakMap<IncomingMessage, string>();
+/** The sockets authorize() admitted (so filterSocketsByUser skips namespaces without it). */
+const admitted = new WeakSet<AnySocket>();
 
 /** passport.socketio's `accept`: `accept()` or `accept(null, true)` admits, `accept(err)` and `accept(null, false)` refuse. */
 export type Accept = (err?: Error | null, accepted?: boolean) => void;
@@ -50,6 +54,12 @@ export interface AuthorizeOptions {
   fail?: (data: HandshakeData, message: string | Error, critical: boolean, accept: Accept) => void;
   /** How long the store read and deserializeUser may each take before failing as critical. Default 5000. (New.) */
   storeTimeoutMs?: number;
+  /** Which page origins may connect, as bridge()'s `origins` (default: the server's own). (New.) */
+  origins?: OriginPolicy;
+  /** As bridge()'s `requireOrigin`. (New.) */
+  requireOrigin?: boolean;
+  /** As bridge()'s `trustProxy`. (New.) */
+  trustProxy?: TrustProxy;
 }
 
 /** passport.socketio's messages, each with the bridge's refusal code that its default `fail` sends along. */
@@ -94,13 +104,26 @@ export function authorize(options: AuthorizeOptions): (socket: AnySocket, next: 
     const fail = (message: string | Error, critical: boolean) =>
       call((accept) => auth.fail(data, message, critical, accept), () => refusalFor(message));
     const succeed = () => call((accept) => auth.success(data, accept), () => new RefusalError("rejected"));
-    check(auth, data).then(
-      (failure) => (failure ? fail(failure.message, failure.critical) : succeed()),
-      (err: unknown) => {
+    const decide = async () => {
+      // The Origin check comes first and answers alone: passport.socketio had none, so no fail() of an old app
+      // expects it (and one that admits everyone must not be able to switch it off).
+      try {
+        await auth.security.screen(data);
+      } catch (refusal) {
+        answered = true;
+        return next(refusal as RefusalError);
+      }
+      let failure: Failure | undefined;
+      try {
+        failure = await check(auth, data);
+      } catch (err) {
         debug("authorize failed unexpectedly: %O", err);
-        fail(`${MESSAGES.store[0]}${(err as Error)?.message ?? err}`, true);
-      },
-    );
+        failure = { message: `${MESSAGES.store[0]}${(err as Error)?.message ?? err}`, critical: true };
+      }
+      if (failure) fail(failure.message, failure.critical);
+      else succeed();
+    };
+    void decide();
   };
 }
 
@@ -110,7 +133,8 @@ export function filterSocketsByUser(io: Server, filter: (user: any) => boolean):
   for (const nsp of namespacesOf(io)) {
     for (const socket of nsp.sockets.values()) {
       const req = socket.request as HandshakeData;
-      if (filter(req[req[USER_PROPERTY] ?? "user"])) sockets.push(socket);
+      // Only sockets authorize() admitted, in namespaces that use it, and their user where it put it.
+      if (admitted.has(socket) && filter(req[req[USER_PROPERTY]])) sockets.push(socket);
     }
   }
   return sockets;
@@ -136,6 +160,7 @@ interface Resolved {
   success: NonNullable<AuthorizeOptions["success"]>;
   fail: NonNullable<AuthorizeOptions["fail"]>;
   storeTimeoutMs: number;
+  security: Security;
 }
 
 function resolve(options: AuthorizeOptions): Resolved {
@@ -168,18 +193,31 @@ function resolve(options: AuthorizeOptions): Resolved {
     success: options.success ?? ((_data, accept) => accept()),
     fail: options.fail ?? ((_data, message, _critical, accept) => accept(refusalFor(message))),
     storeTimeoutMs: options.storeTimeoutMs ?? 5000,
+    security: new Security({
+      origins: options.origins,
+      requireOrigin: options.requireOrigin === true,
+      trustProxy: options.trustProxy ?? false,
+      csrf: false,
+      maxFailuresPerMinute: undefined,
+      failureLimiter: undefined,
+      timeoutMs: options.storeTimeoutMs ?? 5000,
+    }),
   };
 }
 
+interface Failure {
+  message: string | Error;
+  critical: boolean;
+}
+
 /** Runs passport.socketio's checks, in its order. Resolves with the failure, or undefined on success. */
-async function check(auth: Resolved, data: HandshakeData): Promise<{ message: string | Error; critical: boolean } | undefined> {
+async function check(auth: Resolved, data: HandshakeData): Promise<Failure | undefined> {
   data[USER_PROPERTY] = auth.userProperty;
   data.cookie = auth.readCookies(typeof data.headers.cookie === "string" ? data.headers.cookie : "");
   data.sessionID = data.cookie[auth.key] || "";
   data[auth.userProperty] = { logged_in: false };
-  // (passport.socketio asked the store even for an empty id; the answer is always "nothing".)
-  if (!data.sessionID) return { message: MESSAGES.noSession[0], critical: false };
 
+  // (Even for an empty id, as passport.socketio did: a store outage is reported before "No session found".)
   let session: SessionRecord | null | undefined;
   try {
     session = await within(auth.storeTimeoutMs, (done) => auth.store.get(data.sessionID, done));
@@ -197,20 +235,28 @@ async function check(auth: Resolved, data: HandshakeData): Promise<{ message: st
   try {
     user = await within(auth.storeTimeoutMs, (done) => auth.passport.deserializeUser(userKey, data, done));
   } catch (err) {
-    return { message: err instanceof Error ? err : new Error(String(err)), critical: true };
+    // The deserializer's error, as it gave it (passport.socketio passed it on untouched).
+    return { message: err as string | Error, critical: true };
   }
   if (!user) return { message: MESSAGES.userNotFound[0], critical: false };
   data[auth.userProperty] = user;
-  data[auth.userProperty].logged_in = true;
+  // A user that is a string, a number or frozen cannot take the flag; passport.socketio (sloppy mode) ignored that.
+  if (typeof user === "object" && Object.isExtensible(user)) user.logged_in = true;
   userIds.set(data, toUserId(userKey));
   return undefined;
 }
 
-/** cookie-parser's `signedCookies`: each `s:` cookie's value if a secret signed it, else false. */
+/**
+ * cookie-parser's `signedCookies`: for each name, its first cookie (as cookie-parser and express-session take
+ * it), if that one is signed: its value when a secret signed it, false when none did.
+ */
 function signedCookies(header: string, secrets: string[]): Record<string, string | false> {
-  const cookies: Record<string, string | false> = {};
+  const cookies: Record<string, string | false> = Object.create(null);
+  const seen = new Set<string>();
   for (const [name, value] of cookiePairs(header)) {
-    if (!(name in cookies) && value.startsWith("s:")) cookies[name] = unsign(value.slice(2), secrets);
+    if (seen.has(name)) continue;
+    seen.add(name);
+    if (value.startsWith("s:")) cookies[name] = unsign(value.slice(2), secrets);
   }
   return cookies;
 }
@@ -239,6 +285,7 @@ function refusalFor(message: string | Error): RefusalError {
 
 /** What an admitted socket carries to other nodes: its user, as JSON, and its ids. */
 function remember(socket: AnySocket, user: unknown): void {
+  admitted.add(socket);
   const req = socket.request as HandshakeData;
   const data = socket.data as Record<string, unknown>;
   try {

@@ -55,8 +55,11 @@ export interface BridgeOptions<TUser = Express.User> {
   origins?: OriginPolicy;
   /** Refuse handshakes without an `Origin` header (non-browser clients). Default `false`. */
   requireOrigin?: boolean;
-  /** Believe X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-For from a proxy in front. Default `false`. */
-  trustProxy?: boolean;
+  /**
+   * Believe X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-For from the proxy in front (`true`), or from
+   * this many proxies (a number). Each header's entry is taken counting from the right. Default `false`.
+   */
+  trustProxy?: boolean | number;
   /** Require `socket.handshake.auth.csrf` to equal the session's token from `auth.csrfToken(req)`. Default `false`. */
   csrf?: boolean;
   /** After this many refused handshakes from one address in a minute, refuse it with `too_many_attempts`. Off by default. */
@@ -154,6 +157,10 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
   if (maxFailuresPerMinute !== undefined && !(Number.isInteger(maxFailuresPerMinute) && maxFailuresPerMinute > 0)) {
     throw new ConfigError("`maxFailuresPerMinute` must be a positive whole number.");
   }
+  const { trustProxy } = options;
+  if (trustProxy !== undefined && typeof trustProxy !== "boolean" && !(Number.isInteger(trustProxy) && trustProxy >= 0)) {
+    throw new ConfigError("`trustProxy` must be true, false, or the number of proxies in front of the server.");
+  }
   if (failureLimiter !== undefined && (typeof failureLimiter?.failures !== "function" || typeof failureLimiter.fail !== "function")) {
     throw new ConfigError("`failureLimiter` must have failures(key) and fail(key) methods (see redisFailureLimiter).");
   }
@@ -172,10 +179,11 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
     security: {
       origins: Array.isArray(origins) ? origins.map(exactOrigin) : origins,
       requireOrigin: options.requireOrigin === true,
-      trustProxy: options.trustProxy === true,
+      trustProxy: options.trustProxy ?? false,
       csrf: options.csrf === true,
       maxFailuresPerMinute,
       failureLimiter,
+      timeoutMs: storeTimeoutMs,
     },
   };
 }

@@ -87,7 +87,11 @@ export class Gate<TUser> {
     let handshaken = this.handshakes.get(req);
     if (!handshaken) {
       // Origin and failure limits are decided from the request alone, before the store is read.
-      const identity = this.security.screen(req).then(() => this.handshake.authenticate(req));
+      const identity = this.security.screen(req).then((decided) => {
+        const authenticated = this.handshake.authenticate(req);
+        authenticated.then(decided, decided);
+        return authenticated;
+      });
       handshaken = { identity, since: Date.now() };
       const kept = handshaken;
       this.handshakes.set(req, kept);

@@ -1,11 +1,13 @@
 /**
  * The handshake's guards against hostile clients: the Origin check (cross-site WebSocket hijacking), the
- * per-session CSRF token, and the failed-handshake rate limit. The first and the last are decided from the
+ * per-session CSRF token, and the failed-handshake limit. The first and the last are decided from the
  * request alone, before the session store is read.
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
+import { isIPv6 } from "node:net";
 import createDebug from "debug";
+import { DeadlineError, within } from "./deadline.js";
 import { ConfigError, RefusalError } from "./errors.js";
 import type { AnySocket } from "./types.js";
 
@@ -14,31 +16,39 @@ const debug = createDebug("passport-socketio-bridge:security");
 /** Where the CSRF token lives in the session. */
 export const CSRF_KEY = "socketCsrfToken";
 const WINDOW_MS = 60_000;
+const MEMORY_LIMITER_KEYS = 100_000;
 
 /** Which origins may open a connection: a list of exact origins, a function, or false for no check. */
 export type OriginPolicy = readonly string[] | ((origin: string, req: IncomingMessage) => boolean | Promise<boolean>) | false;
 
 /**
  * Counts refused handshakes per client address over a minute. The bridge asks `failures(key)` before reading
- * the store, and calls `fail(key)` after each refusal. Either may be async (a shared Redis counter).
+ * the store, and calls `fail(key)` after each counted refusal. Either may be async (a shared Redis counter).
  */
 export interface FailureLimiter {
   failures(key: string): number | Promise<number>;
   fail(key: string): unknown;
 }
 
+/** Which proxies to believe: none (false), one (true), or this many hops in front of the server. */
+export type TrustProxy = boolean | number;
+
 export interface SecurityOptions {
   origins: OriginPolicy | undefined;
   requireOrigin: boolean;
-  trustProxy: boolean;
+  trustProxy: TrustProxy;
   csrf: boolean;
   maxFailuresPerMinute: number | undefined;
   failureLimiter: FailureLimiter | undefined;
+  /** How long the origins function and the limiter may take (the bridge's storeTimeoutMs). */
+  timeoutMs: number;
 }
 
 export class Security {
   private readonly listed: Set<string> | undefined;
   private readonly limiter: FailureLimiter | undefined;
+  /** Handshakes under way per address, so a burst of parallel attempts counts before any has failed. */
+  private readonly pending = new Map<string, number>();
 
   constructor(private readonly options: SecurityOptions) {
     const { origins } = options;
@@ -46,27 +56,42 @@ export class Security {
     this.limiter = options.maxFailuresPerMinute ? (options.failureLimiter ?? memoryFailureLimiter()) : undefined;
   }
 
-  /** Refuses a handshake from an origin that may not connect, or from an address over its failure limit. */
-  async screen(req: IncomingMessage): Promise<void> {
+  /**
+   * Refuses a handshake from an origin that may not connect, or from an address over its failure limit.
+   * Returns the function to call once the handshake is decided.
+   */
+  async screen(req: IncomingMessage): Promise<() => void> {
     await this.checkOrigin(req);
-    if (!this.limiter) return;
+    if (!this.limiter) return () => undefined;
+    const key = this.addressKey(req);
     let failures = 0;
     try {
-      failures = await this.limiter.failures(clientAddress(req, this.options.trustProxy));
+      failures = await within<number>(this.options.timeoutMs, (done) =>
+        Promise.resolve(this.limiter!.failures(key)).then((n) => done(null, n), done),
+      );
     } catch (err) {
-      // A limiter that cannot count must not lock every client out.
+      // A limiter that cannot count (or answer) must not lock every client out.
       debug("failure limiter: %O", err);
     }
-    if (failures >= (this.options.maxFailuresPerMinute ?? Infinity)) throw new RefusalError("too_many_attempts");
+    const pending = this.pending.get(key) ?? 0;
+    if (failures + pending >= (this.options.maxFailuresPerMinute ?? Infinity)) throw new RefusalError("too_many_attempts");
+    this.pending.set(key, pending + 1);
+    return () => {
+      const left = (this.pending.get(key) ?? 1) - 1;
+      if (left > 0) this.pending.set(key, left);
+      else this.pending.delete(key);
+    };
   }
 
-  /** Counts a refusal against the client's address (not the limiter's own, nor the server's faults). */
+  /**
+   * Counts a refusal against the client's address. Not counted: refused origins (another site's page can make
+   * a victim's browser send those), the limiter's own refusals, and the server's faults (`reconnect: true`).
+   */
   refused(req: IncomingMessage, refusal: RefusalError): void {
-    if (!this.limiter || refusal.reconnect || refusal.code === "too_many_attempts") return;
+    if (!this.limiter || refusal.reconnect) return;
+    if (refusal.code === "too_many_attempts" || refusal.code === "origin_not_allowed") return;
     try {
-      void Promise.resolve(this.limiter.fail(clientAddress(req, this.options.trustProxy))).catch((err: unknown) =>
-        debug("failure limiter: %O", err),
-      );
+      void Promise.resolve(this.limiter.fail(this.addressKey(req))).catch((err: unknown) => debug("failure limiter: %O", err));
     } catch (err) {
       debug("failure limiter: %O", err);
     }
@@ -87,23 +112,29 @@ export class Security {
     if (origins === false) return;
     const origin = req.headers.origin;
     if (origin === undefined) {
-      // Only browsers send Origin, and only browsers carry a victim's cookies.
+      // Browsers send Origin with every WebSocket handshake and every cross-origin request whose answer a page
+      // may read; without one, no cross-site page can read the connection (unless requireOrigin says so).
       if (requireOrigin) throw refuse(undefined, "no Origin header");
       return;
     }
-    if (origin === ownOrigin(req, trustProxy)) return;
     if (typeof origins === "function") {
       let allowed: unknown;
       try {
-        allowed = await origins(origin, req);
+        allowed = await within<boolean>(this.options.timeoutMs, (done) =>
+          Promise.resolve(origins(origin, req)).then((answer) => done(null, answer), done),
+        );
       } catch (err) {
-        debug("the origins function threw: %O", err);
+        debug(err instanceof DeadlineError ? "the origins function did not answer" : "the origins function threw: %O", err);
       }
       if (allowed === true) return;
-    } else if (origin !== "null" && this.listed?.has(origin)) {
-      return;
+      throw refuse(origin, "refused by the origins function");
     }
+    if (origin !== "null" && (origin === ownOrigin(req, trustProxy) || this.listed?.has(origin))) return;
     throw refuse(origin, "not allowed");
+  }
+
+  private addressKey(req: IncomingMessage): string {
+    return addressKey(clientAddress(req, this.options.trustProxy));
   }
 }
 
@@ -117,11 +148,24 @@ export function csrfTokenOf(req: IncomingMessage): string {
   return session[CSRF_KEY] as string;
 }
 
-/** The client's address: the socket's peer, or with trustProxy the first X-Forwarded-For entry. */
-export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
-  const forwarded = trustProxy ? firstValue(req.headers["x-forwarded-for"]) : undefined;
+/**
+ * The client's address: the socket's peer, or with trustProxy the X-Forwarded-For entry that the nearest
+ * trusted proxy added (counted from the right: entries further left come from the client and can be forged).
+ */
+export function clientAddress(req: IncomingMessage, trustProxy: TrustProxy): string {
+  const forwarded = fromProxy(req.headers["x-forwarded-for"], trustProxy);
   const address = forwarded || req.socket?.remoteAddress || "unknown";
   return address.startsWith("::ffff:") ? address.slice(7) : address;
+}
+
+/** One limiter key per IPv4 address, and per /64 for IPv6 (where one client holds a whole /64). */
+function addressKey(address: string): string {
+  if (!isIPv6(address)) return address;
+  const [head = "", tail = ""] = address.split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail ? tail.split(":") : [];
+  const groups = address.includes("::") ? [...left, ...Array(8 - left.length - right.length).fill("0"), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "").toLowerCase()).join(":")}::/64`;
 }
 
 /** An in-memory FailureLimiter: a count per address per minute. The default. */
@@ -137,20 +181,31 @@ export function memoryFailureLimiter(): FailureLimiter {
       const now = Date.now();
       const entry = current(key) ?? { count: 0, until: now + WINDOW_MS };
       entry.count++;
+      counts.delete(key);
       counts.set(key, entry);
-      if (counts.size > 100_000) for (const [k, e] of counts) if (e.until <= now) counts.delete(k);
+      // Bounded: drop expired entries, then the oldest, down to 90% of the cap (so this runs rarely).
+      if (counts.size > MEMORY_LIMITER_KEYS) {
+        for (const [k, e] of counts) if (e.until <= now) counts.delete(k);
+        for (const k of counts.keys()) {
+          if (counts.size <= MEMORY_LIMITER_KEYS * 0.9) break;
+          counts.delete(k);
+        }
+      }
     },
   };
 }
 
-/** The commands of a Redis client that redisFailureLimiter uses (ioredis has them as they are). */
+/** The commands of a Redis client that redisFailureLimiter uses, as ioredis spells them. */
 export interface RedisCounterClient {
   get(key: string): Promise<string | null>;
   incr(key: string): Promise<number>;
-  pexpire(key: string, ms: number): Promise<unknown>;
+  set(key: string, value: string, px: "PX", ms: number, nx: "NX"): Promise<unknown>;
 }
 
-/** A FailureLimiter shared by every node through Redis: one counter per address, expiring after a minute. */
+/**
+ * A FailureLimiter shared by every node through Redis: one counter per address. The key is created with its
+ * one-minute expiry before it is incremented, so no failure can leave a counter that never expires.
+ */
 export function redisFailureLimiter(
   client: RedisCounterClient,
   { prefix = "psb:failures:" }: { prefix?: string } = {},
@@ -160,7 +215,8 @@ export function redisFailureLimiter(
       return Number((await client.get(prefix + key)) ?? 0);
     },
     async fail(key) {
-      if ((await client.incr(prefix + key)) === 1) await client.pexpire(prefix + key, WINDOW_MS);
+      await client.set(prefix + key, "0", "PX", WINDOW_MS, "NX");
+      await client.incr(prefix + key);
     },
   };
 }
@@ -183,23 +239,31 @@ export function exactOrigin(origin: string): string {
 }
 
 /** The origin this request was made to: what a same-origin page sends as Origin. */
-function ownOrigin(req: IncomingMessage, trustProxy: boolean): string | undefined {
-  const proto =
-    (trustProxy ? firstValue(req.headers["x-forwarded-proto"]) : undefined) ??
-    ((req.socket as { encrypted?: boolean } | undefined)?.encrypted ? "https" : "http");
-  const host = (trustProxy ? firstValue(req.headers["x-forwarded-host"]) : undefined) ?? req.headers.host;
+function ownOrigin(req: IncomingMessage, trustProxy: TrustProxy): string | undefined {
+  const forwardedProto = fromProxy(req.headers["x-forwarded-proto"], trustProxy)?.toLowerCase();
+  const proto = forwardedProto ?? ((req.socket as { encrypted?: boolean } | undefined)?.encrypted ? "https" : "http");
+  if (proto !== "http" && proto !== "https") return undefined;
+  const host = fromProxy(req.headers["x-forwarded-host"], trustProxy) ?? req.headers.host;
   if (!host) return undefined;
   try {
-    return new URL(`${proto}://${host}`).origin;
+    const { origin } = new URL(`${proto}://${host}`);
+    return origin === "null" ? undefined : origin;
   } catch {
     return undefined;
   }
 }
 
-function firstValue(header: string | string[] | undefined): string | undefined {
-  const value = Array.isArray(header) ? header[0] : header;
-  const first = value?.split(",")[0]?.trim();
-  return first || undefined;
+/** The value a trusted proxy put in a forwarding header: the entry `hops` from the right. */
+function fromProxy(header: string | string[] | undefined, trustProxy: TrustProxy): string | undefined {
+  const hops = trustProxy === true ? 1 : typeof trustProxy === "number" ? trustProxy : 0;
+  if (hops < 1 || header === undefined) return undefined;
+  const entries = [header]
+    .flat()
+    .join(",")
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+  return entries[entries.length - hops] || undefined;
 }
 
 /** Equal strings, compared in constant time (hashing first makes the lengths equal). */

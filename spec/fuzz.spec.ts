@@ -11,7 +11,7 @@ import { SECRET, harnessPerTest, sessionIdOf, type WhoAmI } from "./helpers/harn
 const SEED = Number(process.env.FUZZ_SEED ?? 20261127);
 const COUNT = Number(process.env.FUZZ_COUNT ?? 10_000);
 const CONCURRENCY = 32;
-const KNOWN = new Set(["session_missing", "origin_not_allowed"]);
+const KNOWN = new Set(["session_missing", "origin_not_allowed", "csrf_mismatch", "too_many_attempts"]);
 
 const start = harnessPerTest();
 // Nothing here may leak a rejection or an exception out of the library.
@@ -34,17 +34,20 @@ async function pool<T, R>(items: T[], limit: number, work: (item: T) => Promise<
 
 describe(`fuzzed handshakes (FUZZ_SEED=${SEED})`, () => {
   it(`refuses ${COUNT} hostile handshakes with known codes, and admits none`, { timeout: 120_000 }, async () => {
-    const h = await start();
-    const cookie = await h.login("alice");
+    // Half the cases go to an app with every guard on: CSRF, a trusted proxy, the failure limit.
+    const plain = await start();
+    const guarded = await start({ prefix: plain.prefix, bridge: { csrf: true, trustProxy: true, maxFailuresPerMinute: 1_000_000 } });
+    const cookie = await plain.login("alice");
     const random = prng(SEED);
-    const target = { url: h.url, sessionId: sessionIdOf(cookie), secret: SECRET, cookieName: "connect.sid" };
+    const target = { url: plain.url, sessionId: sessionIdOf(cookie), secret: SECRET, cookieName: "connect.sid" };
     const cases = Array.from({ length: COUNT }, () => generate(random, target));
+    const urlOf = (i: number) => (i % 2 ? guarded.url : plain.url);
     // The oracle can tell an admission: the real cookie, sent the same raw way, is admitted.
-    const control = await send(h.url, { transport: "websocket", headers: { cookie }, query: {}, auth: undefined, kind: "control" });
+    const control = await send(plain.url, { transport: "websocket", headers: { cookie }, query: {}, auth: undefined, kind: "control" });
     expect(control.admitted).toBe(true);
 
     const started = Date.now();
-    const outcomes = await pool(cases, CONCURRENCY, (c) => send(h.url, c));
+    const outcomes = await pool(cases.map((c, i) => [c, i] as const), CONCURRENCY, ([c, i]) => send(urlOf(i), c));
     const seconds = (Date.now() - started) / 1000;
 
     const tally = new Map<string, number>();
@@ -61,7 +64,7 @@ describe(`fuzzed handshakes (FUZZ_SEED=${SEED})`, () => {
     expect([probe.admin, probe.isAdmin, probe.user, probe.sessionID]).toEqual([undefined, undefined, undefined, undefined]);
 
     // The real session still connects.
-    const socket = await h.connect({ cookie });
+    const socket = await plain.connect({ cookie });
     expect(((await socket.emitWithAck("whoami")) as WhoAmI).user).toMatchObject({ name: "Alice" });
   });
 });

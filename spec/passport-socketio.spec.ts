@@ -141,6 +141,56 @@ describe.each(["websocket", "polling"] as const)("authorize() over %s", (transpo
   });
 });
 
+describe("authorize() edge cases", () => {
+  it("reports a store outage before 'No session found', even without a cookie, as passport.socketio did", async () => {
+    const store = new (class extends MemoryStore {
+      override get(_sid: string, cb: (err: unknown) => void) {
+        setImmediate(() => cb(new Error("store down")));
+      }
+    })();
+    const { calls, fail } = recorder();
+    const h = await start({ fail, store }, { store: "memory" });
+    await h.refusal();
+    expect(calls).toEqual([["Error in session store:\nstore down", true]]);
+  });
+
+  it("reads the first cookie of the session's name, like cookie-parser and express-session", async () => {
+    for (const cookieParserOption of [undefined, cookieParser]) {
+      const h = await start(cookieParserOption ? { cookieParser: cookieParserOption } : {});
+      const valid = (await h.login("alice")).split("=")[1];
+      expect((await h.refusal({ cookie: `connect.sid=garbage; connect.sid=${valid}` })).message).toBe("No session found");
+      await h.connect({ cookie: `connect.sid=${valid}; connect.sid=garbage` });
+    }
+  });
+
+  it("admits a user that cannot take logged_in (a string), as passport.socketio did", async () => {
+    const h = await start({}, { replaceDeserializer: true, passport: (p) => p.deserializeUser((id: string, done) => done(null, `user-${id}` as never)) });
+    const user = new Promise((resolve) => h.io.on("connection", (socket) => resolve(socket.request.user)));
+    await h.connect({ cookie: await h.login("alice") });
+    expect(await user).toBe("user-1");
+  });
+
+  it("checks the Origin first, without calling fail, against cross-site WebSocket hijacking", async () => {
+    const { calls, fail } = recorder();
+    const h = await start({ fail: (data, message, critical, accept) => (fail!(data, message, critical, () => undefined), accept()) });
+    const refused = await h.refusal({ cookie: await h.login("alice"), headers: { origin: "https://evil.example" } });
+    expect(refused.data.code).toBe("origin_not_allowed");
+    expect(calls).toEqual([]);
+    const listed = await start({ origins: ["https://app.example"] });
+    await listed.connect({ cookie: await listed.login("alice"), headers: { origin: "https://app.example" } });
+  });
+
+  it("filterSocketsByUser skips namespaces without authorize()", async () => {
+    const h = await start();
+    h.io.of("/public");
+    const cookie = await h.login("alice");
+    const main = h.client({ cookie });
+    await nextEvent(main, "connect");
+    await nextEvent(main.io.socket("/public"), "connect");
+    expect(filterSocketsByUser(h.io, (user) => user.name === "Alice").map((s) => s.nsp.name)).toEqual(["/"]);
+  });
+});
+
 describe("authorize() accept semantics", () => {
   it("accept(null, false) refuses, as passport.socketio's README says (it admitted on socket.io 1+)", async () => {
     const h = await start({ success: (_data, accept) => accept(null, false) });

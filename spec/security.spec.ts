@@ -2,12 +2,14 @@
  * Hostile input: cross-site WebSocket hijacking (the Origin check), CSRF tokens, credentials smuggled outside
  * the signed cookie, secret rotation, the failed-handshake limit, and code that fails asynchronously.
  */
+import signature from "cookie-signature";
+import { MemoryStore, type SessionData } from "express-session";
 import { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { redisFailureLimiter } from "../lib/index.js";
 import { failOnLeaks } from "./helpers/leaks.js";
-import { harnessPerTest, sessionIdOf, TRANSPORTS, type Harness, type WhoAmI } from "./helpers/harness.js";
+import { harnessPerTest, SECRET, sessionIdOf, TRANSPORTS, type Harness, type WhoAmI } from "./helpers/harness.js";
 import { monitorPerTest } from "./helpers/monitor.js";
 
 const start = harnessPerTest();
@@ -78,6 +80,20 @@ describe("the Origin check (cross-site WebSocket hijacking)", () => {
     await h.connect({ cookie, headers: { origin: "https://a.tenant.example", "x-tenant": "a" } });
     expect(await code(h, { cookie, headers: { origin: "https://tenant.example.evil", "x-tenant": "b" } })).toBe("origin_not_allowed");
     expect(seen).toEqual(["https://a.tenant.example a", "https://tenant.example.evil b"]);
+  });
+
+  it("refuses when the origins function does not answer within storeTimeoutMs", async () => {
+    const h = await start({ bridge: { storeTimeoutMs: 200, origins: () => new Promise<boolean>(() => undefined) } });
+    expect(await code(h, { cookie: await h.login("alice"), headers: { origin: "https://app.example" } })).toBe("origin_not_allowed");
+  });
+
+  it("understands IPv6 hosts, and never takes a bogus forwarded scheme for the page's own origin", async () => {
+    const h = await start({ bridge: { trustProxy: true } });
+    const cookie = await h.login("alice");
+    const port = new URL(h.url).port;
+    await h.connect({ cookie, headers: { host: `[::1]:${port}`, origin: `http://[::1]:${port}` } });
+    expect(await code(h, { cookie, headers: { host: `[::1]:${port}`, origin: `http://[::2]:${port}` } })).toBe("origin_not_allowed");
+    expect(await code(h, { cookie, headers: { origin: "null", "x-forwarded-proto": "foo" } })).toBe("origin_not_allowed");
   });
 
   it("requireOrigin refuses clients that send none; origins: false turns the check off", async () => {
@@ -163,13 +179,57 @@ describe("the failed-handshake limit (maxFailuresPerMinute)", () => {
     expect(await m.take()).toEqual([]);
   });
 
-  it("counts per client address (X-Forwarded-For with trustProxy)", async () => {
+  it("counts per client address: with trustProxy, the X-Forwarded-For entry the proxy added, not the client's", async () => {
     const h = await start({ bridge: { maxFailuresPerMinute: 2, trustProxy: true } });
     const cookie = await h.login("alice");
-    const from = (ip: string) => ({ "x-forwarded-for": `${ip}, 10.0.0.1` });
-    for (let i = 0; i < 2; i++) await code(h, { headers: from("203.0.113.7") });
-    expect(await code(h, { cookie, headers: from("203.0.113.7") })).toBe("too_many_attempts");
-    await h.connect({ cookie, headers: from("198.51.100.2") });
+    // The proxy appends the address it saw; anything to its left came from the client.
+    const via = (client: string, forged = "") => ({ "x-forwarded-for": forged ? `${forged}, ${client}` : client });
+    await code(h, { headers: via("203.0.113.7", "1.1.1.1") });
+    await code(h, { headers: via("203.0.113.7", "2.2.2.2") });
+    // Rotating the forged part does not escape the limit...
+    expect(await code(h, { cookie, headers: via("203.0.113.7", "3.3.3.3") })).toBe("too_many_attempts");
+    // ...and naming a victim in it does not lock the victim out.
+    await code(h, { headers: via("203.0.113.9", "198.51.100.2") });
+    await code(h, { headers: via("203.0.113.9", "198.51.100.2") });
+    await h.connect({ cookie, headers: via("198.51.100.2") });
+  });
+
+  it("with trustProxy: n, counts the address n proxies from the right", async () => {
+    const h = await start({ bridge: { maxFailuresPerMinute: 1, trustProxy: 2 } });
+    const cookie = await h.login("alice");
+    await code(h, { headers: { "x-forwarded-for": "9.9.9.9, 203.0.113.7, 10.0.0.2" } });
+    expect(await code(h, { cookie, headers: { "x-forwarded-for": "8.8.8.8, 203.0.113.7, 10.0.0.2" } })).toBe("too_many_attempts");
+    await h.connect({ cookie, headers: { "x-forwarded-for": "203.0.113.7, 198.51.100.2, 10.0.0.2" } });
+  });
+
+  it("does not count refused origins, so another site cannot lock its visitors out", async () => {
+    const h = await start({ bridge: { maxFailuresPerMinute: 2 } });
+    const cookie = await h.login("alice");
+    for (let i = 0; i < 5; i++) await code(h, { cookie, headers: { origin: "https://evil.example" } });
+    await h.connect({ cookie, headers: { origin: h.url } });
+  });
+
+  it("counts handshakes under way, so a parallel burst cannot outrun it", async () => {
+    let reads = 0;
+    const store = new (class extends MemoryStore {
+      override get(sid: string, cb: (err: unknown, session?: SessionData | null) => void) {
+        reads++;
+        setTimeout(() => super.get(sid, cb), 300);
+      }
+    })();
+    const h = await start({ store, bridge: { maxFailuresPerMinute: 2 } });
+    const forged = `connect.sid=${encodeURIComponent(`s:${signature.sign("nobody", SECRET)}`)}`;
+    const codes = await Promise.all(Array.from({ length: 10 }, () => code(h, { cookie: forged })));
+    expect(codes.filter((c) => c === "too_many_attempts")).toHaveLength(8);
+    // Two were let through; being for one session, they even shared their store read.
+    expect(reads).toBeLessThanOrEqual(2);
+  });
+
+  it("lets handshakes through when the limiter does not answer, within storeTimeoutMs", async () => {
+    const h = await start({
+      bridge: { maxFailuresPerMinute: 1, storeTimeoutMs: 200, failureLimiter: { failures: () => new Promise<number>(() => undefined), fail: () => undefined } },
+    });
+    await h.connect({ cookie: await h.login("alice") });
   });
 
   it("can be shared by every node through Redis", async () => {
@@ -188,7 +248,7 @@ describe("the failed-handshake limit (maxFailuresPerMinute)", () => {
 });
 
 describe("faults stay contained", () => {
-  it("an async deserializer that rejects → deserialize_failed, and no unhandled rejection", async () => {
+  it("an async deserializer that rejects → deserialize_failed, and no unhandled rejection, over HTTP too", async () => {
     const h = await start({
       replaceDeserializer: true,
       passport: (passport) =>
@@ -196,10 +256,25 @@ describe("faults stay contained", () => {
           throw new Error("async bug");
         }),
     });
+    // Over HTTP first, before any handshake: an error for Express, not a crash.
+    expect((await h.request("/me", { cookie: await h.login("bob") })).status).toBe(500);
     const refused = await h.refusal({ cookie: await h.login("alice") });
     expect(refused.data).toEqual({ code: "deserialize_failed", reconnect: true });
-    // Over HTTP too: an error for Express, not a crash.
-    expect((await h.request("/me", { cookie: await h.login("bob") })).status).toBe(500);
+  });
+
+  it("a store whose async get rejects → store_unavailable, and no unhandled rejection", async () => {
+    const store = new (class extends MemoryStore {
+      broken = false;
+      // An async method that throws instead of calling back, as hand-written stores sometimes do.
+      override get = (async (sid: string, cb: (err: unknown, session?: SessionData | null) => void) => {
+        if (this.broken) throw new Error("async store bug");
+        MemoryStore.prototype.get.call(this, sid, cb);
+      }) as unknown as MemoryStore["get"];
+    })();
+    const h = await start({ store });
+    const cookie = await h.login("alice");
+    store.broken = true;
+    expect((await h.refusal({ cookie })).data).toEqual({ code: "store_unavailable", reconnect: true });
   });
 
   it("an async hook or origins function that rejects is a refusal, not a crash", async () => {

@@ -60,10 +60,13 @@ export function generate(r: Random, target: FuzzTarget): FuzzCase {
   const cookies: Record<string, () => string> = {
     malformed: () => r.string(1 + r.int(60), `${PUNCT}abc${cookieName}`),
     oversized: () => `${cookieName}=${enc(`s:${sid}.`)}${r.string(4000 + r.int(8000), B64)}`,
-    duplicated: () =>
-      [`${cookieName}=${enc(`s:${sid}.${r.string(43, B64)}`)}`, `${cookieName}=${enc(`s:${r.string(32, B64)}.x`)}`, `${cookieName}=`]
-        .sort(() => r.next() - 0.5)
-        .join("; "),
+    // The real signed cookie may come along, but never first: express-session takes the first.
+    duplicated: () => {
+      const forged = [`${cookieName}=${enc(`s:${sid}.${r.string(43, B64)}`)}`, `${cookieName}=${enc(`s:${r.string(32, B64)}.x`)}`, `${cookieName}=`];
+      const first = forged.splice(r.int(forged.length), 1)[0]!;
+      const rest = [...forged, ...(r.chance(0.5) ? [`${cookieName}=${enc(signed)}`] : [])].sort(() => r.next() - 0.5);
+      return [first, ...rest].join("; ");
+    },
     unicode: () => utf8AsLatin1(`${cookieName}=${Array.from({ length: 1 + r.int(8) }, () => r.pick(UNICODE)).join("")}`),
     "random signature": () => `${cookieName}=${enc(`s:${sid}.${r.string(r.int(60), B64)}`)}`,
     "truncated signature": () => `${cookieName}=${enc(signed.slice(0, 2 + r.int(signed.length - 3)))}`,
@@ -100,6 +103,12 @@ export function generate(r: Random, target: FuzzTarget): FuzzCase {
     ]);
   }
   if (origin === "same") headers.origin = target.url;
+  // Forwarding headers, for the app that trusts a proxy.
+  if (r.chance(0.3)) {
+    headers["x-forwarded-for"] = r.pick(["203.0.113.7", "1.1.1.1, 203.0.113.7", r.string(r.int(40), `${B64}.:, `), "::1", "fe80::1"]);
+    headers["x-forwarded-proto"] = r.pick(["http", "https", "foo", "", "https, http", "javascript"]);
+    headers["x-forwarded-host"] = r.pick([new URL(target.url).host, "evil.example", "", r.string(r.int(30), `${B64}.:[]@`)]);
+  }
 
   return {
     transport: r.pick(["websocket", "polling"] as const),
