@@ -13,6 +13,7 @@ import { claimedSessionIds } from "./cookies.js";
 import { rejectionsTo, within } from "./deadline.js";
 import { ConfigError, RefusalError, type RefusalCode } from "./errors.js";
 import type { ResolvedOptions } from "./options.js";
+import { sharedRead } from "./store-hooks.js";
 import { toUserId } from "./rooms.js";
 import type { PassportLike, SessionMiddleware } from "./types.js";
 
@@ -35,6 +36,9 @@ export class Handshake {
 
   constructor(private readonly options: ResolvedOptions<unknown>) {
     this.passportSession = options.passport.session();
+    // Now, so that HTTP requests are covered before the first socket connects (and again per handshake,
+    // for deserializers registered later).
+    guardDeserializers(options.passport);
   }
 
   /**
@@ -48,7 +52,12 @@ export class Handshake {
     // skips requests that already carry a session.
     for (const key of ["session", "sessionID", userProperty]) delete (request as Record<string, unknown>)[key];
 
-    await runMiddleware(this.options.session, request, storeTimeoutMs, "store_unavailable");
+    await runMiddleware(
+      (req, res, next) => sharedRead(() => this.options.session(req, res, next)),
+      request,
+      storeTimeoutMs,
+      "store_unavailable",
+    );
     if (!request.session) {
       // express-session skips requests while its store reports `disconnect`.
       throw new RefusalError("store_unavailable", { cause: new Error("express-session skipped the request") });

@@ -65,6 +65,7 @@ export function observeStore(store: SessionStore, observer: StoreObserver): () =
       }
     };
     wrap(store, "get");
+    coalesceHandshakeReads(store);
     wrap(store, "destroy", (sid) => notify((o) => o.destroyed(sid)));
     wrap(store, "set", (sid, session) => notify((o) => o.renewed(sid, expiresOf(session))));
     if (typeof store.touch === "function") {
@@ -102,4 +103,42 @@ function wrap(
     return result;
   };
   Object.defineProperty(store, method, { value: wrapped, writable: true, configurable: true });
+}
+
+/** Set while a handshake runs the session middleware: the store reads it makes may be shared. */
+let handshakeDepth = 0;
+
+/**
+ * Runs `read` (the session middleware, which calls `store.get` synchronously) so that concurrent handshakes of
+ * one session share a single store read: a reconnect storm of many tabs costs one read per session, not per
+ * socket. HTTP requests are not affected.
+ */
+export function sharedRead<T>(read: () => T): T {
+  handshakeDepth++;
+  try {
+    return read();
+  } finally {
+    handshakeDepth--;
+  }
+}
+
+/** Wraps `store.get` so that handshake reads of a session already being read join that read. */
+function coalesceHandshakeReads(store: SessionStore): void {
+  const get = store.get;
+  const inFlight = new Map<string, Array<(err: unknown, session?: SessionRecord | null) => void>>();
+  const shared = function (this: SessionStore, sid: string, callback: (err: unknown, session?: SessionRecord | null) => void) {
+    if (handshakeDepth === 0 || typeof sid !== "string" || typeof callback !== "function") {
+      return get.call(this, sid, callback);
+    }
+    const waiting = inFlight.get(sid);
+    if (waiting) return void waiting.push(callback);
+    const callbacks = [callback];
+    inFlight.set(sid, callbacks);
+    return get.call(this, sid, (err: unknown, session?: SessionRecord | null) => {
+      inFlight.delete(sid);
+      // Each handshake gets its own copy: express-session turns the record into its Session in place.
+      for (const waiter of callbacks) waiter(err, session ? structuredClone(session) : session);
+    });
+  };
+  Object.defineProperty(store, "get", { value: shared, writable: true, configurable: true });
 }
