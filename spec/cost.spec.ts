@@ -3,7 +3,10 @@
  * and nothing written or set for refused or anonymous handshakes.
  */
 import type { IncomingHttpHeaders } from "node:http";
-import { describe, expect, it } from "vitest";
+import { RedisStore } from "connect-redis";
+import type { SessionData } from "express-session";
+import { Redis } from "ioredis";
+import { describe, expect, inject, it } from "vitest";
 import WebSocket from "ws";
 import { monitorPerTest } from "./helpers/monitor.js";
 import {
@@ -69,6 +72,33 @@ describe("per connection", () => {
       for (let i = 0; i < 10; i++) await s.emitWithAck("whoami");
     }));
     expect(await monitor.counts()).toEqual({ GET: 200 });
+  });
+});
+
+describe("reconnect storms", () => {
+  it("concurrent handshakes of one session share one store read: 60 sockets of 6 sessions cost 6 GETs", async () => {
+    // A slow store keeps each read in flight while the rest of the storm arrives.
+    const client = new Redis(inject("redisUrl"));
+    const prefix = `sess:storm:${Date.now()}:`;
+    const store = new (class extends RedisStore {
+      override get(sid: string, cb: (err: unknown, session?: SessionData | null) => void) {
+        setTimeout(() => void super.get(sid, cb), 300);
+        return Promise.resolve();
+      }
+    })({ client, prefix });
+    try {
+      const { login, connect, monitor } = await start({ store, prefix });
+      const cookies = await Promise.all(Array.from({ length: 6 }, (_, i) => login(["alice", "bob", "carol"][i % 3]!)));
+      await monitor.take();
+      const sockets = await Promise.all(
+        Array.from({ length: 60 }, (_, i) => connect({ cookie: cookies[i % 6], transport: TRANSPORTS[i % 3] })),
+      );
+      const users = (await Promise.all(sockets.map((s) => s.emitWithAck("whoami")))) as Array<{ user: { id: string } }>;
+      expect(users.every((me, i) => me.user.id === String((i % 6) % 3 + 1))).toBe(true);
+      expect(await monitor.counts()).toEqual({ GET: 6 });
+    } finally {
+      client.disconnect();
+    }
   });
 });
 
