@@ -49,7 +49,7 @@ export class SocketBridge<TUser = Express.User> {
   private readonly gate: Gate<TUser>;
   private readonly live: LiveSessions;
   private readonly cluster: Cluster<Commands>;
-  private readonly admissions = new WeakMap<AnySocket, Admission & { identity: Identity }>();
+  private readonly admissions = new WeakMap<AnySocket, Admission>();
   /** Recent endings per room, so a socket whose handshake began before one cannot slip in after it. */
   private readonly endings = new Map<string, { at: number; code: EndCode }>();
   private store: SessionStore | undefined;
@@ -181,7 +181,7 @@ export class SocketBridge<TUser = Express.User> {
       if (![...siblings.values()].some((other) => this.admissions.has(other))) req[this.options.userProperty] = undefined;
       return;
     }
-    this.admissions.set(socket, { ...admission, identity });
+    this.admissions.set(socket, admission);
     req[this.options.userProperty] = identity.user;
     this.useStore(req.sessionStore);
     return joinIdentity(socket, identity);
@@ -190,9 +190,10 @@ export class SocketBridge<TUser = Express.User> {
   /** A socket the app now sees: track its session, unless it was ended while its handshake ran. */
   private connected(socket: AnySocket): void {
     const admission = this.admissions.get(socket);
+    const identity = admission?.identity;
     // (An app `connection` listener that ran first may have disconnected it already.)
-    if (!admission || !socket.connected) return;
-    const { identity, since } = admission;
+    if (!admission || !identity || !socket.connected) return;
+    const { since } = admission;
     const ending = [userRoom(identity.userId), sessionRoom(identity.sessionId)]
       .map((room) => this.endings.get(room))
       .find((end) => end !== undefined && end.at >= since);
@@ -213,7 +214,8 @@ export class SocketBridge<TUser = Express.User> {
           .tell("endSession", { sessionId, code: "logged_out" })
           .catch((err: unknown) => debug("logout of %s: %O", sessionId, err));
       },
-      renewed: (sessionId, expires) => this.live.renewed(sessionId, expires),
+      renewed: (sessionId, session) => this.live.renewed(sessionId, session),
+      recordOf: (sessionId) => this.live.recordOf(sessionId),
     });
   }
 

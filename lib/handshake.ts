@@ -50,7 +50,10 @@ export class Handshake {
     const { storeTimeoutMs, userProperty, passportKey } = this.options;
     // A connection authenticated again (after a revocation or a failed attempt) starts clean: express-session
     // skips requests that already carry a session.
-    for (const key of ["session", "sessionID", userProperty]) delete (request as Record<string, unknown>)[key];
+    // (Only when there is something to clear: a delete turns the request into a slower, larger dictionary.)
+    for (const key of ["session", "sessionID", userProperty]) {
+      if (Object.hasOwn(request, key)) delete (request as Record<string, unknown>)[key];
+    }
 
     await runMiddleware(
       (req, res, next) => sharedRead(() => this.options.session(req, res, next)),
@@ -62,6 +65,11 @@ export class Handshake {
       // express-session skips requests while its store reports `disconnect`.
       throw new RefusalError("store_unavailable", { cause: new Error("express-session skipped the request") });
     }
+    // express-session wraps reload() and save() in closures over the whole request scope, response included,
+    // to save at the response's end; a socket's session has no response. Session.prototype's own methods
+    // work alone, and the scope can go (a few KB per connection). Its parsed-URL cache can go too.
+    unwrapSession(request.session);
+    request._parsedOriginalUrl = request._parsedUrl = undefined;
     const loaded = claimedSessionIds(request.headers.cookie).includes(request.sessionID);
     // Read before Passport runs: it deletes the serialized user when deserializeUser finds nobody.
     const serialized: unknown = (request.session as Record<string, any>)[passportKey]?.user;
@@ -109,6 +117,15 @@ export class Handshake {
       );
     }
     return { store: req.sessionStore as unknown };
+  }
+}
+
+/** Puts Session.prototype's reload and save back in place of express-session's per-request wrappers. */
+function unwrapSession(session: object): void {
+  const proto = Object.getPrototypeOf(session) as Record<"reload" | "save", unknown>;
+  for (const method of ["reload", "save"] as const) {
+    // Assigned over (not deleted), which keeps the object's fast shape.
+    if (Object.hasOwn(session, method)) Object.defineProperty(session, method, { value: proto[method] });
   }
 }
 

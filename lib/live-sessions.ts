@@ -17,6 +17,7 @@ import { DeadlineError, within } from "./deadline.js";
 import { BridgeError, type EndCode } from "./errors.js";
 import { guardDeserializers, type Identity } from "./handshake.js";
 import type { ResolvedOptions } from "./options.js";
+import { eventHook } from "./namespaces.js";
 import { toUserId } from "./rooms.js";
 import { expiresOf, type SessionRecord, type SessionStore } from "./store-hooks.js";
 import type { AnySocket } from "./types.js";
@@ -55,6 +56,8 @@ interface LiveSession {
   renewedAt: number;
   /** Set once the session was logged out, destroyed or expired: nothing may write it again. */
   ended: boolean;
+  /** The session as last read or written through this node: what new handshakes of it are given. */
+  record: SessionRecord | undefined;
   /** The last expiry check found the record just past its expiry (TTL rounding, or an unseen renewal). */
   lingering: boolean;
   /** The tail of this session's queue (withSession and refreshes). */
@@ -75,7 +78,19 @@ export class LiveSessions {
   private readonly sessions = new Map<string, LiveSession>();
   private readonly renewals = new Map<string, number>();
 
-  constructor(private readonly deps: LiveSessionsDeps) {}
+  /** Shared by every socket (no closure per socket). */
+  private readonly watchEvents = eventHook((socket) => {
+    const live = this.sessions.get((socket.data as { sessionId?: string }).sessionId ?? "");
+    if (live?.sockets.has(socket)) this.activity(live);
+  });
+  private readonly onDisconnect: (this: AnySocket) => void;
+
+  constructor(private readonly deps: LiveSessionsDeps) {
+    const remove = (socket: AnySocket) => this.remove(socket);
+    this.onDisconnect = function (this: AnySocket) {
+      remove(this);
+    };
+  }
 
   /** Tracks an admitted, connected socket under its session. */
   add(socket: AnySocket, identity: Identity): void {
@@ -92,12 +107,14 @@ export class LiveSessions {
         renewedAt: now,
         ended: false,
         lingering: false,
+        record: undefined,
         queue: Promise.resolve(),
       };
       this.sessions.set(live.id, live);
       this.scheduleRevalidation(live);
     }
     live.sockets.add(socket);
+    live.record ??= toRecord(session);
     live.lifetime = session?.cookie?.originalMaxAge ?? this.storeTtl() ?? live.lifetime;
     const cookieExpires = expiresOf(session as unknown as SessionRecord);
     // Browser-session cookies expire with the store's TTL, counted from the last renewal (this page load, at best).
@@ -107,13 +124,15 @@ export class LiveSessions {
       if (cookieExpires !== undefined && live.lifetime) live.renewedAt = cookieExpires - live.lifetime;
       this.scheduleExpiry(live);
     }
-    if (this.deps.options.keepAliveMs) socket.use((_packet, next) => (this.activity(live), next()));
-    socket.once("disconnect", () => this.remove(socket, live));
+    // Client events, not engine pings or acknowledgements.
+    if (this.deps.options.keepAliveMs) this.watchEvents(socket);
+    socket.on("disconnect", this.onDisconnect);
   }
 
-  private remove(socket: AnySocket, live: LiveSession): void {
-    live.sockets.delete(socket);
-    if (live.sockets.size > 0 || this.sessions.get(live.id) !== live) return;
+  private remove(socket: AnySocket): void {
+    const live = this.sessions.get((socket.data as { sessionId?: string }).sessionId ?? "");
+    if (!live?.sockets.delete(socket)) return;
+    if (live.sockets.size > 0) return;
     clearTimeout(live.expiryTimer);
     clearTimeout(live.revalidateTimer);
     this.sessions.delete(live.id);
@@ -125,11 +144,21 @@ export class LiveSessions {
     if (live) live.ended = true;
   }
 
-  /** Called by the store hooks when this node writes a session: remember its new expiry. */
-  renewed(sessionId: string, cookieExpires: number | undefined): void {
+  /** A copy of a session whose sockets are connected here, for a new handshake of it; none once it ended. */
+  recordOf(sessionId: string): SessionRecord | undefined {
+    const live = this.sessions.get(sessionId);
+    if (!live?.record || live.ended || (expiresOf(live.record) ?? Infinity) <= Date.now()) return undefined;
+    return structuredClone(live.record);
+  }
+
+  /** Called by the store hooks when this node writes a session: remember it, and its new expiry. */
+  renewed(sessionId: string, session: SessionRecord | undefined): void {
     const now = Date.now();
     const ttl = this.storeTtl();
+    const cookieExpires = expiresOf(session);
     const expires = cookieExpires ?? (ttl ? now + ttl : undefined);
+    const written = this.sessions.get(sessionId);
+    if (written && session && !written.ended) written.record = toRecord(session);
     // A write with an expiry already past (a store deleting on save) renews nothing.
     if (expires === undefined || expires <= now) return;
     this.renewals.delete(sessionId);
@@ -339,6 +368,7 @@ export class LiveSessions {
         return false;
       }
       const store = this.deps.store();
+      live.record = structuredClone(record);
       for (const req of new Set([...live.sockets].map((socket) => socket.request as Request))) {
         if (store?.createSession) store.createSession(req, structuredClone(record));
         req[options.userProperty] = user;
@@ -360,6 +390,16 @@ export class LiveSessions {
     const store = this.deps.store();
     if (!store) return Promise.reject(new Error("the session store is not known yet"));
     return within(this.deps.options.storeTimeoutMs, (done) => store.get(sessionId, done));
+  }
+}
+
+/** A session as the store keeps it (what JSON makes of it), detached from any request. */
+function toRecord(session: unknown): SessionRecord | undefined {
+  if (!session || typeof session !== "object") return undefined;
+  try {
+    return JSON.parse(JSON.stringify(session)) as SessionRecord;
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * Transport wiring: put the bridge's middleware first in every namespace, present and future, so the app's
- * own `use()` middlewares and `connection` handlers always see the user. Socket.IO has no public API for
- * either, so the two private fields it relies on (`_nsps`, `_fns`, stable across 4.x) are touched here only.
+ * own `use()` middlewares and `connection` handlers always see the user; and notice a socket's incoming
+ * events. Socket.IO's private members this relies on (`_nsps`, `_fns`, `onevent`, stable across 4.x) are
+ * touched here only.
  */
 import type { Namespace, Server } from "socket.io";
 import type { AnySocket } from "./types.js";
@@ -38,4 +39,27 @@ function prepend(nsp: Namespace, middleware: Middleware): void {
   } else if (!fns.includes(middleware)) {
     fns.unshift(middleware);
   }
+}
+
+/**
+ * A hook that calls `listener(socket)` before each event the socket receives (not acknowledgements, not
+ * engine pings). `onAny()` would do, but allocates a listener array per socket; this shares one function
+ * among all sockets, as an own `onevent` that calls Socket.prototype's.
+ */
+export function eventHook(listener: (socket: AnySocket) => void): (socket: AnySocket) => void {
+  const wrappers = new WeakMap<object, (this: AnySocket, packet: unknown) => unknown>();
+  return (socket) => {
+    const proto = Object.getPrototypeOf(socket) as { onevent?: (this: AnySocket, packet: unknown) => unknown };
+    let wrapped = wrappers.get(proto);
+    if (!wrapped) {
+      const original = proto.onevent;
+      if (typeof original !== "function") return void socket.onAny(() => listener(socket));
+      wrapped = function (this: AnySocket, packet: unknown) {
+        listener(this);
+        return original.call(this, packet);
+      };
+      wrappers.set(proto, wrapped);
+    }
+    (socket as unknown as { onevent: typeof wrapped }).onevent = wrapped;
+  };
 }

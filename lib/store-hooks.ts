@@ -31,7 +31,10 @@ export interface SessionRecord {
 
 export interface StoreObserver {
   destroyed(sid: string): void;
-  renewed(sid: string, expires: number | undefined): void;
+  /** A session was written (set or touched) through this node, as `session`. */
+  renewed(sid: string, session: SessionRecord | undefined): void;
+  /** A current copy of a session this observer keeps alive (its sockets are connected), if it has one. */
+  recordOf(sid: string): SessionRecord | undefined;
 }
 
 /** When a session record expires, in ms since the epoch; undefined for browser-session cookies. */
@@ -65,11 +68,17 @@ export function observeStore(store: SessionStore, observer: StoreObserver): () =
       }
     };
     wrap(store, "get");
-    coalesceHandshakeReads(store);
+    shareHandshakeReads(store, (sid) => {
+      for (const o of set) {
+        const record = o.recordOf(sid);
+        if (record) return record;
+      }
+      return undefined;
+    });
     wrap(store, "destroy", (sid) => notify((o) => o.destroyed(sid)));
-    wrap(store, "set", (sid, session) => notify((o) => o.renewed(sid, expiresOf(session))));
+    wrap(store, "set", (sid, session) => notify((o) => o.renewed(sid, session)));
     if (typeof store.touch === "function") {
-      wrap(store, "touch", (sid, session) => notify((o) => o.renewed(sid, expiresOf(session))));
+      wrap(store, "touch", (sid, session) => notify((o) => o.renewed(sid, session)));
     }
     debug("watching the session store");
   }
@@ -109,9 +118,8 @@ function wrap(
 let handshakeDepth = 0;
 
 /**
- * Runs `read` (the session middleware, which calls `store.get` synchronously) so that concurrent handshakes of
- * one session share a single store read: a reconnect storm of many tabs costs one read per session, not per
- * socket. HTTP requests are not affected.
+ * Runs `read` (the session middleware, which calls `store.get` synchronously) as a handshake's read, which
+ * may be shared: see shareHandshakeReads. HTTP requests are not affected.
  */
 export function sharedRead<T>(read: () => T): T {
   handshakeDepth++;
@@ -122,14 +130,23 @@ export function sharedRead<T>(read: () => T): T {
   }
 }
 
-/** Wraps `store.get` so that handshake reads of a session already being read join that read. */
-function coalesceHandshakeReads(store: SessionStore): void {
+type GetCallback = (err: unknown, session?: SessionRecord | null) => void;
+
+/**
+ * Wraps `store.get` so that a handshake of a session reads the store at most once per node while that session
+ * has connected sockets there, however many tabs and reconnections: it gets a copy of the session the live
+ * sockets hold (kept current with every write and logout seen), or joins a read of that session already in
+ * flight. A reconnect storm then costs one read per session, not per socket.
+ */
+function shareHandshakeReads(store: SessionStore, live: (sid: string) => SessionRecord | undefined): void {
   const get = store.get;
-  const inFlight = new Map<string, Array<(err: unknown, session?: SessionRecord | null) => void>>();
-  const shared = function (this: SessionStore, sid: string, callback: (err: unknown, session?: SessionRecord | null) => void) {
+  const inFlight = new Map<string, GetCallback[]>();
+  const shared = function (this: SessionStore, sid: string, callback: GetCallback) {
     if (handshakeDepth === 0 || typeof sid !== "string" || typeof callback !== "function") {
       return get.call(this, sid, callback);
     }
+    const record = live(sid);
+    if (record) return void setImmediate(callback, null, record);
     const waiting = inFlight.get(sid);
     if (waiting) return void waiting.push(callback);
     const callbacks = [callback];

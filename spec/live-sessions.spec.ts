@@ -115,10 +115,8 @@ describe("expiry", () => {
     const h = await start({ session: { cookie: { maxAge: 5000 } } });
     const cookies = await Promise.all(Array.from({ length: 20 }, (_, i) => h.login(["alice", "bob", "carol"][i % 3]!)));
     const m = await monitor(h);
-    const sockets = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => h.connect({ cookie: cookies[i % 20], transport: i % 5 ? "websocket" : "polling" })),
-    );
-    expect(await m.counts()).toEqual({ GET: 200 });
+    const sockets = await h.connectSessions(cookies, 200, (i) => (i % 5 ? "websocket" : "polling"));
+    expect(await m.counts()).toEqual({ GET: 20 });
     const ends = await Promise.all(sockets.map((s) => ending(s)));
     expect(new Set(ends.map((end) => end.code))).toEqual(new Set(["session_expired"]));
     expect(await m.counts()).toEqual({ GET: 20 });
@@ -236,16 +234,14 @@ describe("keep-alive", () => {
   it("touches once per session per interval, whatever the sockets and events; pings do not count", async () => {
     const h = await start({
       bridge: { keepAliveMs: 300 },
-      io: { pingInterval: 150, pingTimeout: 2000 },
+      io: { pingInterval: 150, pingTimeout: 20_000 },
       session: { cookie: { maxAge: 60_000 } },
     });
     const cookies = await Promise.all(Array.from({ length: 20 }, (_, i) => h.login(["alice", "bob", "carol"][i % 3]!)));
     const m = await monitor(h);
-    const sockets = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => h.connect({ cookie: cookies[i % 20], transport: i % 5 ? "websocket" : "polling" })),
-    );
+    const sockets = await h.connectSessions(cookies, 200, (i) => (i % 5 ? "websocket" : "polling"));
     await sleep(400);
-    expect(await m.counts()).toEqual({ GET: 200 });
+    expect(await m.counts()).toEqual({ GET: 20 });
 
     for (let round = 0; round < 5; round++) {
       await Promise.all(sockets.map(async (s) => {

@@ -25,6 +25,8 @@ describe("a Redis outage", () => {
     const storeTimeoutMs = 1000;
     const h = await start({ redisUrl: redis.url, bridge: { storeTimeoutMs } });
     const cookies = [await h.login("alice"), await h.login("bob")];
+    // A session with no socket yet: its first handshake needs the store.
+    const stranger = await h.login("carol");
     const sockets: ClientSocket[] = await Promise.all(
       Array.from({ length: 100 }, (_, i) => h.connect({ cookie: cookies[i % 2], transport: TRANSPORTS[i % 3] })),
     );
@@ -37,12 +39,16 @@ describe("a Redis outage", () => {
 
     for (const transport of TRANSPORTS) {
       const started = Date.now();
-      const refused = await h.refusal({ cookie: cookies[0], transport });
+      const refused = await h.refusal({ cookie: stranger, transport });
       const elapsed = Date.now() - started;
       expect(refused.data).toEqual({ code: "store_unavailable", reconnect: true });
       expect(elapsed).toBeGreaterThanOrEqual(storeTimeoutMs - 50);
       expect(elapsed).toBeLessThan(storeTimeoutMs + 1500);
     }
+
+    // A session whose sockets are connected here admits its new tabs from memory, store down or not.
+    const tab = await h.connect({ cookie: cookies[0] });
+    expect(((await tab.emitWithAck("whoami")) as WhoAmI).user).toMatchObject({ name: "Alice" });
 
     await redis.restart();
     // The app's ioredis client reconnects by itself; wait for it, then log in afresh (the restart lost the data).

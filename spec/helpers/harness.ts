@@ -99,6 +99,11 @@ export interface Harness {
   client(options?: ConnectOptions): ClientSocket;
   /** Connects and resolves once connected, or rejects with the connect_error. */
   connect(options?: ConnectOptions): Promise<ClientSocket>;
+  /**
+   * Connects `total` sockets over the sessions of `cookies` (socket i gets cookies[i % n]): first one per
+   * session, then the rest, so that each session's later sockets find it already connected.
+   */
+  connectSessions(cookies: string[], total: number, transport: (i: number) => Transport): Promise<ClientSocket[]>;
   /** Connects and resolves with the refusal; rejects if the socket is admitted. */
   refusal(options?: ConnectOptions): Promise<Refusal>;
   /** An HTTP request to the app with the given cookie. */
@@ -231,6 +236,13 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       socket.once("connect_error", (err) => reject(err));
     });
 
+  const connectSessions = async (cookies: string[], total: number, transport: (i: number) => Transport) => {
+    const open = (i: number) => connect({ cookie: cookies[i % cookies.length], transport: transport(i) });
+    const first = await Promise.all(Array.from({ length: Math.min(total, cookies.length) }, (_, i) => open(i)));
+    const rest = await Promise.all(Array.from({ length: Math.max(0, total - cookies.length) }, (_, i) => open(i + cookies.length)));
+    return [...first, ...rest];
+  };
+
   const refusal = (opts: ConnectOptions = {}) =>
     new Promise<Refusal>((resolve, reject) => {
       const socket = client(opts);
@@ -270,6 +282,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     login,
     client,
     connect,
+    connectSessions,
     refusal,
     request,
     async close() {
