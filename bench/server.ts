@@ -1,0 +1,135 @@
+/**
+ * One benchmark server: an Express + passport-local app on a Redis session store (connect-redis 8 + ioredis),
+ * with Socket.IO authenticated one of five ways. Driven by bench/run.ts over IPC; run with --expose-gc.
+ *
+ *   a  no authentication
+ *   b  the Socket.IO docs' Passport recipe: session + passport.session() on io.engine, handshake only
+ *   c  the Socket.IO docs' express-session example: io.engine.use(session) on every request (resave: true)
+ *   d  passport.socketio 3.7.0
+ *   e  passport-socketio-bridge
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { writeHeapSnapshot } from "node:v8";
+import { createAdapter } from "@socket.io/redis-adapter";
+import { RedisStore } from "connect-redis";
+import cookieParser from "cookie-parser";
+import express from "express";
+import session from "express-session";
+import { Redis } from "ioredis";
+import { Passport } from "passport";
+import { Strategy as LocalStrategy } from "passport-local";
+// @ts-expect-error: passport.socketio has no types.
+import passportSocketIo from "passport.socketio";
+import { Server } from "socket.io";
+import { bridge } from "passport-socketio-bridge";
+
+export type Variant = "a" | "b" | "c" | "d" | "e";
+
+export type Command =
+  | { type: "cpu-start" }
+  | { type: "cpu-stop" }
+  | { type: "heap" }
+  | { type: "snapshot" }
+  | { type: "stop" };
+
+const [variant, redisUrl, prefix, clustered] = process.argv.slice(2) as [Variant, string, string, string?];
+const SECRET = "bench secret";
+const KEY = "connect.sid";
+
+const client = new Redis(redisUrl);
+client.on("error", () => undefined);
+const store = new RedisStore({ client, prefix });
+// The docs' express-session example uses resave and saveUninitialized; the others the recommended settings.
+const sessionMiddleware = session({
+  secret: SECRET,
+  name: KEY,
+  store,
+  resave: variant === "c",
+  saveUninitialized: variant === "c",
+  cookie: { maxAge: 60 * 60 * 1000 },
+});
+
+const passport = new Passport();
+passport.use(new LocalStrategy((username, _password, done) => done(null, { id: username, name: username })));
+passport.serializeUser((user, done) => done(null, (user as { id: string }).id));
+passport.deserializeUser((id: string, done) => done(null, { id, name: id }));
+
+const app = express();
+app.use(express.urlencoded({ extended: false }));
+app.use(sessionMiddleware);
+app.use(passport.session());
+app.post("/login", passport.authenticate("local"), (_req, res) => res.sendStatus(204));
+app.post("/logout", (req, res, next) => req.logout((err) => (err ? next(err) : res.sendStatus(204))));
+
+const http = createServer(app);
+const io = new Server(http, { maxHttpBufferSize: 1e6 });
+if (clustered) io.adapter(createAdapter(client.duplicate(), client.duplicate()));
+
+type Middleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
+const onlyForHandshake =
+  (middleware: Middleware): Middleware =>
+  (req, res, next) => {
+    const isHandshake = (req as unknown as { _query: { sid?: string } })._query.sid === undefined;
+    if (isHandshake) middleware(req, res, next);
+    else next();
+  };
+
+switch (variant) {
+  case "a":
+    break;
+  case "b":
+    io.engine.use(onlyForHandshake(sessionMiddleware as unknown as Middleware));
+    io.engine.use(onlyForHandshake(passport.session() as unknown as Middleware));
+    io.engine.use(
+      onlyForHandshake((req, res, next) => {
+        if ((req as IncomingMessage & { user?: unknown }).user) next();
+        else {
+          res.writeHead(401);
+          res.end();
+        }
+      }),
+    );
+    break;
+  case "c":
+    io.engine.use(sessionMiddleware);
+    break;
+  case "d":
+    io.use(passportSocketIo.authorize({ cookieParser, key: KEY, secret: SECRET, store, passport }));
+    break;
+  case "e":
+    bridge(io, { session: sessionMiddleware, passport });
+    break;
+}
+
+io.on("connection", (socket) => {
+  socket.on("ping", (ack: () => void) => ack());
+});
+
+let cpu: NodeJS.CpuUsage | undefined;
+process.on("message", (command: Command) => {
+  switch (command.type) {
+    case "cpu-start":
+      cpu = process.cpuUsage();
+      return process.send!({ type: "cpu-start" });
+    case "cpu-stop": {
+      const used = process.cpuUsage(cpu);
+      return process.send!({ type: "cpu", micros: used.user + used.system });
+    }
+    case "snapshot":
+      for (let i = 0; i < 3; i++) global.gc?.();
+      return process.send!({ type: "snapshot", path: writeHeapSnapshot() });
+    case "heap":
+      for (let i = 0; i < 3; i++) global.gc?.();
+      return process.send!({ type: "heap", bytes: process.memoryUsage().heapUsed });
+    case "stop":
+      io.close();
+      http.closeAllConnections();
+      client.disconnect();
+      process.exit(0);
+  }
+});
+
+http.listen(0, "127.0.0.1", () => {
+  process.send!({ type: "ready", port: (http.address() as AddressInfo).port });
+});
