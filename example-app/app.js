@@ -8,7 +8,7 @@ import { Passport } from "passport";
 import { Strategy as LocalStrategy } from "passport-local";
 import { Server } from "socket.io";
 import { bridge } from "passport-socketio-bridge";
-import { findUserById, verifyPassword } from "./users.js";
+import { findUserById, findUserByUsername, verifyPassword } from "./users.js";
 
 const PUBLIC = fileURLToPath(new URL("./public/", import.meta.url));
 
@@ -24,17 +24,25 @@ export async function createApp({
 } = {}) {
   const closers = [];
 
-  // Sessions live in Redis when REDIS_URL is set, so they survive restarts and are shared by nodes.
+  // With REDIS_URL, sessions live in Redis (they survive restarts) and Socket.IO nodes share one Redis
+  // adapter, so every node of the app sees every user's sockets.
   let store;
+  let adapter;
   if (redisUrl) {
     const { Redis } = await import("ioredis");
     const { RedisStore } = await import("connect-redis");
+    const { createAdapter } = await import("@socket.io/redis-adapter");
     const client = new Redis(redisUrl);
+    const pub = new Redis(redisUrl);
+    const sub = pub.duplicate();
     // ioredis reconnects by itself; handshakes meanwhile are refused as store_unavailable (reconnect: true).
-    client.on("error", (err) => log(`Redis: ${err.message}`));
-    closers.push(() => client.quit());
+    for (const c of [client, pub, sub]) {
+      c.on("error", (err) => log(`Redis: ${err.message}`));
+      closers.push(() => c.quit().catch(() => undefined));
+    }
     store = new RedisStore({ client, prefix: "example:sess:" });
-    log(`Sessions are kept in Redis at ${redisUrl}.`);
+    adapter = createAdapter(pub, sub);
+    log(`Sessions and the Socket.IO adapter use Redis at ${redisUrl}.`);
   } else {
     log("Sessions are kept in memory (express-session's MemoryStore); set REDIS_URL to keep them in Redis.");
   }
@@ -67,7 +75,7 @@ export async function createApp({
   app.post("/logout", (req, res, next) => req.logout((err) => (err ? next(err) : res.redirect("/"))));
 
   const server = createServer(app);
-  const io = new Server(server);
+  const io = new Server(server, adapter ? { adapter } : {});
   const auth = bridge(io, { session: sessionMiddleware, passport });
 
   // Who is online, on every node, by name.
@@ -88,6 +96,14 @@ export async function createApp({
       }
       // The sender's name comes from the session's user, never from the client.
       io.emit("chat", { from: user.name, text: text.trim(), at: Date.now() });
+      if (typeof ack === "function") ack({ ok: true });
+    });
+    // A private message reaches every socket of the recipient, on every node: their user room.
+    socket.on("whisper", (message, ack) => {
+      const to = findUserByUsername(message?.to);
+      const text = typeof message?.text === "string" ? message.text.trim() : "";
+      if (!to || !text || text.length > 500) return typeof ack === "function" && ack({ ok: false });
+      io.to(auth.userRoom(to.id)).emit("whisper", { from: user.name, text, at: Date.now() });
       if (typeof ack === "function") ack({ ok: true });
     });
   });

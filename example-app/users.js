@@ -18,6 +18,11 @@ export function findUserById(id) {
   return user ? { id: user.id, username: user.username, name: user.name } : null;
 }
 
+export function findUserByUsername(username) {
+  const user = [...users.values()].find((u) => u.username === username);
+  return user ? findUserById(user.id) : null;
+}
+
 export function verifyPassword(username, password) {
   const user = [...users.values()].find((u) => u.username === username);
   if (!user || typeof password !== "string") return null;

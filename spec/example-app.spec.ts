@@ -40,7 +40,7 @@ async function start(redisUrl?: string) {
 
 const STORES: Array<[name: string, redisUrl: () => string | undefined, log: RegExp]> = [
   ["MemoryStore", () => undefined, /in memory/],
-  ["Redis", () => inject("redisUrl"), /in Redis at redis:\/\//],
+  ["Redis", () => inject("redisUrl"), /use Redis at redis:\/\//],
 ];
 
 describe.each(STORES)("the example app with %s", (_name, redisUrl, logLine) => {

@@ -26,13 +26,15 @@ if (!user) {
     status.textContent = `connected as ${name}`;
   });
 
-  socket.on("chat", ({ from, text }) => {
+  const addMessage = (from, text, whisper = false) => {
     const item = document.createElement("li");
     const who = document.createElement("strong");
-    who.textContent = `${from}: `;
+    who.textContent = whisper ? `${from} (privately): ` : `${from}: `;
     item.append(who, text);
     $("messages").append(item);
-  });
+  };
+  socket.on("chat", ({ from, text }) => addMessage(from, text));
+  socket.on("whisper", ({ from, text }) => addMessage(from, text, true));
 
   socket.on("online", (names) => {
     $("online").replaceChildren(
@@ -68,7 +70,10 @@ if (!user) {
   $("send").addEventListener("submit", (event) => {
     event.preventDefault();
     const input = $("message");
-    socket.emit("chat", input.value, () => input.focus());
+    // "@bob hi" whispers to bob, in all of his tabs.
+    const whisper = /^@(\w+)\s+(.+)$/s.exec(input.value);
+    if (whisper) socket.emit("whisper", { to: whisper[1], text: whisper[2] }, () => input.focus());
+    else socket.emit("chat", input.value, () => input.focus());
     input.value = "";
   });
   $("message").focus();
