@@ -3,19 +3,31 @@
  * sessions into every namespace, watches the session store, and offers rooms, revocation, refresh,
  * session writes and presence, each reaching every node the adapter reaches.
  */
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import createDebug from "debug";
 import type { Server } from "socket.io";
+import { Channels, type ChannelAuthorizer } from "./channels.js";
 import { Cluster } from "./cluster.js";
 import { ConfigError, RefusalError, type EndCode } from "./errors.js";
-import { Handshake, type Identity } from "./handshake.js";
+import { Handshake, type Identity, type SessionIdentity } from "./handshake.js";
 import { LiveSessions } from "./live-sessions.js";
 import { wireEveryNamespace } from "./namespaces.js";
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from "./options.js";
 import { Gate, type Admission } from "./policy.js";
-import { endLocalSockets, endSocket, forgetIdentity, joinIdentity, sessionRoom, toUserId, userRoom } from "./rooms.js";
+import {
+  endLocalSockets,
+  endSocket,
+  forgetIdentity,
+  joinIdentity,
+  localSocketsIn,
+  roomsOf,
+  sessionRoom,
+  toUserId,
+  userRoom,
+} from "./rooms.js";
 import { csrfTokenOf } from "./security.js";
 import { isSessionStore, observeStore, type SessionStore } from "./store-hooks.js";
+import { Tokens } from "./tokens.js";
 import type { AnySocket, UserId } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:bridge");
@@ -34,6 +46,7 @@ type Commands = {
   renewal: (sessionId: string) => number | null;
   online: (userId: string) => boolean;
   users: () => string[];
+  leaveChannel: (payload: { userId: string; channel: string }) => Promise<number>;
 };
 
 /**
@@ -47,6 +60,8 @@ export function bridge<TUser = Express.User>(io: Server, options: BridgeOptions<
 export class SocketBridge<TUser = Express.User> {
   private readonly options: ResolvedOptions<TUser>;
   private readonly gate: Gate<TUser>;
+  private readonly tokens: Tokens;
+  private readonly channels: Channels<TUser>;
   private readonly live: LiveSessions;
   private readonly cluster: Cluster<Commands>;
   private readonly admissions = new WeakMap<AnySocket, Admission>();
@@ -67,12 +82,15 @@ export class SocketBridge<TUser = Express.User> {
     this.options = resolveOptions(options);
     authenticateRecoveredConnections(io);
     const handshake = new Handshake(this.options as ResolvedOptions<unknown>);
-    this.gate = new Gate(this.options, handshake);
+    this.tokens = new Tokens(this.options as ResolvedOptions<unknown>);
+    this.channels = new Channels<TUser>(io, this.options.channelSecret, (socket) => this.user(socket));
+    this.gate = new Gate(this.options, handshake, this.tokens);
     this.live = new LiveSessions({
       options: this.options as ResolvedOptions<unknown>,
       store: () => this.store,
       end: (sessionId, code, everywhere) =>
         everywhere ? this.cluster.tell("endSession", { sessionId, code }) : Promise.resolve(this.endSessionHere(sessionId, code)),
+      refreshed: (sockets) => Promise.all(sockets.map((socket) => this.channels.recheck(socket))),
       renewalsElsewhere: async (sessionId, timeoutMs) =>
         Math.max(0, ...(await this.cluster.run("renewal", sessionId, { timeoutMs })).map((expires) => expires ?? 0)) ||
         undefined,
@@ -83,6 +101,7 @@ export class SocketBridge<TUser = Express.User> {
       refresh: (userId) => this.live.refreshUser(userId),
       renewal: (sessionId) => this.live.renewalOf(sessionId) ?? null,
       online: (userId) => this.live.hasUser(userId),
+      leaveChannel: ({ userId, channel }) => this.leaveHere(userRoom(userId), channel),
       users: () => this.live.users(),
     });
     this.useStore(handshake.probe(io.path()).store);
@@ -168,6 +187,42 @@ export class SocketBridge<TUser = Express.User> {
     return [...new Set((await this.cluster.run("users", undefined)).flat())].sort();
   }
 
+  /**
+   * Declares private channels: rooms named by `pattern` (e.g. `"orders:{orderId}"`) that a socket joins only
+   * when `authorize(user, params, socket)` says so (asked with `auth:join`). Names starting with `presence:`
+   * are presence channels.
+   */
+  channel(pattern: string, authorize: ChannelAuthorizer<TUser>): this {
+    this.channels.define(pattern, authorize);
+    return this;
+  }
+
+  /**
+   * Takes a socket, or every socket of user `id` on every node, out of `channel`, telling each with
+   * `auth:left`. Resolves with how many sockets left.
+   */
+  async leave(target: AnySocket | UserId, channel: string): Promise<number> {
+    if (typeof target === "object") {
+      if (!target.rooms.has(channel)) return 0;
+      await this.channels.leave(target, channel);
+      return 1;
+    }
+    return sum(await this.cluster.run("leaveChannel", { userId: toUserId(target), channel }));
+  }
+
+  /** A ticket for socket `socketId` to join `channel` (Pusher's scheme: HMAC-SHA256 with `channelSecret`). */
+  signChannel(socketId: string, channel: string, data?: string): string {
+    return this.channels.sign(socketId, channel, data);
+  }
+
+  /**
+   * An Express handler that issues channel tickets to the logged-in user after the channel's authorize check:
+   * POST `socket_id` and `channel_name`, get `{ auth }` (and `channel_data` for presence channels).
+   */
+  channelAuthHandler(): (req: IncomingMessage, res: ServerResponse) => void {
+    return this.channels.handler();
+  }
+
   /** An admitted socket, before the app sees it: its identity, its rooms, and the user on its request. */
   private admitted(socket: AnySocket, admission: Admission): Promise<void> | void {
     const req = socket.request as Request;
@@ -189,19 +244,24 @@ export class SocketBridge<TUser = Express.User> {
 
   /** A socket the app now sees: track its session, unless it was ended while its handshake ran. */
   private connected(socket: AnySocket): void {
+    if (this.channels.active && socket.connected) this.channels.watch(socket);
     const admission = this.admissions.get(socket);
     const identity = admission?.identity;
     // (An app `connection` listener that ran first may have disconnected it already.)
     if (!admission || !identity || !socket.connected) return;
     const { since } = admission;
-    const ending = [userRoom(identity.userId), sessionRoom(identity.sessionId)]
+    const ending = roomsOf(identity)
       .map((room) => this.endings.get(room))
       .find((end) => end !== undefined && end.at >= since);
     if (ending) {
       this.gate.forget(socket.request);
       return endSocket(socket, { code: ending.code, event: this.options.endedEvent });
     }
-    this.live.add(socket, identity);
+    if (identity.sessionId !== undefined) return this.live.add(socket, identity as SessionIdentity);
+    this.tokens.watch(socket, identity, (ended) => {
+      this.gate.forget(ended.request);
+      endSocket(ended, { code: "token_expired", event: this.options.endedEvent });
+    });
   }
 
   /** Starts watching the session store, once it is known. */
@@ -223,6 +283,12 @@ export class SocketBridge<TUser = Express.User> {
   private endSessionHere(sessionId: string, code: EndCode): number {
     if (code === "logged_out" || code === "session_expired") this.live.ended(sessionId);
     return this.endHere(sessionRoom(sessionId), code);
+  }
+
+  private async leaveHere(room: string, channel: string): Promise<number> {
+    const sockets = localSocketsIn(this.io, room).filter((socket) => socket.rooms.has(channel));
+    await Promise.all(sockets.map((socket) => this.channels.leave(socket, channel)));
+    return sockets.length;
   }
 
   private endHere(room: string, code: EndCode): number {

@@ -51,6 +51,16 @@ export const REFUSALS = {
     reconnect: false,
     message: "Too many refused connections came from this address. Wait a minute, then try again.",
   },
+  token_invalid: {
+    reconnect: false,
+    message:
+      "The token was not accepted (bad signature, unknown, or revoked). Get a new one and connect with " +
+      "`io({ auth: { token } })`.",
+  },
+  token_expired: {
+    reconnect: false,
+    message: "The token expired. Get a fresh one and connect with `io({ auth: { token } })`.",
+  },
   server_error: {
     reconnect: true,
     message: "The server could not register this connection. Retry in a moment.",
@@ -65,6 +75,7 @@ export const ENDINGS = {
   session_expired: "The session expired.",
   user_removed: "The user no longer exists.",
   revoked: "The application disconnected this user or session.",
+  token_expired: "The token expired and no fresh one came with auth:refresh.",
 } as const;
 
 export type EndCode = keyof typeof ENDINGS;

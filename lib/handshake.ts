@@ -19,14 +19,19 @@ import type { PassportLike, SessionMiddleware } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:handshake");
 
+/** An identity that came from a session (not a token). */
+export type SessionIdentity = Identity & { sessionId: string };
+
 /** Who an admitted socket belongs to. */
 export interface Identity {
   /** What Passport's deserializeUser produced: the object now at `socket.request[userProperty]`. */
   user: unknown;
   /** Passport's serialized user, as a string (`user:<userId>` is the user's room). */
   userId: string;
-  /** The express-session id (`session:<sessionId>` is the session's room). */
-  sessionId: string;
+  /** The express-session id (`session:<sessionId>` is the session's room); undefined for token connections. */
+  sessionId: string | undefined;
+  /** When a token connection's token expires (ms since the epoch). */
+  expires?: number | undefined;
 }
 
 type Request = IncomingMessage & Record<string | symbol, any>;
@@ -45,7 +50,7 @@ export class Handshake {
    * Loads the session and the Passport user onto `req`. Resolves with the identity, or rejects with the
    * RefusalError that explains why there is none. Never rejects with anything else.
    */
-  async authenticate(req: IncomingMessage): Promise<Identity> {
+  async authenticate(req: IncomingMessage): Promise<SessionIdentity> {
     const request = req as Request;
     const { storeTimeoutMs, userProperty, passportKey } = this.options;
     // A connection authenticated again (after a revocation or a failed attempt) starts clean: express-session
@@ -177,7 +182,7 @@ export async function runMiddleware(
  * A response that is never sent. express-session wraps its `writeHead` and `end` to save the session and set
  * the cookie; since nobody calls them, it does neither. A fresh one per call, as those wrappers hold `req`.
  */
-function detachedResponse() {
+export function detachedResponse() {
   return {
     statusCode: 200,
     headersSent: false,

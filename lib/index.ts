@@ -1,6 +1,7 @@
 export { bridge, SocketBridge } from "./bridge.js";
 export type { BridgeOptions } from "./options.js";
 export type { Identity } from "./handshake.js";
+export type { ChannelAnswer, ChannelAuthorizer, Member } from "./channels.js";
 export {
   memoryFailureLimiter,
   redisFailureLimiter,

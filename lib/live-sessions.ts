@@ -15,7 +15,7 @@ import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import { DeadlineError, within } from "./deadline.js";
 import { BridgeError, type EndCode } from "./errors.js";
-import { guardDeserializers, type Identity } from "./handshake.js";
+import { guardDeserializers, type SessionIdentity } from "./handshake.js";
 import type { ResolvedOptions } from "./options.js";
 import { eventHook } from "./namespaces.js";
 import { toUserId } from "./rooms.js";
@@ -72,6 +72,8 @@ export interface LiveSessionsDeps {
   end(sessionId: string, code: EndCode, everywhere: boolean): Promise<unknown>;
   /** The latest expiry other nodes have seen written for the session, within `ms`. */
   renewalsElsewhere(sessionId: string, ms: number): Promise<number | undefined>;
+  /** The session's sockets have a fresh user (after refresh or revalidation). */
+  refreshed(sockets: AnySocket[]): Promise<unknown>;
 }
 
 export class LiveSessions {
@@ -93,7 +95,7 @@ export class LiveSessions {
   }
 
   /** Tracks an admitted, connected socket under its session. */
-  add(socket: AnySocket, identity: Identity): void {
+  add(socket: AnySocket, identity: SessionIdentity): void {
     const session = (socket.request as Request).session as Session | undefined;
     const now = Date.now();
     let live = this.sessions.get(identity.sessionId);
@@ -373,6 +375,7 @@ export class LiveSessions {
         if (store?.createSession) store.createSession(req, structuredClone(record));
         req[options.userProperty] = user;
       }
+      await this.deps.refreshed([...live.sockets]);
       return true;
     } catch (err) {
       debug("revalidating session %s failed: %O", live.id, err);

@@ -66,6 +66,13 @@ export interface BridgeOptions<TUser = Express.User> {
   maxFailuresPerMinute?: number;
   /** Where refused handshakes are counted: in memory by default, or shared (see `redisFailureLimiter`). */
   failureLimiter?: FailureLimiter;
+  /**
+   * Passport strategies (by the names registered on your Passport, e.g. `["jwt"]`) to authenticate handshakes
+   * without a session cookie, with the token from `socket.handshake.auth.token` or the Authorization header.
+   */
+  strategies?: string[];
+  /** The secret that signs channel tickets (`auth.signChannel`, `auth.channelAuthHandler()`). */
+  channelSecret?: string;
 }
 
 /** The options with every default applied: what the rest of the library reads. */
@@ -82,6 +89,8 @@ export interface ResolvedOptions<TUser> {
   keepAliveMs: number | false;
   revalidateEveryMs: number | false;
   security: SecurityOptions;
+  strategies: string[];
+  channelSecret: string | undefined;
 }
 
 const DEFAULTS = {
@@ -110,6 +119,8 @@ const KNOWN = new Set<string>([
   "csrf",
   "maxFailuresPerMinute",
   "failureLimiter",
+  "strategies",
+  "channelSecret",
 ]);
 
 export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOptions<TUser> {
@@ -157,6 +168,19 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
   if (maxFailuresPerMinute !== undefined && !(Number.isInteger(maxFailuresPerMinute) && maxFailuresPerMinute > 0)) {
     throw new ConfigError("`maxFailuresPerMinute` must be a positive whole number.");
   }
+  const { strategies = [], channelSecret } = options;
+  if (!Array.isArray(strategies) || strategies.some((name) => typeof name !== "string" || name === "")) {
+    throw new ConfigError("`strategies` must be a list of Passport strategy names, e.g. [\"jwt\"].");
+  }
+  const registered = (passport as { _strategy?: (name: string) => unknown })._strategy?.bind(passport);
+  for (const name of strategies) {
+    if (registered && !registered(name)) {
+      throw new ConfigError(`No Passport strategy is registered as "${name}": passport.use("${name}", new Strategy(...)) first.`);
+    }
+  }
+  if (channelSecret !== undefined && (typeof channelSecret !== "string" || channelSecret.length < 16)) {
+    throw new ConfigError("`channelSecret` must be a string of at least 16 characters (32 random bytes are better).");
+  }
   const { trustProxy } = options;
   if (trustProxy !== undefined && typeof trustProxy !== "boolean" && !(Number.isInteger(trustProxy) && trustProxy >= 0)) {
     throw new ConfigError("`trustProxy` must be true, false, or the number of proxies in front of the server.");
@@ -185,6 +209,8 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
       failureLimiter,
       timeoutMs: storeTimeoutMs,
     },
+    strategies,
+    channelSecret,
   };
 }
 

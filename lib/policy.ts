@@ -11,6 +11,7 @@ import { RefusalError } from "./errors.js";
 import type { Handshake, Identity } from "./handshake.js";
 import type { ResolvedOptions } from "./options.js";
 import { Security } from "./security.js";
+import { presentedToken, type Tokens } from "./tokens.js";
 import type { AnySocket } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:policy");
@@ -38,18 +39,20 @@ export class Gate<TUser> {
   constructor(
     private readonly options: ResolvedOptions<TUser>,
     private readonly handshake: Handshake,
+    private readonly tokens: Tokens,
   ) {
     this.security = new Security(options.security);
   }
 
   async admit(socket: AnySocket): Promise<Admission> {
     const { allowAnonymous, onAccept, onReject } = this.options;
-    const { identity: pending, since } = this.handshakeOf(socket.request);
+    const { identity: pending, since } = this.handshakeOf(socket);
     let refusal: RefusalError;
     try {
       const identity = await pending;
       try {
-        this.security.checkCsrf(socket);
+        // (CSRF protects cookie sessions; a token is a credential no other site's page holds.)
+        if (identity.sessionId !== undefined) this.security.checkCsrf(socket);
         await onAccept?.(socket, identity.user as TUser);
         return { identity, since };
       } catch (err) {
@@ -74,6 +77,20 @@ export class Gate<TUser> {
     throw refusal;
   }
 
+  /** The session, or else (with `strategies`) a token the first socket of the connection presented. */
+  private async authenticate(socket: AnySocket): Promise<Identity> {
+    try {
+      return await this.handshake.authenticate(socket.request);
+    } catch (refusal) {
+      const token =
+        this.tokens.enabled && (refusal as RefusalError).code === "session_missing"
+          ? presentedToken(socket.request, socket.handshake.auth)
+          : undefined;
+      if (!token) throw refusal;
+      return this.tokens.authenticate(socket.request, token);
+    }
+  }
+
   /** Forgets the connection's handshake: the next namespace it joins reads the session again. */
   forget(req: IncomingMessage): void {
     this.handshakes.delete(req);
@@ -83,12 +100,13 @@ export class Gate<TUser> {
    * The connection's handshake, started by its first namespace and shared by the others. Failures that a
    * retry could fix (`reconnect: true`) are not kept, so a retry on the same connection tries again.
    */
-  private handshakeOf(req: IncomingMessage): Handshaken {
+  private handshakeOf(socket: AnySocket): Handshaken {
+    const req = socket.request;
     let handshaken = this.handshakes.get(req);
     if (!handshaken) {
       // Origin and failure limits are decided from the request alone, before the store is read.
       const identity = this.security.screen(req).then((decided) => {
-        const authenticated = this.handshake.authenticate(req);
+        const authenticated = this.authenticate(socket);
         authenticated.then(decided, decided);
         return authenticated;
       });

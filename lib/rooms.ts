@@ -38,8 +38,15 @@ export const sessionRoom = (sessionId: string): string => `session:${sessionId}`
 export function joinIdentity(socket: AnySocket, identity: Identity): Promise<void> | void {
   const data = socket.data as BridgeSocketData;
   data.userId = identity.userId;
-  data.sessionId = identity.sessionId;
-  return socket.join([userRoom(identity.userId), sessionRoom(identity.sessionId)]);
+  if (identity.sessionId !== undefined) data.sessionId = identity.sessionId;
+  return socket.join(roomsOf(identity));
+}
+
+/** The rooms of an identity: its user's, and its session's (token connections have none). */
+export function roomsOf(identity: Identity): string[] {
+  const rooms = [userRoom(identity.userId)];
+  if (identity.sessionId !== undefined) rooms.push(sessionRoom(identity.sessionId));
+  return rooms;
 }
 
 /** Takes back what joinIdentity gave: the identity in `socket.data` and the user and session rooms. */
@@ -73,18 +80,23 @@ export function endLocalSockets(
   ending: { code: EndCode; event: string },
   afterEnd: (socket: AnySocket) => void,
 ): number {
-  let ended = 0;
+  const sockets = localSocketsIn(io, room);
+  for (const socket of sockets) {
+    endSocket(socket, ending);
+    afterEnd(socket);
+  }
+  if (sockets.length) debug("ended %d socket(s) of %s: %s", sockets.length, room, ending.code);
+  return sockets.length;
+}
+
+/** This node's connected sockets in `room`, in every namespace. */
+export function localSocketsIn(io: Server, room: string): AnySocket[] {
+  const sockets: AnySocket[] = [];
   for (const nsp of namespacesOf(io)) {
-    const ids = nsp.adapter.rooms.get(room);
-    if (!ids) continue;
-    for (const id of [...ids]) {
+    for (const id of nsp.adapter.rooms.get(room) ?? []) {
       const socket = nsp.sockets.get(id);
-      if (!socket) continue;
-      endSocket(socket, ending);
-      afterEnd(socket);
-      ended++;
+      if (socket) sockets.push(socket);
     }
   }
-  if (ended) debug("ended %d socket(s) of %s: %s", ended, room, ending.code);
-  return ended;
+  return sockets;
 }

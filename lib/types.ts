@@ -40,6 +40,8 @@ export type SessionMiddleware = (req: any, res: any, next: (err?: any) => void) 
 export interface PassportLike {
   session(...args: any[]): any;
   deserializeUser(...args: any[]): any;
+  serializeUser(...args: any[]): any;
+  authenticate(...args: any[]): any;
 }
 
 /** Passport's serialized user, as stored in `req.session.passport.user`. */

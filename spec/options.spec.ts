@@ -29,6 +29,10 @@ describe("bridge() setup checks", () => {
     ["a zero storeTimeoutMs", { session: sessionMiddleware, passport, storeTimeoutMs: 0 }, /storeTimeoutMs/],
     ["a hook that is not a function", { session: sessionMiddleware, passport, onAccept: "yes" }, /`onAccept` must be a function/],
     ["an empty userProperty", { session: sessionMiddleware, passport, userProperty: "" }, /userProperty/],
+    ["a strategy Passport does not know", { session: sessionMiddleware, passport, strategies: ["jwt"] }, /No Passport strategy is registered as "jwt"/],
+    ["a short channelSecret", { session: sessionMiddleware, passport, channelSecret: "short" }, /channelSecret/],
+    ["a bad trustProxy", { session: sessionMiddleware, passport, trustProxy: "yes" }, /trustProxy/],
+    ["an origin that is not one", { session: sessionMiddleware, passport, origins: ["https://app.example/path"] }, /is not an origin/],
   ])("refuses %s", (_name, options, message) => {
     expect(setupError(() => bridge(new Server(), options as never)).message).toMatch(message);
   });

@@ -6,3 +6,4 @@ declare module "express-session" {
     count: number;
   }
 }
+

@@ -1,0 +1,161 @@
+/**
+ * Token authentication on the handshake, for clients without the session cookie (mobile apps, services): the
+ * app's own Passport strategies (passport-jwt, passport-http-bearer, ...) run on the handshake, unchanged, with
+ * the token from `socket.handshake.auth.token` (or the Authorization header). Tokens with an `exp` end their
+ * sockets when they expire, unless the client sends a fresh one with `auth:refresh` first.
+ */
+import type { IncomingMessage } from "node:http";
+import createDebug from "debug";
+import { within } from "./deadline.js";
+import { RefusalError } from "./errors.js";
+import { detachedResponse, type Identity } from "./handshake.js";
+import type { ResolvedOptions } from "./options.js";
+import { toUserId } from "./rooms.js";
+import type { AnySocket } from "./types.js";
+
+const debug = createDebug("passport-socketio-bridge:tokens");
+
+/** The event a token client sends a fresh token with, and gets `{ ok, code? }` back. */
+export const REFRESH_EVENT = "auth:refresh";
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+type Request = IncomingMessage & Record<string, any>;
+
+/** The token a client presented: `auth.token` first (never in URLs or logs), else a Bearer Authorization header. */
+export function presentedToken(req: IncomingMessage, auth: unknown): string | undefined {
+  const fromAuth = (auth as { token?: unknown } | undefined)?.token;
+  if (typeof fromAuth === "string" && fromAuth !== "") return fromAuth;
+  const header = req.headers.authorization;
+  const bearer = typeof header === "string" ? /^Bearer\s+(\S+)$/i.exec(header)?.[1] : undefined;
+  return bearer || undefined;
+}
+
+/** When a JWT expires (ms since the epoch), from its `exp`; undefined for other tokens or no `exp`. */
+export function tokenExpiry(token: string): number | undefined {
+  const payload = token.split(".")[1];
+  if (!payload) return undefined;
+  try {
+    const exp = (JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as { exp?: unknown }).exp;
+    return typeof exp === "number" && Number.isFinite(exp) ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class Tokens {
+  constructor(private readonly options: ResolvedOptions<unknown>) {}
+
+  get enabled(): boolean {
+    return this.options.strategies.length > 0;
+  }
+
+  /**
+   * Authenticates `token` with the configured strategies. Resolves with the identity; rejects with
+   * `token_expired`, `token_invalid`, or `deserialize_failed` when a strategy itself fails.
+   */
+  async authenticate(req: IncomingMessage, token: string): Promise<Identity> {
+    const { passport, strategies, storeTimeoutMs } = this.options;
+    const probe = tokenRequest(req, token);
+    let outcome: { user: unknown; info: unknown };
+    try {
+      outcome = await within<{ user: unknown; info: unknown }>(storeTimeoutMs, (done) =>
+        passport.authenticate(strategies, { session: false }, (err: unknown, user: unknown, info: unknown) =>
+          err ? done(err) : done(null, { user, info }),
+        )(probe, detachedResponse(), done),
+      );
+    } catch (cause) {
+      debug("token strategy failed: %O", cause);
+      throw new RefusalError("deserialize_failed", { cause });
+    }
+    const { user, info } = outcome;
+    if (!user) throw new RefusalError(expired(info) ? "token_expired" : "token_invalid", { cause: info });
+    const serialized = await within<unknown>(storeTimeoutMs, (done) => passport.serializeUser(user, req, done)).catch(
+      (cause: unknown) => {
+        // Without a serializer for this kind of user, its `id` names its room.
+        const id = (user as { id?: unknown }).id;
+        if (id === undefined || id === null) throw new RefusalError("deserialize_failed", { cause });
+        return id;
+      },
+    );
+    return { user, userId: toUserId(serialized), sessionId: undefined, expires: tokenExpiry(token) };
+  }
+
+  /**
+   * Keeps a token connection honest: ends its sockets (`end` each) at the token's expiry, and accepts
+   * `auth:refresh` with a fresh token for the same user on any of them. One timer per connection.
+   */
+  watch(socket: AnySocket, identity: Identity, end: (socket: AnySocket) => void): void {
+    const req = socket.request as Request;
+    let watched = this.connections.get(req);
+    if (!watched) {
+      watched = { identity, sockets: new Set(), timer: undefined };
+      this.connections.set(req, watched);
+      this.schedule(watched, identity.expires, end);
+    }
+    const connection = watched;
+    connection.sockets.add(socket);
+    socket.on("disconnect", () => {
+      connection.sockets.delete(socket);
+      if (connection.sockets.size === 0) clearTimeout(connection.timer);
+    });
+    socket.on(REFRESH_EVENT, (payload: unknown, ack?: (answer: { ok: boolean; code?: string }) => void) => {
+      const answer = typeof ack === "function" ? ack : () => undefined;
+      const token = typeof (payload as { token?: unknown } | undefined)?.token === "string" ? (payload as { token: string }).token : undefined;
+      if (!token) return answer({ ok: false, code: "token_invalid" });
+      this.authenticate(req, token).then(
+        (fresh) => {
+          // A token for someone else cannot take over this connection.
+          if (fresh.userId !== connection.identity.userId) return answer({ ok: false, code: "token_invalid" });
+          req[this.options.userProperty] = fresh.user;
+          connection.identity.expires = fresh.expires;
+          this.schedule(connection, fresh.expires, end);
+          answer({ ok: true });
+        },
+        (refusal: RefusalError) => answer({ ok: false, code: refusal.code }),
+      );
+    });
+  }
+
+  private readonly connections = new WeakMap<IncomingMessage, WatchedConnection>();
+
+  private schedule(connection: WatchedConnection, expires: number | undefined, end: (socket: AnySocket) => void): void {
+    clearTimeout(connection.timer);
+    if (expires === undefined) return;
+    const delay = Math.min(Math.max(0, expires - Date.now()), MAX_TIMER_MS);
+    connection.timer = setTimeout(() => {
+      if (expires > Date.now()) return this.schedule(connection, expires, end);
+      debug("token of %s expired", connection.identity.userId);
+      for (const socket of [...connection.sockets]) end(socket);
+    }, delay).unref();
+  }
+}
+
+interface WatchedConnection {
+  identity: Identity;
+  sockets: Set<AnySocket>;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** Whether a strategy's failure says the token expired (jsonwebtoken, jose, or a message saying so). */
+function expired(info: unknown): boolean {
+  for (const item of [info].flat()) {
+    const { name, code, message } = (item ?? {}) as { name?: unknown; code?: unknown; message?: unknown };
+    if (name === "TokenExpiredError" || code === "ERR_JWT_EXPIRED" || (typeof message === "string" && /expired/i.test(message))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * The handshake request as a strategy should see it: the token as a Bearer Authorization header (where
+ * passport-jwt and passport-http-bearer look), and no query string, so a token in the URL never counts.
+ */
+function tokenRequest(req: IncomingMessage, token: string): IncomingMessage {
+  const probe = Object.create(req) as Request;
+  probe.headers = { ...req.headers, authorization: `Bearer ${token}` };
+  probe.url = (req.url ?? "/").split("?")[0];
+  probe.query = {};
+  probe.body = undefined;
+  return probe;
+}

@@ -1,0 +1,121 @@
+/**
+ * Token clients (no cookie): the app's own passport-jwt and passport-http-bearer strategies on the handshake,
+ * through the same codes, hooks, rooms and revocation as sessions; expiry and refresh without a reconnect.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { SignJWT } from "jose";
+import jwt from "jsonwebtoken";
+import { Strategy as BearerStrategy } from "passport-http-bearer";
+import { ExtractJwt, Strategy as JwtStrategy } from "passport-jwt";
+import { describe, expect, it } from "vitest";
+import { harnessPerTest, nextEvent, TRANSPORTS, type HarnessOptions, type User, type WhoAmI } from "./helpers/harness.js";
+import { failOnLeaks } from "./helpers/leaks.js";
+
+const start = harnessPerTest();
+failOnLeaks();
+const KEY = "a jwt signing key of 32 bytes or more!";
+const now = () => Math.floor(Date.now() / 1000);
+
+/** passport-jwt as apps set it up, HS256 only, reading the Bearer Authorization header. */
+const withJwt = (extra: HarnessOptions = {}): HarnessOptions => ({
+  ...extra,
+  bridge: { strategies: ["jwt"], ...extra.bridge },
+  passport: (passport, users) => {
+    passport.use(
+      "jwt",
+      new JwtStrategy(
+        { secretOrKey: KEY, jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(), algorithms: ["HS256"] },
+        (payload: { sub: string }, done: (err: unknown, user?: User | false) => void) => done(null, users.get(payload.sub) ?? false),
+      ),
+    );
+  },
+});
+const sign = (sub: string, seconds = 60) => jwt.sign({ sub }, KEY, { algorithm: "HS256", expiresIn: seconds });
+const whoami = (socket: { emitWithAck(ev: string): Promise<unknown> }) => socket.emitWithAck("whoami") as Promise<WhoAmI>;
+
+describe("tokens on the handshake", () => {
+  it.each(TRANSPORTS)("a passport-jwt token in auth.token authenticates a client without a cookie, over %s", async (transport) => {
+    const h = await start(withJwt());
+    const socket = await h.connect({ auth: { token: sign("1") }, transport });
+    expect(await whoami(socket)).toMatchObject({ user: { name: "Alice" }, isAuthenticated: true, data: { userId: "1" }, rooms: ["user:1"] });
+  });
+
+  it("a token signed with jose works too, and so does a Bearer Authorization header", async () => {
+    const h = await start(withJwt());
+    const token = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("2").setExpirationTime("1m").sign(new TextEncoder().encode(KEY));
+    expect((await whoami(await h.connect({ auth: { token } }))).user).toMatchObject({ name: "Bob" });
+    expect((await whoami(await h.connect({ headers: { authorization: `Bearer ${sign("3")}` } }))).user).toMatchObject({ name: "Carol" });
+  });
+
+  it("refuses expired, forged and unsigned tokens, each with its code", async () => {
+    const h = await start(withJwt());
+    const unsigned = `${Buffer.from('{"alg":"none","typ":"JWT"}').toString("base64url")}.${Buffer.from(JSON.stringify({ sub: "1", exp: now() + 60 })).toString("base64url")}.`;
+    const cases: Array<[string, string]> = [
+      [jwt.sign({ sub: "1", exp: now() - 10 }, KEY), "token_expired"],
+      [jwt.sign({ sub: "1" }, "another key entirely, also long enough", { expiresIn: 60 }), "token_invalid"],
+      [unsigned, "token_invalid"],
+      [`${sign("1").slice(0, -4)}AAAA`, "token_invalid"],
+      [sign("404"), "token_invalid"],
+      ["not a token", "token_invalid"],
+    ];
+    for (const [token, code] of cases) {
+      const refused = await h.refusal({ auth: { token } });
+      expect([token.slice(0, 12), refused.data]).toEqual([token.slice(0, 12), { code, reconnect: false }]);
+    }
+  });
+
+  it("never takes a token from the query string", async () => {
+    const h = await start(withJwt());
+    for (const transport of TRANSPORTS) {
+      const refused = await h.refusal({ query: { token: sign("1"), access_token: sign("1"), auth_token: sign("1") }, transport });
+      expect(refused.data.code).toBe("session_missing");
+    }
+  });
+
+  it("works with passport-http-bearer unchanged", async () => {
+    const h = await start({
+      bridge: { strategies: ["bearer"] },
+      passport: (passport, users) =>
+        passport.use(new BearerStrategy((token, done) => done(null, token === "opaque-alice" ? users.get("1")! : false))),
+    });
+    expect((await whoami(await h.connect({ auth: { token: "opaque-alice" } }))).user).toMatchObject({ name: "Alice" });
+    expect((await h.refusal({ auth: { token: "opaque-nobody" } })).data.code).toBe("token_invalid");
+  });
+
+  it("goes through the same hooks, rooms and revocation as sessions; a session cookie comes first", async () => {
+    const seen: string[] = [];
+    const h = await start(withJwt({ bridge: { onAccept: (_socket, user) => void seen.push(user.name) } }));
+    const socket = await h.connect({ auth: { token: sign("1") } });
+    const both = await h.connect({ cookie: await h.login("bob"), auth: { token: sign("1") } });
+    expect((await whoami(both)).user).toMatchObject({ name: "Bob" });
+    expect(seen).toEqual(["Alice", "Bob"]);
+    const ended = nextEvent(socket, "auth:ended");
+    expect(await h.auth.disconnectUser("1")).toBe(1);
+    expect(await ended).toEqual({ code: "revoked" });
+  });
+});
+
+describe("token expiry and refresh", () => {
+  it("ends the socket with token_expired when its token expires", async () => {
+    const h = await start(withJwt());
+    const socket = await h.connect({ auth: { token: sign("1", 2) } });
+    const since = Date.now();
+    expect(await nextEvent(socket, "auth:ended", 5000)).toEqual({ code: "token_expired" });
+    expect(Date.now() - since).toBeLessThan(3100);
+  });
+
+  it("auth:refresh with a fresh token keeps it connected, without a reconnect; a token for someone else is refused", async () => {
+    const h = await start(withJwt());
+    const socket = await h.connect({ auth: { token: sign("1", 2) } });
+    let reconnects = 0;
+    socket.on("connect", () => reconnects++);
+    expect(await socket.emitWithAck("auth:refresh", { token: sign("1", 60) })).toEqual({ ok: true });
+    expect(await socket.emitWithAck("auth:refresh", { token: sign("2", 60) })).toEqual({ ok: false, code: "token_invalid" });
+    expect(await socket.emitWithAck("auth:refresh", { token: jwt.sign({ sub: "1", exp: now() - 1 }, KEY) })).toEqual({ ok: false, code: "token_expired" });
+    expect(await socket.emitWithAck("auth:refresh", {})).toEqual({ ok: false, code: "token_invalid" });
+    await sleep(3200);
+    expect(socket.connected).toBe(true);
+    expect(reconnects).toBe(0);
+    expect((await whoami(socket)).user).toMatchObject({ name: "Alice" });
+  });
+});
