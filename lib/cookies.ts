@@ -22,17 +22,18 @@ export function cookiePairs(header: string | undefined): Array<[string, string]>
 }
 
 /**
- * The session ids that the header's signed cookies (`s:<id>.<signature>`) claim, signatures unchecked.
- * express-session has checked the one it used; this only tells a loaded session (its id is among these)
- * from one it generated because the cookie was missing, forged or pointed at nothing.
+ * Whether one of the header's signed cookies (`s:<id>.<signature>`) claims session `id`, signature unchecked.
+ * express-session has checked the one it used; this only tells a loaded session (its id is claimed) from one
+ * it generated because the cookie was missing, forged or pointed at nothing.
  */
-export function claimedSessionIds(header: string | undefined): string[] {
-  const ids: string[] = [];
+export function claimsSessionId(header: string | undefined, id: unknown): boolean {
+  if (typeof header !== "string" || typeof id !== "string" || id === "") return false;
+  // The usual header says so verbatim (a generated id is random, so it never does); others are parsed.
+  if (header.includes(`=s%3A${id}.`) || header.includes(`=s:${id}.`)) return true;
   for (const [, value] of cookiePairs(header)) {
-    const dot = value.lastIndexOf(".");
-    if (value.startsWith("s:") && dot > 2) ids.push(value.slice(2, dot));
+    if (value.startsWith("s:") && value.lastIndexOf(".") === 2 + id.length && value.startsWith(id, 2)) return true;
   }
-  return ids;
+  return false;
 }
 
 function decode(value: string): string {

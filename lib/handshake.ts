@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
-import { claimedSessionIds } from "./cookies.js";
+import { claimsSessionId } from "./cookies.js";
 import { rejectionsTo, within } from "./deadline.js";
 import { ConfigError, RefusalError, type RefusalCode } from "./errors.js";
 import type { ResolvedOptions } from "./options.js";
@@ -75,7 +75,7 @@ export class Handshake {
     // work alone, and the scope can go (a few KB per connection). Its parsed-URL cache can go too.
     unwrapSession(request.session);
     request._parsedOriginalUrl = request._parsedUrl = undefined;
-    const loaded = claimedSessionIds(request.headers.cookie).includes(request.sessionID);
+    const loaded = claimsSessionId(request.headers.cookie, request.sessionID);
     // Read before Passport runs: it deletes the serialized user when deserializeUser finds nobody.
     const serialized: unknown = (request.session as Record<string, any>)[passportKey]?.user;
     // Passport runs even when nobody is logged in: it gives every socket's request isAuthenticated().

@@ -56,8 +56,11 @@ interface LiveSession {
   renewedAt: number;
   /** Set once the session was logged out, destroyed or expired: nothing may write it again. */
   ended: boolean;
-  /** The session as last read or written through this node: what new handshakes of it are given. */
-  record: SessionRecord | undefined;
+  /**
+   * The session as last read or written through this node, as JSON: new handshakes of it get a parse of
+   * this (cheaper than a deep clone, and no handshake shares objects with another).
+   */
+  record: Snapshot | undefined;
   /** The last expiry check found the record just past its expiry (TTL rounding, or an unseen renewal). */
   lingering: boolean;
   /** The tail of this session's queue (withSession and refreshes). */
@@ -116,7 +119,7 @@ export class LiveSessions {
       this.scheduleRevalidation(live);
     }
     live.sockets.add(socket);
-    live.record ??= toRecord(session);
+    live.record ??= snapshot(session);
     live.lifetime = session?.cookie?.originalMaxAge ?? this.storeTtl() ?? live.lifetime;
     const cookieExpires = expiresOf(session as unknown as SessionRecord);
     // Browser-session cookies expire with the store's TTL, counted from the last renewal (this page load, at best).
@@ -149,8 +152,9 @@ export class LiveSessions {
   /** A copy of a session whose sockets are connected here, for a new handshake of it; none once it ended. */
   recordOf(sessionId: string): SessionRecord | undefined {
     const live = this.sessions.get(sessionId);
-    if (!live?.record || live.ended || (expiresOf(live.record) ?? Infinity) <= Date.now()) return undefined;
-    return structuredClone(live.record);
+    const record = live?.record;
+    if (!record || live.ended || (record.expires ?? Infinity) <= Date.now()) return undefined;
+    return JSON.parse(record.json) as SessionRecord;
   }
 
   /** Called by the store hooks when this node writes a session: remember it, and its new expiry. */
@@ -160,7 +164,7 @@ export class LiveSessions {
     const cookieExpires = expiresOf(session);
     const expires = cookieExpires ?? (ttl ? now + ttl : undefined);
     const written = this.sessions.get(sessionId);
-    if (written && session && !written.ended) written.record = toRecord(session);
+    if (written && session && !written.ended) written.record = snapshot(session);
     // A write with an expiry already past (a store deleting on save) renews nothing.
     if (expires === undefined || expires <= now) return;
     this.renewals.delete(sessionId);
@@ -370,9 +374,9 @@ export class LiveSessions {
         return false;
       }
       const store = this.deps.store();
-      live.record = structuredClone(record);
+      live.record = snapshot(record);
       for (const req of new Set([...live.sockets].map((socket) => socket.request as Request))) {
-        if (store?.createSession) store.createSession(req, structuredClone(record));
+        if (store?.createSession && live.record) store.createSession(req, JSON.parse(live.record.json) as SessionRecord);
         req[options.userProperty] = user;
       }
       await this.deps.refreshed([...live.sockets]);
@@ -397,10 +401,16 @@ export class LiveSessions {
 }
 
 /** A session as the store keeps it (what JSON makes of it), detached from any request. */
-function toRecord(session: unknown): SessionRecord | undefined {
+interface Snapshot {
+  json: string;
+  /** Its cookie's expiry (ms since the epoch), parsed once. */
+  expires: number | undefined;
+}
+
+function snapshot(session: unknown): Snapshot | undefined {
   if (!session || typeof session !== "object") return undefined;
   try {
-    return JSON.parse(JSON.stringify(session)) as SessionRecord;
+    return { json: JSON.stringify(session), expires: expiresOf(session as SessionRecord) };
   } catch {
     return undefined;
   }

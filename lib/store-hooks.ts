@@ -154,8 +154,19 @@ function shareHandshakeReads(store: SessionStore, live: (sid: string) => Session
     return get.call(this, sid, (err: unknown, session?: SessionRecord | null) => {
       inFlight.delete(sid);
       // Each handshake gets its own copy: express-session turns the record into its Session in place.
-      for (const waiter of callbacks) waiter(err, session ? structuredClone(session) : session);
+      const copy = session && callbacks.length > 1 ? copier(session) : undefined;
+      callbacks.forEach((waiter, i) => waiter(err, i > 0 && copy ? copy() : session));
     });
   };
   Object.defineProperty(store, "get", { value: shared, writable: true, configurable: true });
+}
+
+/** Makes copies of a record: parses of its JSON (cheaper than deep clones), or clones if it has no JSON. */
+function copier(session: SessionRecord): () => SessionRecord {
+  try {
+    const json = JSON.stringify(session);
+    return () => JSON.parse(json) as SessionRecord;
+  } catch {
+    return () => structuredClone(session);
+  }
 }
