@@ -8,7 +8,10 @@
  *   d  passport.socketio 3.7.0
  *   e  passport-socketio-bridge
  */
+import { writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import inspector from "node:inspector";
+import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { writeHeapSnapshot } from "node:v8";
 import { createAdapter } from "@socket.io/redis-adapter";
@@ -107,13 +110,25 @@ io.on("connection", (socket) => {
 });
 
 let cpu: NodeJS.CpuUsage | undefined;
+// BENCH_CPU_PROF=<dir>: a V8 CPU profile of each measured window (the handshakes only) goes to <dir>.
+const profileDir = process.env.BENCH_CPU_PROF;
+const profiler = profileDir ? new inspector.Session() : undefined;
+profiler?.connect();
+const post = (method: "Profiler.enable" | "Profiler.start" | "Profiler.stop") =>
+  new Promise<any>((resolve, reject) => profiler!.post(method, (err, result) => (err ? reject(err) : resolve(result))));
 process.on("message", (command: Command) => {
   switch (command.type) {
     case "cpu-start":
+      if (profiler) void post("Profiler.enable").then(() => post("Profiler.start"));
       cpu = process.cpuUsage();
       return process.send!({ type: "cpu-start" });
     case "cpu-stop": {
       const used = process.cpuUsage(cpu);
+      if (profiler) {
+        void post("Profiler.stop").then(({ profile }) =>
+          writeFileSync(join(profileDir!, `${variant}-${process.pid}.cpuprofile`), JSON.stringify(profile)),
+        );
+      }
       return process.send!({ type: "cpu", micros: used.user + used.system });
     }
     case "snapshot":
