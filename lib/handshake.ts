@@ -52,7 +52,9 @@ export class Handshake {
    */
   async authenticate(req: IncomingMessage): Promise<SessionIdentity> {
     const request = req as Request;
-    const { storeTimeoutMs, userProperty, passportKey } = this.options;
+    const { session, storeTimeoutMs, userProperty, passportKey } = this.options;
+    // A service without sessions: tokens or anonymity (policy.ts) decide.
+    if (!session) throw new RefusalError("session_missing");
     // A connection authenticated again (after a revocation or a failed attempt) starts clean: express-session
     // skips requests that already carry a session.
     // (Only when there is something to clear: a delete turns the request into a slower, larger dictionary.)
@@ -61,7 +63,7 @@ export class Handshake {
     }
 
     await runMiddleware(
-      (req, res, next) => sharedRead(() => this.options.session(req, res, next)),
+      (req, res, next) => sharedRead(() => session(req, res, next)),
       request,
       storeTimeoutMs,
       "store_unavailable",
@@ -103,10 +105,12 @@ export class Handshake {
    * handshake (a process warning: a store that is disconnected at startup looks the same).
    */
   probe(socketPath: string): { store: unknown } {
+    const { session } = this.options;
+    if (!session) return { store: undefined };
     const req = { url: `${socketPath}/`, method: "GET", headers: {} } as unknown as Request;
     let failure: unknown;
     try {
-      this.options.session(req, detachedResponse(), (err?: unknown) => (failure = err));
+      session(req, detachedResponse(), (err?: unknown) => (failure = err));
     } catch (err) {
       failure = err;
     }

@@ -8,8 +8,11 @@ import { exactOrigin, type FailureLimiter, type OriginPolicy, type SecurityOptio
 import type { AnySocket, PassportLike, SessionMiddleware } from "./types.js";
 
 export interface BridgeOptions<TUser = Express.User> {
-  /** The express-session middleware instance your HTTP app uses. Required. */
-  session: SessionMiddleware;
+  /**
+   * The express-session middleware instance your HTTP app uses. Required, except on a service that reads no
+   * sessions and admits only tokens (`strategies`) or anonymous sockets (`allowAnonymous`).
+   */
+  session?: SessionMiddleware;
   /** The Passport Authenticator. Defaults to the `passport` singleton. */
   passport?: PassportLike;
   /**
@@ -77,7 +80,8 @@ export interface BridgeOptions<TUser = Express.User> {
 
 /** The options with every default applied: what the rest of the library reads. */
 export interface ResolvedOptions<TUser> {
-  session: SessionMiddleware;
+  /** Undefined on a service without sessions. */
+  session: SessionMiddleware | undefined;
   passport: PassportLike;
   passportKey: string;
   userProperty: string;
@@ -132,11 +136,15 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
       throw new ConfigError(`Unknown option "${key}". Known options: ${[...KNOWN].join(", ")}.`);
     }
   }
+  const sessionless =
+    options.session === undefined &&
+    (options.allowAnonymous === true || (Array.isArray(options.strategies) && options.strategies.length > 0));
   // A middleware takes (req, res, next), or forwards its arguments; one or two parameters mean something else.
-  if (typeof options.session !== "function" || options.session.length === 1 || options.session.length === 2) {
+  if (!sessionless && (typeof options.session !== "function" || options.session.length === 1 || options.session.length === 2)) {
     throw new ConfigError(
       "The `session` option must be your express-session middleware, the value of `session({ ... })` that " +
-        "your HTTP app uses (not the `session` function itself, nor its options).",
+        "your HTTP app uses (not the `session` function itself, nor its options). Only a service that takes " +
+        "tokens alone (`strategies`) or admits anonymous sockets (`allowAnonymous`) may leave it out.",
     );
   }
   const passport = options.passport ?? defaultPassport();

@@ -114,6 +114,29 @@ describe("signed channel tickets", () => {
     expect(await join(a, { channel: "orders:1" })).toEqual({ ok: true });
   });
 
+  it("a separate realtime service without sessions admits sockets to channels on the app's tickets", async () => {
+    const web = await app();
+    web.app.post("/pusher/auth", web.auth.channelAuthHandler());
+    // The realtime service reads no sessions: anonymous sockets, channels only by ticket.
+    const realtime = await start({ bridge: { session: undefined, allowAnonymous: true, channelSecret: SECRET } });
+    const socket = await realtime.connect();
+    expect((await socket.emitWithAck("whoami")) as { user: unknown }).toMatchObject({ user: null });
+    const cookie = await web.login("alice");
+    const ticketFor = async (channel: string) => {
+      const res = await web.request("/pusher/auth", { method: "POST", cookie, body: new URLSearchParams({ socket_id: socket.id!, channel_name: channel }) });
+      return [res.status, res.status === 200 ? ((await res.json()) as { auth: string }).auth : undefined] as const;
+    };
+    const [status, ticket] = await ticketFor("orders:1");
+    expect(status).toBe(200);
+    expect((await ticketFor("orders:2"))[0]).toBe(403);
+    expect(await join(socket, { channel: "orders:1" })).toEqual({ ok: false, code: "channel_unknown" });
+    expect(await join(socket, { channel: "orders:2", auth: ticket })).toEqual({ ok: false, code: "ticket_invalid" });
+    expect(await join(socket, { channel: "orders:1", auth: ticket })).toEqual({ ok: true });
+    const news = nextEvent(socket, "order");
+    realtime.io.to("orders:1").emit("order", "packed");
+    expect(await news).toBe("packed");
+  });
+
   it("channelAuthHandler() issues Pusher-shaped tickets after the channel's check, and only to a logged-in user", async () => {
     const h = await app();
     h.app.post("/pusher/auth", h.auth.channelAuthHandler());

@@ -72,6 +72,27 @@ describe("tokens on the handshake", () => {
     }
   });
 
+  it("hides the query string from a strategy that would read it", async () => {
+    const h = await start({
+      bridge: { strategies: ["jwt"] },
+      passport: (passport, users) =>
+        passport.use(
+          new JwtStrategy(
+            {
+              secretOrKey: KEY,
+              // Query first: if the strategy saw the URL, the valid token there would win over the forged one.
+              jwtFromRequest: ExtractJwt.fromExtractors([ExtractJwt.fromUrlQueryParameter("token"), ExtractJwt.fromAuthHeaderAsBearerToken()]),
+              algorithms: ["HS256"],
+            },
+            (payload: { sub: string }, done: (err: unknown, user?: User | false) => void) => done(null, users.get(payload.sub) ?? false),
+          ),
+        ),
+    });
+    const refused = await h.refusal({ query: { token: sign("1") }, auth: { token: `${sign("1").slice(0, -4)}AAAA` } });
+    expect(refused.data.code).toBe("token_invalid");
+    expect((await whoami(await h.connect({ auth: { token: sign("1") } }))).user).toMatchObject({ name: "Alice" });
+  });
+
   it("works with passport-http-bearer unchanged", async () => {
     const h = await start({
       bridge: { strategies: ["bearer"] },
@@ -80,6 +101,14 @@ describe("tokens on the handshake", () => {
     });
     expect((await whoami(await h.connect({ auth: { token: "opaque-alice" } }))).user).toMatchObject({ name: "Alice" });
     expect((await h.refusal({ auth: { token: "opaque-nobody" } })).data.code).toBe("token_invalid");
+  });
+
+  it("a token-only service leaves `session` out: tokens connect, session cookies count for nothing", async () => {
+    const h = await start(withJwt({ bridge: { session: undefined } }));
+    expect((await whoami(await h.connect({ auth: { token: sign("1") } }))).user).toMatchObject({ name: "Alice" });
+    const cookie = await h.login("bob");
+    expect((await h.refusal({ cookie })).data).toEqual({ code: "session_missing", reconnect: false });
+    expect((await h.refusal({ cookie, auth: { token: "forged" } })).data).toEqual({ code: "token_invalid", reconnect: false });
   });
 
   it("goes through the same hooks, rooms and revocation as sessions; a session cookie comes first", async () => {
