@@ -61,6 +61,20 @@ async function logIn(page: Page, url: string, username: string, password: string
   await Promise.all([page.waitForURL(`${url}/`), page.getByRole("button", { name: "Log in" }).click()]);
 }
 
+/** Alice signed in with two tabs of one browser context, and Bob in a context of his own, all connected. */
+async function aliceInTwoTabsAndBob(url: string) {
+  const alice = await context();
+  const tab1 = await alice.newPage();
+  await logIn(tab1, url, "alice", "wonderland");
+  const tab2 = await alice.newPage();
+  await tab2.goto(url);
+  await sees(tab2, "#status", "connected as Alice");
+  const bob = await (await context()).newPage();
+  await logIn(bob, url, "bob", "builder");
+  await sees(bob, "#status", "connected as Bob");
+  return { tab1, tab2, bob };
+}
+
 const socketConnected = (page: Page) => page.evaluate(() => (window as unknown as { exampleSocket?: { connected: boolean } }).exampleSocket?.connected ?? false);
 
 describe("the example app in Chromium", () => {
@@ -77,17 +91,7 @@ describe("the example app in Chromium", () => {
   });
 
   it("2. a second tab connects too; bob's chat message reaches both of alice's tabs with the name the server set", async () => {
-    const url = await startApp();
-    const alice = await context();
-    const tab1 = await alice.newPage();
-    await logIn(tab1, url, "alice", "wonderland");
-    const tab2 = await alice.newPage();
-    await tab2.goto(url);
-    await sees(tab2, "#status", "connected as Alice");
-
-    const bob = await (await context()).newPage();
-    await logIn(bob, url, "bob", "builder");
-    await sees(bob, "#status", "connected as Bob");
+    const { tab1, tab2, bob } = await aliceInTwoTabsAndBob(await startApp());
     await sees(tab1, "#online", "Bob");
 
     await bob.getByLabel("Message", { exact: true }).fill("hello Alice");
@@ -100,16 +104,7 @@ describe("the example app in Chromium", () => {
   });
 
   it("3. logout in alice's first tab ends her second tab's socket within 2 s, with a notice; bob stays", async () => {
-    const url = await startApp();
-    const alice = await context();
-    const tab1 = await alice.newPage();
-    await logIn(tab1, url, "alice", "wonderland");
-    const tab2 = await alice.newPage();
-    await tab2.goto(url);
-    await sees(tab2, "#status", "connected as Alice");
-    const bob = await (await context()).newPage();
-    await logIn(bob, url, "bob", "builder");
-    await sees(bob, "#status", "connected as Bob");
+    const { tab1, tab2, bob } = await aliceInTwoTabsAndBob(await startApp());
 
     const started = Date.now();
     await tab1.getByRole("button", { name: "Log out" }).click();

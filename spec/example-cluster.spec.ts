@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { io as ioClient, type Socket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { cookieFrom, nextEvent } from "./helpers/harness.js";
+import { untilServing } from "./helpers/processes.js";
 import { freePort } from "./helpers/redis-server.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -23,20 +24,7 @@ beforeAll(async () => {
     env: { ...process.env, PORTS: ports.join(","), REDIS_URL: inject("redisUrl") },
     stdio: "pipe",
   });
-  let output = "";
-  cluster.stdout?.on("data", (chunk) => (output += chunk));
-  cluster.stderr?.on("data", (chunk) => (output += chunk));
-  for (const url of nodes) {
-    for (let i = 0; ; i++) {
-      try {
-        await fetch(url);
-        break;
-      } catch {
-        if (cluster.exitCode !== null || i > 150) throw new Error(`the cluster did not start:\n${output}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  }
+  await untilServing(cluster, nodes, "the cluster", 25_000);
 }, 30_000);
 
 afterAll(async () => {

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { io as ioClient, type Socket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cookieFrom, nextEvent } from "./helpers/harness.js";
+import { untilServing } from "./helpers/processes.js";
 import { freePort } from "./helpers/redis-server.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -29,17 +30,7 @@ beforeAll(async () => {
   const port = await freePort();
   url = `http://127.0.0.1:${port}`;
   server = spawn(process.execPath, ["server.js"], { cwd: dir, env: { ...process.env, PORT: String(port) }, stdio: "pipe" });
-  let stderr = "";
-  server.stderr?.on("data", (chunk) => (stderr += chunk));
-  for (let i = 0; ; i++) {
-    try {
-      await fetch(url);
-      break;
-    } catch {
-      if (server.exitCode !== null || i > 100) throw new Error(`the quickstart did not start:\n${stderr}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  await untilServing(server, [url], "the quickstart");
 });
 
 afterAll(() => {
