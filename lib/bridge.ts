@@ -20,10 +20,12 @@ import {
   forgetIdentity,
   joinIdentity,
   localSocketsIn,
+  onlineHere,
   roomsOf,
   sessionRoom,
   toUserId,
   userRoom,
+  usersHere,
 } from "./rooms.js";
 import { csrfTokenOf } from "./security.js";
 import { isSessionStore, observeStore, type SessionStore } from "./store-hooks.js";
@@ -83,7 +85,7 @@ export class SocketBridge<TUser = Express.User> {
     authenticateRecoveredConnections(io);
     const handshake = new Handshake(this.options as ResolvedOptions<unknown>);
     this.tokens = new Tokens(this.options as ResolvedOptions<unknown>);
-    this.channels = new Channels<TUser>(io, this.options.channelSecret, (socket) => this.user(socket));
+    this.channels = new Channels<TUser>(io, this.options.channelSecret, (socket) => this.user(socket), this.options.userProperty);
     this.gate = new Gate(this.options, handshake, this.tokens);
     this.live = new LiveSessions({
       options: this.options as ResolvedOptions<unknown>,
@@ -100,9 +102,9 @@ export class SocketBridge<TUser = Express.User> {
       endUser: ({ userId, code }) => this.endHere(userRoom(userId), code),
       refresh: (userId) => this.live.refreshUser(userId),
       renewal: (sessionId) => this.live.renewalOf(sessionId) ?? null,
-      online: (userId) => this.live.hasUser(userId),
+      online: (userId) => onlineHere(io, userId),
       leaveChannel: ({ userId, channel }) => this.leaveHere(userRoom(userId), channel),
-      users: () => this.live.users(),
+      users: () => usersHere(io),
     });
     this.useStore(handshake.probe(io.path()).store);
     Object.defineProperty(io, INSTALLED, { value: this });
@@ -244,7 +246,10 @@ export class SocketBridge<TUser = Express.User> {
 
   /** A socket the app now sees: track its session, unless it was ended while its handshake ran. */
   private connected(socket: AnySocket): void {
-    if (this.channels.active && socket.connected) this.channels.watch(socket);
+    if (this.channels.active && socket.connected) {
+      this.channels.watch(socket);
+      if (socket.recovered) this.channels.recovered(socket).catch((err: unknown) => debug("channels of a recovered socket: %O", err));
+    }
     const admission = this.admissions.get(socket);
     const identity = admission?.identity;
     // (An app `connection` listener that ran first may have disconnected it already.)

@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import createDebug from "debug";
 import type { Server } from "socket.io";
 import { ConfigError } from "./errors.js";
+import { isReservedRoom } from "./rooms.js";
 import type { AnySocket, BridgeSocketData } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:channels");
@@ -47,6 +48,15 @@ interface Channel<TUser> {
 
 const isPresence = (channel: string) => channel.startsWith("presence:");
 
+/** What a socket's `data` carries about its channels (it travels with recovered connections and fetchSockets). */
+type ChannelData = BridgeSocketData & {
+  /** Presence channels: what the other members see of this socket. */
+  presence?: Record<string, unknown>;
+  /** Channels joined with `auth:join`, and the user (null: anonymous) they were joined as. */
+  channels?: Record<string, string | null>;
+};
+const dataOf = (socket: { data: unknown }) => socket.data as ChannelData;
+
 export class Channels<TUser> {
   private readonly channels: Array<Channel<TUser>> = [];
   /** Shared by every socket in a presence channel: called with the socket as `this`. */
@@ -56,6 +66,8 @@ export class Channels<TUser> {
     private readonly io: Server,
     private readonly secret: string | undefined,
     private readonly userOf: (socket: AnySocket) => TUser | undefined,
+    /** Where Passport put the user on an HTTP request (for tickets). */
+    private readonly userProperty: string,
   ) {
     const departed = (socket: AnySocket, room: string) =>
       this.departed(socket, room, true).catch((err: unknown) => debug("presence leave: %O", err));
@@ -99,7 +111,7 @@ export class Channels<TUser> {
     });
     socket.on(LEAVE_EVENT, (payload: unknown, ack?: (answer: ChannelAnswer) => void) => {
       const channel = (payload as { channel?: unknown } | undefined)?.channel;
-      if (typeof channel === "string" && socket.rooms.has(channel) && this.isChannel(channel)) void this.leave(socket, channel);
+      if (typeof channel === "string" && socket.rooms.has(channel) && this.isChannel(socket, channel)) void this.leave(socket, channel);
       if (typeof ack === "function") ack({ ok: true });
     });
   }
@@ -113,7 +125,7 @@ export class Channels<TUser> {
   async join(socket: AnySocket, payload: unknown): Promise<ChannelAnswer> {
     const { channel, auth: ticket, data } = (payload ?? {}) as { channel?: unknown; auth?: unknown; data?: unknown };
     if (typeof channel !== "string" || channel === "" || channel.length > 200) return { ok: false, code: "channel_unknown" };
-    if (channel.startsWith("user:") || channel.startsWith("session:")) return { ok: false, code: "channel_forbidden" };
+    if (isReservedRoom(socket, channel)) return { ok: false, code: "channel_forbidden" };
     let info: unknown;
     if (ticket !== undefined) {
       // A presented ticket is always checked, whatever the channel's authorize would say.
@@ -130,6 +142,8 @@ export class Channels<TUser> {
     }
     if (!socket.connected) return { ok: false, code: "channel_forbidden" };
     await socket.join(channel);
+    const joined = dataOf(socket);
+    joined.channels = { ...joined.channels, [channel]: joined.userId ?? null };
     if (!isPresence(channel)) return { ok: true };
     return { ok: true, members: await this.enter(socket, channel, info) };
   }
@@ -137,6 +151,8 @@ export class Channels<TUser> {
   /** Takes a socket out of a channel (telling it with `auth:left`), and tells the presence members if it was the user's last. */
   async leave(socket: AnySocket, channel: string): Promise<void> {
     await socket.leave(channel);
+    const { channels } = dataOf(socket);
+    if (channels) delete channels[channel];
     socket.emit(LEFT_EVENT, { channel });
     if (isPresence(channel)) await this.departed(socket, channel);
   }
@@ -156,8 +172,22 @@ export class Channels<TUser> {
     }
   }
 
+  /**
+   * A recovered connection keeps its rooms, but it was authenticated again and may be someone else now (or
+   * anonymous): channels joined as another user are left; declared ones are checked again.
+   */
+  async recovered(socket: AnySocket): Promise<void> {
+    const data = dataOf(socket);
+    const now = data.userId ?? null;
+    for (const [channel, joinedAs] of Object.entries(data.channels ?? {})) {
+      if (joinedAs !== now && socket.rooms.has(channel)) await this.leave(socket, channel);
+    }
+    await this.recheck(socket);
+  }
+
   /** The Express handler that issues tickets for the logged-in user, shaped like Pusher's `{ auth }`. */
   handler(): (req: IncomingMessage, res: ServerResponse) => void {
+    if (!this.secret) throw new ConfigError("Set the `channelSecret` option to issue channel tickets.");
     return (req, res) => {
       this.issue(req).then(
         ([status, body]) => send(res, status, body),
@@ -173,7 +203,7 @@ export class Channels<TUser> {
     const fields = { ...(req as { query?: object }).query, ...(req as { body?: object }).body } as Record<string, unknown>;
     const socketId = fields.socket_id;
     const channel = fields.channel_name;
-    const user = (req as { user?: TUser }).user;
+    const user = (req as unknown as Record<string, TUser | undefined>)[this.userProperty];
     if (!user) return [401, { error: "unauthenticated" }];
     if (typeof socketId !== "string" || !/^[\w-]{1,64}$/.test(socketId) || typeof channel !== "string") {
       return [400, { error: "Send socket_id and channel_name." }];
@@ -195,8 +225,10 @@ export class Channels<TUser> {
     return undefined;
   }
 
-  private isChannel(room: string): boolean {
-    return this.match(room) !== undefined || isPresence(room) || this.secret !== undefined;
+  /** Whether a client may leave `room` with `auth:leave`: a channel it joined, or a declared one; never a reserved room. */
+  private isChannel(socket: AnySocket, room: string): boolean {
+    if (isReservedRoom(socket, room)) return false;
+    return Object.hasOwn(dataOf(socket).channels ?? {}, room) || this.match(room) !== undefined || isPresence(room);
   }
 
   private ticketValid(ticket: string, socketId: string, channel: string, data: string | undefined): boolean {
@@ -206,7 +238,7 @@ export class Channels<TUser> {
 
   /** Joins a presence channel: who is in it (on every node), and news of this member for the others. */
   private async enter(socket: AnySocket, channel: string, info: unknown): Promise<Member[]> {
-    const data = socket.data as BridgeSocketData & { presence?: Record<string, unknown> };
+    const data = dataOf(socket);
     data.presence = { ...data.presence, [channel]: info };
     const members = await this.members(socket, channel);
     const me: Member = { userId: data.userId, info };
@@ -220,7 +252,7 @@ export class Channels<TUser> {
 
   /** After a socket left a presence channel: if its user has no other socket there, the members hear of it. */
   private async departed(socket: AnySocket, channel: string, leaving = false): Promise<void> {
-    const data = socket.data as BridgeSocketData & { presence?: Record<string, unknown> };
+    const data = dataOf(socket);
     const me: Member = { userId: data.userId, info: data.presence?.[channel] };
     if (data.presence) delete data.presence[channel];
     // While disconnecting, the socket is still in the room: wait until it is gone.
@@ -233,7 +265,7 @@ export class Channels<TUser> {
   private async members(socket: AnySocket, channel: string): Promise<Array<Member & { socketId: string }>> {
     const sockets = await this.io.of(socket.nsp.name).in(channel).fetchSockets();
     return sockets.map((s) => {
-      const data = s.data as BridgeSocketData & { presence?: Record<string, unknown> };
+      const data = dataOf(s);
       return { socketId: s.id, userId: data.userId, info: data.presence?.[channel] };
     });
   }

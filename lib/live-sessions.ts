@@ -185,16 +185,6 @@ export class LiveSessions {
     return this.renewals.get(sessionId);
   }
 
-  /** User ids with at least one socket on this node. */
-  users(): string[] {
-    return [...new Set([...this.sessions.values()].map((live) => live.userId))];
-  }
-
-  hasUser(userId: string): boolean {
-    for (const live of this.sessions.values()) if (live.userId === userId) return true;
-    return false;
-  }
-
   /** Re-reads each local session of `userId` and re-runs deserializeUser. Resolves with how many. */
   async refreshUser(userId: string): Promise<number> {
     const mine = [...this.sessions.values()].filter((live) => live.userId === userId);

@@ -28,8 +28,15 @@ export function toUserId(serialized: unknown): string {
   return String(serialized);
 }
 
-export const userRoom = (id: unknown): string => `user:${toUserId(id)}`;
-export const sessionRoom = (sessionId: string): string => `session:${sessionId}`;
+const USER_PREFIX = "user:";
+const SESSION_PREFIX = "session:";
+export const userRoom = (id: unknown): string => `${USER_PREFIX}${toUserId(id)}`;
+export const sessionRoom = (sessionId: string): string => `${SESSION_PREFIX}${sessionId}`;
+
+/** The rooms the bridge keeps for itself: a socket's own, and the user and session rooms revocation relies on. */
+export function isReservedRoom(socket: AnySocket, room: string): boolean {
+  return room === socket.id || room.startsWith(USER_PREFIX) || room.startsWith(SESSION_PREFIX);
+}
 
 /**
  * Marks an admitted socket with its identity: `socket.data` for remote lookups, and its two rooms. Some
@@ -55,7 +62,7 @@ export function forgetIdentity(socket: AnySocket): void {
   delete data.userId;
   delete data.sessionId;
   for (const room of socket.rooms) {
-    if (room.startsWith("user:") || room.startsWith("session:")) void socket.leave(room);
+    if (room !== socket.id && isReservedRoom(socket, room)) void socket.leave(room);
   }
 }
 
@@ -87,6 +94,28 @@ export function endLocalSockets(
   }
   if (sockets.length) debug("ended %d socket(s) of %s: %s", sockets.length, room, ending.code);
   return sockets.length;
+}
+
+/** Whether user `userId` has a connected socket on this node (session or token), in any namespace. */
+export function onlineHere(io: Server, userId: string): boolean {
+  return localSocketsIn(io, userRoom(userId)).length > 0;
+}
+
+/** The users with a connected socket on this node: the `user:` rooms with a connected member, in every namespace. */
+export function usersHere(io: Server): string[] {
+  const users = new Set<string>();
+  for (const nsp of namespacesOf(io)) {
+    for (const [room, ids] of nsp.adapter.rooms) {
+      if (!room.startsWith(USER_PREFIX)) continue;
+      for (const id of ids) {
+        if (nsp.sockets.has(id)) {
+          users.add(room.slice(USER_PREFIX.length));
+          break;
+        }
+      }
+    }
+  }
+  return [...users];
 }
 
 /** This node's connected sockets in `room`, in every namespace. */

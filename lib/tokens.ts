@@ -69,6 +69,7 @@ export class Tokens {
     }
     const { user, info } = outcome;
     if (!user) throw new RefusalError(expired(info) ? "token_expired" : "token_invalid", { cause: info });
+    adoptPassportMethods(req as Request, probe as Request, this.options.userProperty);
     const serialized = await within<unknown>(storeTimeoutMs, (done) => passport.serializeUser(user, req, done)).catch(
       (cause: unknown) => {
         // Without a serializer for this kind of user, its `id` names its room.
@@ -145,6 +146,18 @@ function expired(info: unknown): boolean {
     }
   }
   return false;
+}
+
+/**
+ * Passport gives the request it authenticates `isAuthenticated()` and its kin; here that was the probe. The
+ * socket's request gets them too (where passport.session() has not given them already, as on a service
+ * without sessions).
+ */
+function adoptPassportMethods(req: Request, probe: Request, userProperty: string): void {
+  for (const name of ["login", "logIn", "logout", "logOut", "isAuthenticated", "isUnauthenticated"]) {
+    if (typeof req[name] !== "function" && typeof probe[name] === "function") req[name] = probe[name];
+  }
+  req._userProperty = userProperty;
 }
 
 /**

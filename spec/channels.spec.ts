@@ -2,8 +2,10 @@
  * Private and presence channels, and Pusher-style signed tickets: joins decided by the app's authorize, members
  * seen across two nodes, tickets bound to one socket, and access re-checked when it is gone.
  */
-import { describe, expect, it } from "vitest";
-import { harnessPerTest, nextEvent, type Harness, type HarnessOptions } from "./helpers/harness.js";
+import { Redis } from "ioredis";
+import { describe, expect, inject, it } from "vitest";
+import { ConfigError } from "../lib/index.js";
+import { harnessPerTest, nextEvent, sessionIdOf, type Harness, type HarnessOptions } from "./helpers/harness.js";
 import { failOnLeaks } from "./helpers/leaks.js";
 
 const start = harnessPerTest();
@@ -62,6 +64,59 @@ describe("private channels", () => {
     } finally {
       owners.set("1", "1");
     }
+  });
+});
+
+describe("what a client cannot do with channels", () => {
+  it("auth:leave never takes a socket out of its own, user or session rooms, so logout still reaches it", async () => {
+    const h = await app();
+    const cookie = await h.login("alice");
+    const socket = await h.connect({ cookie });
+    const rooms = (await socket.emitWithAck("whoami") as { rooms: string[] }).rooms;
+    for (const room of [...rooms, socket.id!]) await socket.emitWithAck("auth:leave", { channel: room });
+    expect(((await socket.emitWithAck("whoami")) as { rooms: string[] }).rooms).toEqual(rooms);
+    // A channel it joined, it may leave.
+    expect(await join(socket, { channel: "feeds:7", auth: h.auth.signChannel(socket.id!, "feeds:7") })).toEqual({ ok: true });
+    const left = nextEvent(socket, "auth:left");
+    await socket.emitWithAck("auth:leave", { channel: "feeds:7" });
+    expect(await left).toEqual({ channel: "feeds:7" });
+    const ended = nextEvent(socket, "auth:ended");
+    await h.request("/logout", { method: "POST", cookie });
+    expect(await ended).toEqual({ code: "logged_out" });
+  });
+
+  it("a recovered connection that comes back as someone else (here: anonymous) has left its channels", async () => {
+    const h = await app({ io: { connectionStateRecovery: { maxDisconnectionDuration: 10_000 } }, bridge: { allowAnonymous: true } });
+    const cookie = await h.login("alice");
+    const socket = await h.connect({ cookie });
+    expect(await join(socket, { channel: "orders:1" })).toEqual({ ok: true });
+    expect(await join(socket, { channel: "feeds:7", auth: h.auth.signChannel(socket.id!, "feeds:7") })).toEqual({ ok: true });
+    const news = nextEvent(socket, "news");
+    h.io.emit("news", 1);
+    await news;
+    // The session ends behind the bridge's back while the connection is down.
+    const redis = new Redis(inject("redisUrl"));
+    socket.io.engine.close();
+    await redis.del(`${h.prefix}${sessionIdOf(cookie)}`);
+    redis.disconnect();
+    const left: unknown[] = [];
+    socket.on("auth:left", (event) => left.push(event));
+    await nextEvent(socket, "connect");
+    expect(socket.recovered).toBe(true);
+    await expect.poll(() => left.length).toBe(2);
+    expect(((await socket.emitWithAck("whoami")) as { rooms: string[]; user: unknown }).rooms).toEqual([]);
+    expect(h.io.of("/").adapter.rooms.get("orders:1")).toBeUndefined();
+  });
+
+  it("channelAuthHandler() finds the user where passport.initialize({ userProperty }) put it, and needs channelSecret", async () => {
+    const h = await app({ userProperty: "account" });
+    h.app.post("/pusher/auth", h.auth.channelAuthHandler());
+    const cookie = await h.login("alice");
+    const socket = await h.connect({ cookie });
+    const res = await h.request("/pusher/auth", { method: "POST", cookie, body: new URLSearchParams({ socket_id: socket.id!, channel_name: "orders:1" }) });
+    expect(res.status).toBe(200);
+    const plain = await start();
+    expect(() => plain.auth.channelAuthHandler()).toThrow(ConfigError);
   });
 });
 

@@ -103,9 +103,20 @@ describe("tokens on the handshake", () => {
     expect((await h.refusal({ auth: { token: "opaque-nobody" } })).data.code).toBe("token_invalid");
   });
 
+  it("isOnline() and onlineUsers() count token sockets too", async () => {
+    const h = await start(withJwt());
+    expect(await h.auth.isOnline("2")).toBe(false);
+    const socket = await h.connect({ auth: { token: sign("2") } });
+    await h.connect({ cookie: await h.login("alice") });
+    expect(await h.auth.isOnline("2")).toBe(true);
+    expect(await h.auth.onlineUsers()).toEqual(["1", "2"]);
+    socket.disconnect();
+    await expect.poll(() => h.auth.isOnline("2")).toBe(false);
+  });
+
   it("a token-only service leaves `session` out: tokens connect, session cookies count for nothing", async () => {
     const h = await start(withJwt({ bridge: { session: undefined } }));
-    expect((await whoami(await h.connect({ auth: { token: sign("1") } }))).user).toMatchObject({ name: "Alice" });
+    expect(await whoami(await h.connect({ auth: { token: sign("1") } }))).toMatchObject({ user: { name: "Alice" }, isAuthenticated: true });
     const cookie = await h.login("bob");
     expect((await h.refusal({ cookie })).data).toEqual({ code: "session_missing", reconnect: false });
     expect((await h.refusal({ cookie, auth: { token: "forged" } })).data).toEqual({ code: "token_invalid", reconnect: false });
