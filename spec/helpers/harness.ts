@@ -44,7 +44,7 @@ export interface HarnessOptions {
   passport?: (passport: InstanceType<typeof Passport>, users: Map<string, User>) => void;
   replaceDeserializer?: boolean;
   io?: Partial<ServerOptions>;
-  /** Use @socket.io/redis-adapter, so several harnesses form one cluster. */
+  /** Use @socket.io/redis-adapter, so several harnesses that share a `prefix` form one cluster. */
   redisAdapter?: boolean;
   /** Use the `passport` module's singleton, and leave the `passport` option out of bridge(). */
   singleton?: boolean;
@@ -193,7 +193,9 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     const pub = new Redis(inject("redisUrl"));
     const sub = pub.duplicate();
     cleanups.push(() => pub.disconnect(), () => sub.disconnect());
-    io.adapter(createAdapter(pub, sub, { requestsTimeout: 2000 }));
+    // One channel key per cluster (its nodes share the prefix): spec files run in parallel on one Redis, and
+    // another file's nodes must not answer this one's fetchSockets or serverSideEmit.
+    io.adapter(createAdapter(pub, sub, { requestsTimeout: 2000, key: `socket.io:${prefix}` }));
   }
   const auth =
     options.bridge === false

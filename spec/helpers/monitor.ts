@@ -16,8 +16,16 @@ export interface StoreMonitor {
 }
 
 export async function monitorStore(prefix: string, url = inject("redisUrl")): Promise<StoreMonitor> {
-  const client = new Redis(url);
-  const monitor = await client.monitor();
+  // What client.monitor() does, but with an error listener from the start: when other tests' commands arrive
+  // in the same read as MONITOR's "OK", ioredis reports them ("Command queue state error") before it knows it
+  // is monitoring. Those come before our first marker and would not count anyway; any later error fails take().
+  const monitor = new Redis(url, { monitor: true });
+  let failure: Error | undefined;
+  monitor.on("error", (err: Error) => {
+    if ((monitor.status as string) !== "monitoring" && /Command queue state error/.test(err.message)) return;
+    failure ??= err;
+  });
+  if ((monitor.status as string) !== "monitoring") await new Promise((resolve) => monitor.once("monitoring", resolve));
   const probe = new Redis(url);
   let seen: Array<{ at: number; command: string[] }> = [];
   const waiting = new Map<string, () => void>();
@@ -40,6 +48,7 @@ export async function monitorStore(prefix: string, url = inject("redisUrl")): Pr
   seen = [];
   const takeTimed = async () => {
     await flush();
+    if (failure) throw failure;
     const commands = seen;
     seen = [];
     return commands;
@@ -56,7 +65,6 @@ export async function monitorStore(prefix: string, url = inject("redisUrl")): Pr
     async close() {
       monitor.disconnect();
       probe.disconnect();
-      client.disconnect();
     },
   };
 }
