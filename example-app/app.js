@@ -83,7 +83,14 @@ export async function createApp({
     const ids = await auth.onlineUsers();
     io.emit("online", ids.map((id) => findUserById(id)?.name ?? id));
   };
-  const presence = () => announcePresence().catch((err) => log(`presence: ${err.message}`));
+  // Kept until done: close() lets them finish before it quits Redis (the Redis adapter drops the promise of
+  // what it publishes, so a publish on a closed connection would be an unhandled rejection).
+  const announcing = new Set();
+  const presence = () => {
+    const announced = announcePresence().catch((err) => log(`presence: ${err.message}`));
+    announcing.add(announced);
+    announced.finally(() => announcing.delete(announced));
+  };
 
   io.on("connection", (socket) => {
     const user = socket.request.user;
@@ -116,6 +123,8 @@ export async function createApp({
       io.close();
       server.closeAllConnections?.();
       await new Promise((resolve) => server.close(() => resolve()));
+      // The disconnects above announced who is still online; let that reach Redis before it closes.
+      await Promise.all(announcing);
       for (const close of closers) await close();
     },
   };

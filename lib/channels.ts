@@ -60,7 +60,7 @@ const dataOf = (socket: { data: unknown }) => socket.data as ChannelData;
 export class Channels<TUser> {
   private readonly channels: Array<Channel<TUser>> = [];
   /** Shared by every socket in a presence channel: called with the socket as `this`. */
-  private readonly onDisconnecting: (this: AnySocket) => void;
+  private readonly onDisconnecting: (this: AnySocket, reason: string) => void;
 
   constructor(
     private readonly io: Server,
@@ -71,7 +71,10 @@ export class Channels<TUser> {
   ) {
     const departed = (socket: AnySocket, room: string) =>
       this.departed(socket, room, true).catch((err: unknown) => debug("presence leave: %O", err));
-    this.onDisconnecting = function (this: AnySocket) {
+    this.onDisconnecting = function (this: AnySocket, reason: string) {
+      // Not while the server shuts down: the app closes its adapter's Redis next, and the adapter would turn
+      // the broadcast on a closed connection into an unhandled rejection. (A crashed node says nothing either.)
+      if (reason === "server shutting down") return;
       for (const room of this.rooms) if (isPresence(room)) void departed(this, room);
     };
   }
