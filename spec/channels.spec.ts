@@ -146,6 +146,25 @@ describe("presence channels", () => {
   });
 });
 
+describe("presence when a node shuts down", () => {
+  it("its members are not announced as leaving (its Redis is about to close)", async () => {
+    const a = await app({ redisAdapter: true });
+    const b = await app({ redisAdapter: true, prefix: a.prefix });
+    const alice = await a.connect({ cookie: await a.login("alice") });
+    const bob = await b.connect({ cookie: await b.login("bob") });
+    await join(bob, { channel: "presence:room:8" });
+    const joined = nextEvent(bob, "presence:join");
+    await join(alice, { channel: "presence:room:8" });
+    await joined;
+    const leaves: unknown[] = [];
+    bob.on("presence:leave", (event) => leaves.push(event));
+    a.io.close();
+    await nextEvent(alice, "disconnect");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(leaves).toEqual([]);
+  });
+});
+
 describe("signed channel tickets", () => {
   async function twoSockets(h: Harness) {
     const cookie = await h.login("alice");
