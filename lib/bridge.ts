@@ -228,9 +228,12 @@ export class SocketBridge<TUser = Express.User> {
   /** An admitted socket, before the app sees it: its identity, its rooms, and the user on its request. */
   private admitted(socket: AnySocket, admission: Admission): Promise<void> | void {
     const req = socket.request as Request;
-    // A recovered connection comes back with its old rooms and data, restored before any middleware ran.
-    if (socket.recovered) forgetIdentity(socket);
     const { identity } = admission;
+    // A recovered connection comes back with its old rooms and data, restored before any middleware ran.
+    if (socket.recovered) {
+      forgetIdentity(socket);
+      this.channels.forsake(socket, identity?.userId);
+    }
     if (!identity) {
       // Hide the user a hook refused, unless another namespace of this connection was admitted with it.
       const siblings = (socket.client as unknown as { sockets: Map<string, AnySocket> }).sockets;

@@ -70,7 +70,7 @@ export class Channels<TUser> {
     private readonly userProperty: string,
   ) {
     const departed = (socket: AnySocket, room: string) =>
-      this.departed(socket, room, true).catch((err: unknown) => debug("presence leave: %O", err));
+      this.departed(socket, room, this.memberOf(socket, room), true).catch((err: unknown) => debug("presence leave: %O", err));
     this.onDisconnecting = function (this: AnySocket, reason: string) {
       // Not while the server shuts down: the app closes its adapter's Redis next, and the adapter would turn
       // the broadcast on a closed connection into an unhandled rejection. (A crashed node says nothing either.)
@@ -157,12 +157,14 @@ export class Channels<TUser> {
     const { channels } = dataOf(socket);
     if (channels) delete channels[channel];
     socket.emit(LEFT_EVENT, { channel });
-    if (isPresence(channel)) await this.departed(socket, channel);
+    if (isPresence(channel)) await this.departed(socket, channel, this.memberOf(socket, channel));
   }
 
   /** Re-runs `authorize` for each declared channel the socket is in; leaves those it may no longer join. */
   async recheck(socket: AnySocket): Promise<void> {
     for (const room of [...socket.rooms]) {
+      // However broad a pattern, the rooms revocation relies on are never taken away.
+      if (isReservedRoom(socket, room)) continue;
       const match = this.match(room);
       if (!match) continue;
       let allowed: unknown;
@@ -177,14 +179,35 @@ export class Channels<TUser> {
 
   /**
    * A recovered connection keeps its rooms, but it was authenticated again and may be someone else now (or
-   * anonymous): channels joined as another user are left; declared ones are checked again.
+   * anonymous). Before it is connected (so it gets none of their broadcasts), it leaves the channels it joined
+   * as another user; `recovered()` tells it and the presence members once it is.
    */
-  async recovered(socket: AnySocket): Promise<void> {
+  forsake(socket: AnySocket, userId: string | undefined): void {
     const data = dataOf(socket);
-    const now = data.userId ?? null;
+    const gone: Array<{ channel: string; member: Member }> = [];
     for (const [channel, joinedAs] of Object.entries(data.channels ?? {})) {
-      if (joinedAs !== now && socket.rooms.has(channel)) await this.leave(socket, channel);
+      if (joinedAs === (userId ?? null)) continue;
+      void socket.leave(channel);
+      delete data.channels![channel];
+      gone.push({ channel, member: { ...this.memberOf(socket, channel), userId: joinedAs ?? undefined } });
     }
+    if (gone.length) this.forsaken.set(socket, gone);
+  }
+
+  private readonly forsaken = new WeakMap<AnySocket, Array<{ channel: string; member: Member }>>();
+
+  /** A recovered socket, now connected: the news of what `forsake` took, and its declared channels checked again. */
+  async recovered(socket: AnySocket): Promise<void> {
+    const gone = this.forsaken.get(socket) ?? [];
+    this.forsaken.delete(socket);
+    await Promise.all(
+      gone.map(async ({ channel, member }) => {
+        socket.emit(LEFT_EVENT, { channel });
+        if (isPresence(channel)) {
+          await this.departed(socket, channel, member).catch((err: unknown) => debug("presence leave of %s: %O", channel, err));
+        }
+      }),
+    );
     await this.recheck(socket);
   }
 
@@ -253,11 +276,16 @@ export class Channels<TUser> {
     return unique(members);
   }
 
-  /** After a socket left a presence channel: if its user has no other socket there, the members hear of it. */
-  private async departed(socket: AnySocket, channel: string, leaving = false): Promise<void> {
+  /** Who the socket was in a presence channel it is leaving (and it is no longer). */
+  private memberOf(socket: AnySocket, channel: string): Member {
     const data = dataOf(socket);
     const me: Member = { userId: data.userId, info: data.presence?.[channel] };
     if (data.presence) delete data.presence[channel];
+    return me;
+  }
+
+  /** After a socket left a presence channel as `me`: if that user has no other socket there, the members hear of it. */
+  private async departed(socket: AnySocket, channel: string, me: Member, leaving = false): Promise<void> {
     // While disconnecting, the socket is still in the room: wait until it is gone.
     if (leaving) await new Promise((resolve) => setImmediate(resolve));
     const remaining = await this.members(socket, channel);

@@ -85,6 +85,16 @@ describe("what a client cannot do with channels", () => {
     expect(await ended).toEqual({ code: "logged_out" });
   });
 
+  it("a re-check never takes a socket out of its user or session room, however broad a pattern", async () => {
+    const h = await app();
+    h.auth.channel("{kind}:{id}", () => false);
+    const socket = await h.connect({ cookie: await h.login("alice") });
+    const rooms = ((await socket.emitWithAck("whoami")) as { rooms: string[] }).rooms;
+    expect(rooms).toEqual(expect.arrayContaining(["user:1"]));
+    expect(await h.auth.refresh("1")).toBe(1);
+    expect(((await socket.emitWithAck("whoami")) as { rooms: string[] }).rooms).toEqual(rooms);
+  });
+
   it("a recovered connection that comes back as someone else (here: anonymous) has left its channels", async () => {
     const h = await app({ io: { connectionStateRecovery: { maxDisconnectionDuration: 10_000 } }, bridge: { allowAnonymous: true } });
     const cookie = await h.login("alice");
