@@ -54,7 +54,10 @@ export class Handshake {
     const request = req as Request;
     const { session, storeTimeoutMs, userProperty, passportKey } = this.options;
     // A service without sessions: tokens or anonymity (policy.ts) decide.
-    if (!session) throw new RefusalError("session_missing");
+    if (!session) {
+      giveIsAuthenticated(request, userProperty);
+      throw new RefusalError("session_missing");
+    }
     // A connection authenticated again (after a revocation or a failed attempt) starts clean: express-session
     // skips requests that already carry a session.
     // (Only when there is something to clear: a delete turns the request into a slower, larger dictionary.)
@@ -126,6 +129,25 @@ export class Handshake {
       );
     }
     return { store: req.sessionStore as unknown };
+  }
+}
+
+/**
+ * Passport's `isAuthenticated()` and `isUnauthenticated()`, for a request that passport.session() did not
+ * run on (a service without sessions): the same test, a user at `req[userProperty]`.
+ */
+export function giveIsAuthenticated(request: IncomingMessage, userProperty: string): void {
+  const req = request as unknown as Record<string, unknown>;
+  req._userProperty = userProperty;
+  if (typeof req.isAuthenticated !== "function") {
+    req.isAuthenticated = function (this: Request): boolean {
+      return Boolean(this[this._userProperty ?? "user"]);
+    };
+  }
+  if (typeof req.isUnauthenticated !== "function") {
+    req.isUnauthenticated = function (this: Request): boolean {
+      return !this.isAuthenticated();
+    };
   }
 }
 

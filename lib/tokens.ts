@@ -8,7 +8,7 @@ import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import { within } from "./deadline.js";
 import { RefusalError } from "./errors.js";
-import { detachedResponse, type Identity } from "./handshake.js";
+import { detachedResponse, giveIsAuthenticated, type Identity } from "./handshake.js";
 import type { ResolvedOptions } from "./options.js";
 import { toUserId } from "./rooms.js";
 import type { AnySocket } from "./types.js";
@@ -69,7 +69,7 @@ export class Tokens {
     }
     const { user, info } = outcome;
     if (!user) throw new RefusalError(expired(info) ? "token_expired" : "token_invalid", { cause: info });
-    adoptPassportMethods(req as Request, probe as Request, this.options.userProperty);
+    giveIsAuthenticated(req, this.options.userProperty);
     const serialized = await within<unknown>(storeTimeoutMs, (done) => passport.serializeUser(user, req, done)).catch(
       (cause: unknown) => {
         // Without a serializer for this kind of user, its `id` names its room.
@@ -146,18 +146,6 @@ function expired(info: unknown): boolean {
     }
   }
   return false;
-}
-
-/**
- * Passport gives the request it authenticates `isAuthenticated()` and its kin; here that was the probe. The
- * socket's request gets them too (where passport.session() has not given them already, as on a service
- * without sessions).
- */
-function adoptPassportMethods(req: Request, probe: Request, userProperty: string): void {
-  for (const name of ["login", "logIn", "logout", "logOut", "isAuthenticated", "isUnauthenticated"]) {
-    if (typeof req[name] !== "function" && typeof probe[name] === "function") req[name] = probe[name];
-  }
-  req._userProperty = userProperty;
 }
 
 /**

@@ -205,7 +205,7 @@ describe("signed channel tickets", () => {
     // The realtime service reads no sessions: anonymous sockets, channels only by ticket.
     const realtime = await start({ bridge: { session: undefined, allowAnonymous: true, channelSecret: SECRET } });
     const socket = await realtime.connect();
-    expect((await socket.emitWithAck("whoami")) as { user: unknown }).toMatchObject({ user: null });
+    expect((await socket.emitWithAck("whoami")) as { user: unknown }).toMatchObject({ user: null, isAuthenticated: false });
     const cookie = await web.login("alice");
     const ticketFor = async (channel: string) => {
       const res = await web.request("/pusher/auth", { method: "POST", cookie, body: new URLSearchParams({ socket_id: socket.id!, channel_name: channel }) });
