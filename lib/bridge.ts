@@ -284,6 +284,7 @@ export class SocketBridge<TUser = Express.User> {
       },
       renewed: (sessionId, session) => this.live.renewed(sessionId, session),
       recordOf: (sessionId) => this.live.recordOf(sessionId),
+      readTimeoutMs: this.options.storeTimeoutMs,
     });
   }
 

@@ -366,7 +366,7 @@ export class LiveSessions {
       const store = this.deps.store();
       live.record = snapshot(record);
       for (const req of new Set([...live.sockets].map((socket) => socket.request as Request))) {
-        if (store?.createSession && live.record) store.createSession(req, JSON.parse(live.record.json) as SessionRecord);
+        if (store?.createSession) store.createSession(req, structuredClone(record));
         req[options.userProperty] = user;
       }
       await this.deps.refreshed([...live.sockets]);

@@ -35,6 +35,8 @@ export interface StoreObserver {
   renewed(sid: string, session: SessionRecord | undefined): void;
   /** A current copy of a session this observer keeps alive (its sockets are connected), if it has one. */
   recordOf(sid: string): SessionRecord | undefined;
+  /** How long this observer's handshakes wait for a store read (no later handshake joins a read older than that). */
+  readTimeoutMs: number;
 }
 
 /** When a session record expires, in ms since the epoch; undefined for browser-session cookies. */
@@ -68,13 +70,17 @@ export function observeStore(store: SessionStore, observer: StoreObserver): () =
       }
     };
     wrap(store, "get");
-    shareHandshakeReads(store, (sid) => {
-      for (const o of set) {
-        const record = o.recordOf(sid);
-        if (record) return record;
-      }
-      return undefined;
-    });
+    shareHandshakeReads(
+      store,
+      (sid) => {
+        for (const o of set) {
+          const record = o.recordOf(sid);
+          if (record) return record;
+        }
+        return undefined;
+      },
+      () => Math.max(0, ...[...set].map((o) => o.readTimeoutMs)),
+    );
     wrap(store, "destroy", (sid) => notify((o) => o.destroyed(sid)));
     wrap(store, "set", (sid, session) => notify((o) => o.renewed(sid, session)));
     if (typeof store.touch === "function") {
@@ -138,9 +144,15 @@ type GetCallback = (err: unknown, session?: SessionRecord | null) => void;
  * sockets hold (kept current with every write and logout seen), or joins a read of that session already in
  * flight. A reconnect storm then costs one read per session, not per socket.
  */
-function shareHandshakeReads(store: SessionStore, live: (sid: string) => SessionRecord | undefined): void {
+function shareHandshakeReads(
+  store: SessionStore,
+  live: (sid: string) => SessionRecord | undefined,
+  readTimeoutMs: () => number,
+): void {
   const get = store.get;
-  const inFlight = new Map<string, GetCallback[]>();
+  // A read that never answers must not hold every later handshake of its session: once it is older than the
+  // handshakes' deadline, the next handshake reads again.
+  const inFlight = new Map<string, { callbacks: GetCallback[]; started: number }>();
   const shared = function (this: SessionStore, sid: string, callback: GetCallback) {
     if (handshakeDepth === 0 || typeof sid !== "string" || typeof callback !== "function") {
       return get.call(this, sid, callback);
@@ -148,25 +160,15 @@ function shareHandshakeReads(store: SessionStore, live: (sid: string) => Session
     const record = live(sid);
     if (record) return void setImmediate(callback, null, record);
     const waiting = inFlight.get(sid);
-    if (waiting) return void waiting.push(callback);
-    const callbacks = [callback];
-    inFlight.set(sid, callbacks);
+    if (waiting && Date.now() - waiting.started < readTimeoutMs()) return void waiting.callbacks.push(callback);
+    const read = { callbacks: [callback], started: Date.now() };
+    const { callbacks } = read;
+    inFlight.set(sid, read);
     return get.call(this, sid, (err: unknown, session?: SessionRecord | null) => {
-      inFlight.delete(sid);
+      if (inFlight.get(sid) === read) inFlight.delete(sid);
       // Each handshake gets its own copy: express-session turns the record into its Session in place.
-      const copy = session && callbacks.length > 1 ? copier(session) : undefined;
-      callbacks.forEach((waiter, i) => waiter(err, i > 0 && copy ? copy() : session));
+      for (const waiter of callbacks) waiter(err, session ? structuredClone(session) : session);
     });
   };
   Object.defineProperty(store, "get", { value: shared, writable: true, configurable: true });
-}
-
-/** Makes copies of a record: parses of its JSON (cheaper than deep clones), or clones if it has no JSON. */
-function copier(session: SessionRecord): () => SessionRecord {
-  try {
-    const json = JSON.stringify(session);
-    return () => JSON.parse(json) as SessionRecord;
-  } catch {
-    return () => structuredClone(session);
-  }
 }

@@ -106,6 +106,16 @@ describe("faults", () => {
     if (fault === "hang") expect(Date.now() - started).toBeGreaterThanOrEqual(300);
   });
 
+  it("a read that never answers holds no later handshake of its session past the deadline", async () => {
+    const store = new FaultyStore();
+    const { login, refusal, connect } = await start({ store, bridge: { storeTimeoutMs: 300 } });
+    const cookie = await login("alice");
+    store.fault = "hang";
+    expectRefusal(await refusal({ cookie }), "store_unavailable");
+    store.fault = "none";
+    expect(((await connect({ cookie })).connected)).toBe(true);
+  });
+
   it("a failure a retry could fix is not remembered: the next namespace on the same connection reads again", async () => {
     const store = new FaultyStore();
     const { login, client, io } = await start({
