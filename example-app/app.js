@@ -83,10 +83,13 @@ export async function createApp({
     const ids = await auth.onlineUsers();
     io.emit("online", ids.map((id) => findUserById(id)?.name ?? id));
   };
-  // Kept until done: close() lets them finish before it quits Redis (the Redis adapter drops the promise of
-  // what it publishes, so a publish on a closed connection would be an unhandled rejection).
+  // Not while closing: the disconnects of close() would publish after Redis quit (the Redis adapter drops
+  // the promise of what it publishes, so that would be an unhandled rejection), and other nodes' answers
+  // could not arrive anyway. Those under way when close() starts are let finish.
+  let closing = false;
   const announcing = new Set();
   const presence = () => {
+    if (closing) return;
     const announced = announcePresence().catch((err) => log(`presence: ${err.message}`));
     announcing.add(announced);
     announced.finally(() => announcing.delete(announced));
@@ -120,10 +123,10 @@ export async function createApp({
     io,
     auth,
     async close() {
+      closing = true;
       io.close();
       server.closeAllConnections?.();
       await new Promise((resolve) => server.close(() => resolve()));
-      // The disconnects above announced who is still online; let that reach Redis before it closes.
       await Promise.all(announcing);
       for (const close of closers) await close();
     },

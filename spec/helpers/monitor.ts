@@ -21,11 +21,18 @@ export async function monitorStore(prefix: string, url = inject("redisUrl")): Pr
   // is monitoring. Those come before our first marker and would not count anyway; any later error fails take().
   const monitor = new Redis(url, { monitor: true });
   let failure: Error | undefined;
+  let failStart: ((err: Error) => void) | undefined;
   monitor.on("error", (err: Error) => {
     if ((monitor.status as string) !== "monitoring" && /Command queue state error/.test(err.message)) return;
     failure ??= err;
+    failStart?.(err);
   });
-  if ((monitor.status as string) !== "monitoring") await new Promise((resolve) => monitor.once("monitoring", resolve));
+  if ((monitor.status as string) !== "monitoring") {
+    await new Promise((resolve, reject) => {
+      failStart = reject;
+      monitor.once("monitoring", resolve);
+    });
+  }
   const probe = new Redis(url);
   let seen: Array<{ at: number; command: string[] }> = [];
   const waiting = new Map<string, () => void>();

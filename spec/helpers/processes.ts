@@ -11,10 +11,11 @@ export async function untilServing(child: ChildProcess, urls: string[], what: st
   for (const url of urls) {
     for (;;) {
       try {
-        await fetch(url);
+        await (await fetch(url)).body?.cancel();
         break;
       } catch {
-        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${what} did not start:\n${output}`);
+        const exited = child.exitCode !== null || child.signalCode !== null;
+        if (exited || Date.now() > deadline) throw new Error(`${what} did not start:\n${output}`);
         await sleep(100);
       }
     }
