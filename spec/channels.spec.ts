@@ -2,10 +2,9 @@
  * Private and presence channels, and Pusher-style signed tickets: joins decided by the app's authorize, members
  * seen across two nodes, tickets bound to one socket, and access re-checked when it is gone.
  */
-import { Redis } from "ioredis";
-import { describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ConfigError } from "../lib/index.js";
-import { harnessPerTest, nextEvent, sessionIdOf, type Harness, type HarnessOptions } from "./helpers/harness.js";
+import { dropWhileSessionEnds, harnessPerTest, nextEvent, type Harness, type HarnessOptions } from "./helpers/harness.js";
 import { failOnLeaks } from "./helpers/leaks.js";
 
 const start = harnessPerTest();
@@ -101,14 +100,7 @@ describe("what a client cannot do with channels", () => {
     const socket = await h.connect({ cookie });
     expect(await join(socket, { channel: "orders:1" })).toEqual({ ok: true });
     expect(await join(socket, { channel: "feeds:7", auth: h.auth.signChannel(socket.id!, "feeds:7") })).toEqual({ ok: true });
-    const news = nextEvent(socket, "news");
-    h.io.emit("news", 1);
-    await news;
-    // The session ends behind the bridge's back while the connection is down.
-    const redis = new Redis(inject("redisUrl"));
-    socket.io.engine.close();
-    await redis.del(`${h.prefix}${sessionIdOf(cookie)}`);
-    redis.disconnect();
+    await dropWhileSessionEnds(h, socket, cookie);
     const left: unknown[] = [];
     socket.on("auth:left", (event) => left.push(event));
     await nextEvent(socket, "connect");

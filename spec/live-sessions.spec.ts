@@ -10,6 +10,7 @@ import { describe, expect, inject, it } from "vitest";
 import { bridge } from "../lib/index.js";
 import { monitorPerTest } from "./helpers/monitor.js";
 import {
+  dropWhileSessionEnds,
   harnessPerTest,
   nextEvent,
   sessionIdOf,
@@ -508,14 +509,7 @@ describe("connection-state recovery", () => {
     const h = await start({ ...recovery, bridge: { allowAnonymous: true } });
     const cookie = await h.login("alice");
     const socket = await h.connect({ cookie });
-    const news = nextEvent(socket, "news");
-    h.io.emit("news", 1);
-    await news;
-    // The session ends behind the bridge's back (no hook sees it), while the connection is down.
-    const redis = new Redis(inject("redisUrl"));
-    socket.io.engine.close();
-    await redis.del(`${h.prefix}${sessionIdOf(cookie)}`);
-    redis.disconnect();
+    await dropWhileSessionEnds(h, socket, cookie);
     await nextEvent(socket, "connect");
     expect(socket.recovered).toBe(true);
     expect(await whoami(socket)).toMatchObject({ user: null, data: {}, rooms: [] });

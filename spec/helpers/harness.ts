@@ -347,3 +347,18 @@ export function nextEvent<T = unknown>(socket: { once(ev: string, fn: (...args: 
     });
   });
 }
+
+/**
+ * For connection-state recovery: the client receives a broadcast (recovery resumes from the last one), then
+ * its connection drops and its session ends behind the bridge's back (deleted in Redis; no hook sees it).
+ * The client reconnects by itself; wait for its `connect`.
+ */
+export async function dropWhileSessionEnds(h: Harness, socket: ClientSocket, cookie: string): Promise<void> {
+  const news = nextEvent(socket, "news");
+  h.io.emit("news", 1);
+  await news;
+  const redis = new Redis(inject("redisUrl"));
+  socket.io.engine.close();
+  await redis.del(`${h.prefix}${sessionIdOf(cookie)}`);
+  redis.disconnect();
+}
