@@ -9,7 +9,7 @@ import type { Server } from "socket.io";
 import { Channels, type ChannelAuthorizer } from "./channels.js";
 import { Cluster } from "./cluster.js";
 import { ConfigError, RefusalError, type EndCode } from "./errors.js";
-import { Handshake, type Identity, type SessionIdentity } from "./handshake.js";
+import { Handshake, type SessionIdentity } from "./handshake.js";
 import { LiveSessions } from "./live-sessions.js";
 import { wireEveryNamespace } from "./namespaces.js";
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from "./options.js";

@@ -35,3 +35,11 @@ export function rejectionsTo(result: unknown, done: (err: unknown) => void): voi
     (result as PromiseLike<unknown>).then(undefined, (err: unknown) => done(err ?? new Error("rejected with a falsy value")));
   }
 }
+
+/** The longest delay setTimeout honours (about 24.8 days); longer ones fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A setTimeout delay that ends at `at` (ms since the epoch): never negative, never past MAX_TIMER_MS. */
+export function delayUntil(at: number): number {
+  return Math.min(Math.max(0, at - Date.now()), MAX_TIMER_MS);
+}

@@ -13,7 +13,7 @@
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
-import { DeadlineError, within } from "./deadline.js";
+import { DeadlineError, delayUntil, within } from "./deadline.js";
 import { BridgeError, type EndCode } from "./errors.js";
 import { guardDeserializers, type SessionIdentity } from "./handshake.js";
 import type { ResolvedOptions } from "./options.js";
@@ -25,7 +25,6 @@ import type { AnySocket } from "./types.js";
 const debug = createDebug("passport-socketio-bridge:live");
 
 /** setTimeout's ceiling (about 24.8 days); longer waits are chained. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** How long to wait before asking a failing store again about an expiry. */
 const STORE_RETRY_MS = 5000;
 /** How many renewals this node remembers for other nodes' expiry questions. */
@@ -269,8 +268,7 @@ export class LiveSessions {
   private scheduleExpiry(live: LiveSession, at = live.expires): void {
     clearTimeout(live.expiryTimer);
     if (at === undefined) return;
-    const delay = Math.min(Math.max(0, at + GRACE_MS - Date.now()), MAX_TIMER_MS);
-    live.expiryTimer = setTimeout(() => void this.checkExpiry(live), delay).unref();
+    live.expiryTimer = setTimeout(() => void this.checkExpiry(live), delayUntil(at + GRACE_MS)).unref();
   }
 
   /**

@@ -3,6 +3,7 @@
  * wrong setup into a ConfigError at startup instead of a mystery at the first connection.
  */
 import { createRequire } from "node:module";
+import { MAX_TIMER_MS } from "./deadline.js";
 import { ConfigError, type RefusalError } from "./errors.js";
 import { exactOrigin, type FailureLimiter, type OriginPolicy, type SecurityOptions } from "./security.js";
 import type { AnySocket, PassportLike, SessionMiddleware } from "./types.js";
@@ -227,10 +228,10 @@ function duration(key: string, value: unknown, canDisable: true): number | false
 function duration(key: string, value: unknown, canDisable: false): number;
 function duration(key: string, value: unknown, canDisable: boolean): number | false {
   if (canDisable && value === false) return false;
-  // setTimeout fires at once past 2^31 - 1 ms (about 24.8 days).
-  if (typeof value !== "number" || !(value > 0 && value <= 2 ** 31 - 1)) {
+  // setTimeout fires at once past MAX_TIMER_MS.
+  if (typeof value !== "number" || !(value > 0 && value <= MAX_TIMER_MS)) {
     throw new ConfigError(
-      `\`${key}\` must be a number of milliseconds between 1 and 2147483647${canDisable ? ", or false" : ""}.`,
+      `\`${key}\` must be a number of milliseconds between 1 and ${MAX_TIMER_MS}${canDisable ? ", or false" : ""}.`,
     );
   }
   return value;

@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
-import { within } from "./deadline.js";
+import { delayUntil, within } from "./deadline.js";
 import { RefusalError } from "./errors.js";
 import { detachedResponse, giveIsAuthenticated, type Identity } from "./handshake.js";
 import type { ResolvedOptions } from "./options.js";
@@ -17,7 +17,6 @@ const debug = createDebug("passport-socketio-bridge:tokens");
 
 /** The event a token client sends a fresh token with, and gets `{ ok, code? }` back. */
 export const REFRESH_EVENT = "auth:refresh";
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 type Request = IncomingMessage & Record<string, any>;
 
@@ -122,12 +121,11 @@ export class Tokens {
   private schedule(connection: WatchedConnection, expires: number | undefined, end: (socket: AnySocket) => void): void {
     clearTimeout(connection.timer);
     if (expires === undefined) return;
-    const delay = Math.min(Math.max(0, expires - Date.now()), MAX_TIMER_MS);
     connection.timer = setTimeout(() => {
       if (expires > Date.now()) return this.schedule(connection, expires, end);
       debug("token of %s expired", connection.identity.userId);
       for (const socket of [...connection.sockets]) end(socket);
-    }, delay).unref();
+    }, delayUntil(expires)).unref();
   }
 }
 
