@@ -85,7 +85,7 @@ export class SocketBridge<TUser = Express.User> {
     authenticateRecoveredConnections(io);
     const handshake = new Handshake(this.options as ResolvedOptions<unknown>);
     this.tokens = new Tokens(this.options as ResolvedOptions<unknown>);
-    this.channels = new Channels<TUser>(io, this.options.channelSecret, (socket) => this.user(socket), this.options.userProperty);
+    this.channels = new Channels<TUser>(io, this.options, (socket) => this.user(socket));
     this.gate = new Gate(this.options, handshake, this.tokens);
     this.live = new LiveSessions({
       options: this.options as ResolvedOptions<unknown>,
@@ -212,9 +212,12 @@ export class SocketBridge<TUser = Express.User> {
     return sum(await this.cluster.run("leaveChannel", { userId: toUserId(target), channel }));
   }
 
-  /** A ticket for socket `socketId` to join `channel` (Pusher's scheme: HMAC-SHA256 with `channelSecret`). */
-  signChannel(socketId: string, channel: string, data?: string): string {
-    return this.channels.sign(socketId, channel, data);
+  /**
+   * A ticket for socket `socketId` to join `channel` (HMAC-SHA256 with `channelSecret` over framed, versioned
+   * fields), valid for `expiresInMs` when given.
+   */
+  signChannel(socketId: string, channel: string, data?: string, options?: { expiresInMs?: number }): string {
+    return this.channels.sign(socketId, channel, data, options);
   }
 
   /**

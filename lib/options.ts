@@ -48,9 +48,25 @@ export interface BridgeOptions<TUser = Express.User> {
   keepAliveMs?: number | false;
   /**
    * Re-read every live session and re-run deserializeUser this often, per session (not per socket), so
-   * changed users reach their sockets and removed ones are disconnected. Off by default.
+   * changed users reach their sockets, and sessions removed where no bridge saw it (another service, an admin
+   * script, a second store instance) end their sockets. One store read per session per interval per node.
+   * `false` turns it off. Default 120000.
    */
   revalidateEveryMs?: number | false;
+  /**
+   * How long this node's copy of a session may serve new handshakes of it, in ms, counted from when it was
+   * read from (or written to) the store. After that a new handshake reads the store again (one read per
+   * session per window, shared by concurrent handshakes). Default 2000.
+   */
+  sessionCacheMs?: number;
+  /**
+   * The id that names a user's room (`user:<id>`), `socket.data.userId` and presence members, from the
+   * deserialized user and Passport's serialized value. Default: the serialized value when it is a string or a
+   * number; for an object, its `id`, else its `_id`.
+   */
+  userId?: (user: TUser, serialized: unknown) => string | number;
+  /** How many channels one socket may be in at once; more are refused with `too_many_channels`. Default 100. */
+  maxChannelsPerSocket?: number;
   /**
    * Which page origins may connect. Default: only the server's own origin (`Origin` equal to the request's
    * scheme://host[:port]). A list adds exact origins; a function `(origin, req) => boolean` decides alone;
@@ -93,6 +109,9 @@ export interface ResolvedOptions<TUser> {
   endedEvent: string;
   keepAliveMs: number | false;
   revalidateEveryMs: number | false;
+  sessionCacheMs: number;
+  userId: ((user: TUser, serialized: unknown) => string | number) | undefined;
+  maxChannelsPerSocket: number;
   security: SecurityOptions;
   strategies: string[];
   channelSecret: string | undefined;
@@ -104,7 +123,9 @@ const DEFAULTS = {
   storeTimeoutMs: 5000,
   endedEvent: "auth:ended",
   keepAliveMs: 60_000,
-  revalidateEveryMs: false,
+  revalidateEveryMs: 120_000,
+  sessionCacheMs: 2000,
+  maxChannelsPerSocket: 100,
 } as const;
 
 const KNOWN = new Set<string>([
@@ -118,6 +139,9 @@ const KNOWN = new Set<string>([
   "endedEvent",
   "keepAliveMs",
   "revalidateEveryMs",
+  "sessionCacheMs",
+  "userId",
+  "maxChannelsPerSocket",
   "origins",
   "requireOrigin",
   "trustProxy",
@@ -157,6 +181,11 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
   const storeTimeoutMs = duration("storeTimeoutMs", options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs, false);
   const keepAliveMs = duration("keepAliveMs", options.keepAliveMs ?? DEFAULTS.keepAliveMs, true);
   const revalidateEveryMs = duration("revalidateEveryMs", options.revalidateEveryMs ?? DEFAULTS.revalidateEveryMs, true);
+  const sessionCacheMs = duration("sessionCacheMs", options.sessionCacheMs ?? DEFAULTS.sessionCacheMs, false);
+  const maxChannelsPerSocket = options.maxChannelsPerSocket ?? DEFAULTS.maxChannelsPerSocket;
+  if (!(Number.isInteger(maxChannelsPerSocket) && maxChannelsPerSocket > 0)) {
+    throw new ConfigError("`maxChannelsPerSocket` must be a positive whole number.");
+  }
   const endedEvent = options.endedEvent ?? DEFAULTS.endedEvent;
   if (typeof endedEvent !== "string" || endedEvent === "") {
     throw new ConfigError("`endedEvent` must be a non-empty event name.");
@@ -165,7 +194,7 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
   if (typeof userProperty !== "string" || userProperty === "") {
     throw new ConfigError("`userProperty` must be a non-empty string, as given to passport.initialize().");
   }
-  for (const hook of ["onAccept", "onReject"] as const) {
+  for (const hook of ["onAccept", "onReject", "userId"] as const) {
     if (options[hook] !== undefined && typeof options[hook] !== "function") {
       throw new ConfigError(`\`${hook}\` must be a function.`);
     }
@@ -209,6 +238,9 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
     endedEvent,
     keepAliveMs,
     revalidateEveryMs,
+    sessionCacheMs,
+    userId: options.userId,
+    maxChannelsPerSocket,
     security: {
       origins: Array.isArray(origins) ? origins.map(exactOrigin) : origins,
       requireOrigin: options.requireOrigin === true,
