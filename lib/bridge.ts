@@ -11,7 +11,8 @@ import { Cluster } from "./cluster.js";
 import { ConfigError, RefusalError, type EndCode } from "./errors.js";
 import { Handshake, type SessionIdentity } from "./handshake.js";
 import { LiveSessions } from "./live-sessions.js";
-import { wireEveryNamespace } from "./namespaces.js";
+import { Endings } from "./endings.js";
+import { closeConnection, onCleanup, ownRequest, wireEveryNamespace } from "./namespaces.js";
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from "./options.js";
 import { Gate, type Admission } from "./policy.js";
 import {
@@ -21,22 +22,19 @@ import {
   joinIdentity,
   localSocketsIn,
   onlineHere,
-  roomsOf,
   sessionRoom,
   toUserId,
   userRoom,
   usersHere,
 } from "./rooms.js";
 import { csrfTokenOf } from "./security.js";
-import { isSessionStore, observeStore, type SessionStore } from "./store-hooks.js";
+import { invalidateReads, isSessionStore, observeStore, type SessionStore } from "./store-hooks.js";
 import { Tokens } from "./tokens.js";
 import type { AnySocket, UserId } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:bridge");
 
 const INSTALLED = Symbol.for("passport-socketio-bridge");
-const ENDINGS_KEPT_MS = 5 * 60_000;
-const ENDINGS_KEPT = 10_000;
 
 type Request = IncomingMessage & Record<string, any>;
 
@@ -66,9 +64,10 @@ export class SocketBridge<TUser = Express.User> {
   private readonly channels: Channels<TUser>;
   private readonly live: LiveSessions;
   private readonly cluster: Cluster<Commands>;
+  /** The admissions of sockets admitted with an identity. */
   private readonly admissions = new WeakMap<AnySocket, Admission>();
-  /** Recent endings per room, so a socket whose handshake began before one cannot slip in after it. */
-  private readonly endings = new Map<string, { at: number; code: EndCode }>();
+  /** Endings that admissions in flight must still see. */
+  private readonly endings = new Endings();
   private store: SessionStore | undefined;
 
   constructor(
@@ -86,7 +85,7 @@ export class SocketBridge<TUser = Express.User> {
     const handshake = new Handshake(this.options as ResolvedOptions<unknown>);
     this.tokens = new Tokens(this.options as ResolvedOptions<unknown>);
     this.channels = new Channels<TUser>(io, this.options, (socket) => this.user(socket));
-    this.gate = new Gate(this.options, handshake, this.tokens);
+    this.gate = new Gate(this.options, handshake, this.tokens, this.endings, (socket) => this.admissions.get(socket));
     this.live = new LiveSessions({
       options: this.options as ResolvedOptions<unknown>,
       store: () => this.store,
@@ -112,13 +111,24 @@ export class SocketBridge<TUser = Express.User> {
     wireEveryNamespace(
       io,
       (socket, next) => {
-        this.gate
-          .admit(socket)
-          .then((admission) => this.admitted(socket, admission))
-          .then(
-            () => next(),
-            (err: unknown) => next(err instanceof RefusalError ? err : unregistered(err)),
-          );
+        this.gate.admit(socket).then(
+          (admission) => {
+            // Whatever happens next (a later middleware refusing, the client leaving), the ticket goes back.
+            onCleanup(socket, () => this.gate.finish(admission));
+            return Promise.resolve(this.admitted(socket, admission)).then(
+              () => next(),
+              (err: unknown) => {
+                this.gate.finish(admission);
+                next(unregistered(err));
+              },
+            );
+          },
+          (refusal: RefusalError) => {
+            next(refusal);
+            // Past its failure limit, a client loses its connection too (no more tries on it).
+            if (refusal.code === "too_many_attempts") setImmediate(closeConnection, socket);
+          },
+        );
       },
       (socket) => this.connected(socket),
     );
@@ -238,10 +248,8 @@ export class SocketBridge<TUser = Express.User> {
       this.channels.forsake(socket, identity?.userId);
     }
     if (!identity) {
-      // Hide the user a hook refused, unless another namespace of this connection was admitted with it.
-      const siblings = (socket.client as unknown as { sockets: Map<string, AnySocket> }).sockets;
-      // (Assigned, not deleted: the handshake may have sealed the property against a late deserializer.)
-      if (![...siblings.values()].some((other) => this.admissions.has(other))) req[this.options.userProperty] = undefined;
+      // An anonymous socket never shows a user, whatever another namespace of its connection admits.
+      ownRequest(socket, { [this.options.userProperty]: undefined });
       return;
     }
     this.admissions.set(socket, admission);
@@ -250,7 +258,7 @@ export class SocketBridge<TUser = Express.User> {
     return joinIdentity(socket, identity);
   }
 
-  /** A socket the app now sees: track its session, unless it was ended while its handshake ran. */
+  /** A socket the app now sees: track its session, unless it was ended while its admission ran. */
   private connected(socket: AnySocket): void {
     if (this.channels.active && socket.connected) {
       this.channels.watch(socket);
@@ -258,17 +266,18 @@ export class SocketBridge<TUser = Express.User> {
     }
     const admission = this.admissions.get(socket);
     const identity = admission?.identity;
+    if (!admission || !identity) return;
+    const ended = this.gate.endedSince(admission);
+    this.gate.finish(admission);
     // (An app `connection` listener that ran first may have disconnected it already.)
-    if (!admission || !identity || !socket.connected) return;
-    const { since } = admission;
-    const ending = roomsOf(identity)
-      .map((room) => this.endings.get(room))
-      .find((end) => end !== undefined && end.at >= since);
-    if (ending) {
+    if (!socket.connected) return;
+    if (ended) {
       this.gate.forget(socket.request);
-      return endSocket(socket, { code: ending.code, event: this.options.endedEvent });
+      return endSocket(socket, { code: ended, event: this.options.endedEvent });
     }
-    if (identity.sessionId !== undefined) return this.live.add(socket, identity as SessionIdentity);
+    if (identity.sessionId !== undefined) {
+      return this.live.add(socket, identity as SessionIdentity, admission.handshake.startedAt);
+    }
     this.tokens.watch(socket, identity, (ended) => {
       this.gate.forget(ended.request);
       endSocket(ended, { code: "token_expired", event: this.options.endedEvent });
@@ -285,15 +294,22 @@ export class SocketBridge<TUser = Express.User> {
           .tell("endSession", { sessionId, code: "logged_out" })
           .catch((err: unknown) => debug("logout of %s: %O", sessionId, err));
       },
-      renewed: (sessionId, session) => this.live.renewed(sessionId, session),
+      renewed: (sessionId, session, written) => this.live.renewed(sessionId, session, written),
       recordOf: (sessionId) => this.live.recordOf(sessionId),
+      read: (sessionId, session, startedAt) => this.live.wasRead(sessionId, session, startedAt),
       readTimeoutMs: this.options.storeTimeoutMs,
     });
   }
 
-  /** Ends this node's sockets of a session; once logged out or expired, the session may not be written again. */
+  /**
+   * Ends this node's sockets of a session; once logged out or expired, the session may not be written again,
+   * and no handshake may use a read of it that is in flight.
+   */
   private endSessionHere(sessionId: string, code: EndCode): number {
-    if (code === "logged_out" || code === "session_expired") this.live.ended(sessionId);
+    if (code === "logged_out" || code === "session_expired") {
+      this.live.ended(sessionId);
+      if (this.store) invalidateReads(this.store, sessionId);
+    }
     return this.endHere(sessionRoom(sessionId), code);
   }
 
@@ -304,14 +320,7 @@ export class SocketBridge<TUser = Express.User> {
   }
 
   private endHere(room: string, code: EndCode): number {
-    const now = Date.now();
-    this.endings.delete(room);
-    this.endings.set(room, { at: now, code });
-    // Handshakes are bounded by storeTimeoutMs and the hooks; endings older than a few minutes can go.
-    for (const [key, { at }] of this.endings) {
-      if (now - at < ENDINGS_KEPT_MS && this.endings.size <= ENDINGS_KEPT) break;
-      this.endings.delete(key);
-    }
+    this.endings.record(room, code);
     return endLocalSockets(this.io, room, { code, event: this.options.endedEvent }, (socket) =>
       this.gate.forget(socket.request),
     );

@@ -15,11 +15,13 @@ import { ConfigError, RefusalError, type RefusalCode } from "./errors.js";
 import { guardDeserializers } from "./handshake.js";
 import { namespacesOf } from "./namespaces.js";
 import { defaultPassport, passportKeyOf } from "./options.js";
-import { toUserId } from "./rooms.js";
+import { userIdResolver } from "./rooms.js";
 import { Security, type OriginPolicy, type TrustProxy } from "./security.js";
 import { isSessionStore, type SessionRecord, type SessionStore } from "./store-hooks.js";
 import type { AnySocket, PassportLike } from "./types.js";
 
+/** passport.socketio had no id option: the bridge's default names users. */
+const defaultUserId = userIdResolver(undefined);
 const debug = createDebug("passport-socketio-bridge:compat");
 
 /** Where authorize() notes the userProperty it used, so filterSocketsByUser reads the same one. */
@@ -242,7 +244,7 @@ async function check(auth: Resolved, data: HandshakeData): Promise<Failure | und
   data[auth.userProperty] = user;
   // A user that is a string, a number or frozen cannot take the flag; passport.socketio (sloppy mode) ignored that.
   if (typeof user === "object" && Object.isExtensible(user)) user.logged_in = true;
-  userIds.set(data, toUserId(userKey));
+  userIds.set(data, defaultUserId(user, userKey));
   return undefined;
 }
 

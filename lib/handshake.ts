@@ -14,7 +14,6 @@ import { rejectionsTo, within } from "./deadline.js";
 import { ConfigError, RefusalError, type RefusalCode } from "./errors.js";
 import type { ResolvedOptions } from "./options.js";
 import { sharedRead } from "./store-hooks.js";
-import { toUserId } from "./rooms.js";
 import type { PassportLike, SessionMiddleware } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:handshake");
@@ -26,7 +25,7 @@ export type SessionIdentity = Identity & { sessionId: string };
 export interface Identity {
   /** What Passport's deserializeUser produced: the object now at `socket.request[userProperty]`. */
   user: unknown;
-  /** Passport's serialized user, as a string (`user:<userId>` is the user's room). */
+  /** The user's id (the `userId` option; by default Passport's serialized user): `user:<userId>` is its room. */
   userId: string;
   /** The express-session id (`session:<sessionId>` is the session's room); undefined for token connections. */
   sessionId: string | undefined;
@@ -98,7 +97,7 @@ export class Handshake {
     if (!serialized && serialized !== 0) throw new RefusalError("unauthenticated");
     const user: unknown = request[userProperty];
     if (!user) throw new RefusalError("user_not_found");
-    return { user, userId: toUserId(serialized), sessionId: request.sessionID };
+    return { user, userId: userIdOf(this.options, user, serialized), sessionId: request.sessionID };
   }
 
   /**
@@ -129,6 +128,16 @@ export class Handshake {
       );
     }
     return { store: req.sessionStore as unknown };
+  }
+}
+
+/** The user's id by the app's `userId` option; an option that fails refuses the handshake as deserialize_failed. */
+export function userIdOf(options: ResolvedOptions<unknown>, user: unknown, serialized: unknown): string {
+  try {
+    return options.userId(user, serialized);
+  } catch (cause) {
+    debug("userId: %O", cause);
+    throw new RefusalError("deserialize_failed", { cause });
   }
 }
 

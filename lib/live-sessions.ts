@@ -18,7 +18,6 @@ import { BridgeError, type EndCode } from "./errors.js";
 import { guardDeserializers, type SessionIdentity } from "./handshake.js";
 import type { ResolvedOptions } from "./options.js";
 import { eventHook } from "./namespaces.js";
-import { toUserId } from "./rooms.js";
 import { expiresOf, type SessionRecord, type SessionStore } from "./store-hooks.js";
 import type { AnySocket } from "./types.js";
 
@@ -57,7 +56,8 @@ interface LiveSession {
   ended: boolean;
   /**
    * The session as last read or written through this node, as JSON: new handshakes of it get a parse of
-   * this (cheaper than a deep clone, and no handshake shares objects with another).
+   * this (cheaper than a deep clone, and no handshake shares objects with another) while it is younger than
+   * `sessionCacheMs`, and never once the session ended.
    */
   record: Snapshot | undefined;
   /** The last expiry check found the record just past its expiry (TTL rounding, or an unseen renewal). */
@@ -96,8 +96,11 @@ export class LiveSessions {
     };
   }
 
-  /** Tracks an admitted, connected socket under its session. */
-  add(socket: AnySocket, identity: SessionIdentity): void {
+  /**
+   * Tracks an admitted, connected socket under its session. `readAt` is when its handshake began: its
+   * session is at least that fresh.
+   */
+  add(socket: AnySocket, identity: SessionIdentity, readAt: number): void {
     const session = (socket.request as Request).session as Session | undefined;
     const now = Date.now();
     let live = this.sessions.get(identity.sessionId);
@@ -118,7 +121,7 @@ export class LiveSessions {
       this.scheduleRevalidation(live);
     }
     live.sockets.add(socket);
-    live.record ??= snapshot(session);
+    if (!live.record || live.record.at < readAt) live.record = snapshot(session, readAt);
     live.lifetime = session?.cookie?.originalMaxAge ?? this.storeTtl() ?? live.lifetime;
     const cookieExpires = expiresOf(session as unknown as SessionRecord);
     // Browser-session cookies expire with the store's TTL, counted from the last renewal (this page load, at best).
@@ -148,28 +151,42 @@ export class LiveSessions {
     if (live) live.ended = true;
   }
 
-  /** A copy of a session whose sockets are connected here, for a new handshake of it; none once it ended. */
+  /**
+   * A copy of a session whose sockets are connected here, for a new handshake of it: only while younger than
+   * `sessionCacheMs` (writes made through other nodes or behind the bridge's back show after that), and
+   * none once the session ended or expired.
+   */
   recordOf(sessionId: string): SessionRecord | undefined {
     const live = this.sessions.get(sessionId);
     const record = live?.record;
-    if (!record || live.ended || (record.expires ?? Infinity) <= Date.now()) return undefined;
+    const now = Date.now();
+    if (!record || live.ended || now - record.at >= this.deps.options.sessionCacheMs) return undefined;
+    if ((record.expires ?? Infinity) <= now) return undefined;
     return JSON.parse(record.json) as SessionRecord;
   }
 
-  /** Called by the store hooks when this node writes a session: remember it, and its new expiry. */
-  renewed(sessionId: string, session: SessionRecord | undefined): void {
+  /** A handshake read the session from the store: a copy newer than the one kept. */
+  wasRead(sessionId: string, session: SessionRecord, startedAt: number): void {
+    const live = this.sessions.get(sessionId);
+    if (live && !live.ended && (!live.record || live.record.at < startedAt)) live.record = snapshot(session, startedAt);
+  }
+
+  /**
+   * Called by the store hooks when this node writes (`written`) or touches a session: remember it, and its
+   * new expiry. A touch writes no data, so the copy is kept as it was.
+   */
+  renewed(sessionId: string, session: SessionRecord | undefined, written: boolean): void {
     const now = Date.now();
     const ttl = this.storeTtl();
     const cookieExpires = expiresOf(session);
     const expires = cookieExpires ?? (ttl ? now + ttl : undefined);
-    const written = this.sessions.get(sessionId);
-    if (written && session && !written.ended) written.record = snapshot(session);
+    const live = this.sessions.get(sessionId);
+    if (live && written && session && !live.ended) live.record = snapshot(session, now);
     // A write with an expiry already past (a store deleting on save) renews nothing.
     if (expires === undefined || expires <= now) return;
     this.renewals.delete(sessionId);
     this.renewals.set(sessionId, expires);
     if (this.renewals.size > RENEWALS_KEPT) this.renewals.delete(this.renewals.keys().next().value!);
-    const live = this.sessions.get(sessionId);
     if (!live) return;
     live.renewedAt = now;
     // A shorter lifetime (a new maxAge) must not wait for the old expiry.
@@ -290,8 +307,7 @@ export class LiveSessions {
     if (this.sessions.get(live.id) !== live) return;
     if (!record) {
       debug("session %s expired", live.id);
-      live.ended = true;
-      await this.deps.end(live.id, "session_expired", false);
+      await this.endLive(live, "session_expired");
       return;
     }
     const now = Date.now();
@@ -338,20 +354,13 @@ export class LiveSessions {
     const [first] = live.sockets;
     if (!first || live.ended) return false;
     try {
+      const readAt = Date.now();
       const record = await this.read(live.id);
       const serialized = (record?.[options.passportKey] as { user?: unknown } | undefined)?.user;
-      if (!record) {
-        // Logouts arrive through the store hooks at once; a record that simply vanished has expired.
-        live.ended = true;
-        await this.deps.end(live.id, "session_expired", false);
-        return false;
-      }
-      // Logged out in place, or now someone else's: the identity the sockets were admitted with is over.
-      if ((!serialized && serialized !== 0) || toUserId(serialized) !== live.userId) {
-        live.ended = true;
-        await this.deps.end(live.id, "logged_out", false);
-        return false;
-      }
+      // Logouts arrive through the store hooks at once; a record that simply vanished has expired.
+      if (!record) return await this.endLive(live, "session_expired");
+      // Logged out in place: the identity the sockets were admitted with is over.
+      if (!serialized && serialized !== 0) return await this.endLive(live, "logged_out");
       guardDeserializers(options.passport);
       const user = await within<unknown>(options.storeTimeoutMs, (done) =>
         options.passport.deserializeUser(serialized, first.request, done),
@@ -361,8 +370,10 @@ export class LiveSessions {
         await this.deps.end(live.id, "user_removed", false);
         return false;
       }
+      // Now someone else's: the same.
+      if (options.userId(user, serialized) !== live.userId) return await this.endLive(live, "logged_out");
       const store = this.deps.store();
-      live.record = snapshot(record);
+      live.record = snapshot(record, readAt);
       for (const req of new Set([...live.sockets].map((socket) => socket.request as Request))) {
         if (store?.createSession) store.createSession(req, structuredClone(record));
         req[options.userProperty] = user;
@@ -373,6 +384,13 @@ export class LiveSessions {
       debug("revalidating session %s failed: %O", live.id, err);
       return false;
     }
+  }
+
+  /** The session is over: nothing may write it again, and its sockets on this node end. Resolves false. */
+  private async endLive(live: LiveSession, code: EndCode): Promise<false> {
+    live.ended = true;
+    await this.deps.end(live.id, code, false);
+    return false;
   }
 
   /** The store's TTL in ms, for sessions whose cookie has no expiry (connect-redis and others expose `ttl`). */
@@ -393,12 +411,14 @@ interface Snapshot {
   json: string;
   /** Its cookie's expiry (ms since the epoch), parsed once. */
   expires: number | undefined;
+  /** When it was read from (or written to) the store, at the latest (ms since the epoch). */
+  at: number;
 }
 
-function snapshot(session: unknown): Snapshot | undefined {
+function snapshot(session: unknown, at: number): Snapshot | undefined {
   if (!session || typeof session !== "object") return undefined;
   try {
-    return { json: JSON.stringify(session), expires: expiresOf(session as SessionRecord) };
+    return { json: JSON.stringify(session), expires: expiresOf(session as SessionRecord), at };
   } catch {
     return undefined;
   }

@@ -63,3 +63,43 @@ export function eventHook(listener: (socket: AnySocket) => void): (socket: AnySo
     (socket as unknown as { onevent: typeof wrapped }).onevent = wrapped;
   };
 }
+
+/** The connected sockets of `socket`'s client connection, in every namespace (socket.io's `client.sockets`). */
+export function connectedSiblings(socket: AnySocket): Iterable<AnySocket> {
+  return (socket.client as unknown as { sockets: Map<string, AnySocket> }).sockets.values();
+}
+
+/**
+ * Gives `socket` a `request` of its own, with `own` properties over the connection's shared request (which
+ * stays its prototype, so the session and everything else read through). A namespace's identity then stays
+ * its own when another namespace of the same connection admits someone else.
+ */
+export function ownRequest(socket: AnySocket, own: Record<string, unknown>): void {
+  const view = Object.create(socket.client.request) as Record<string, unknown>;
+  for (const [key, value] of Object.entries(own)) {
+    Object.defineProperty(view, key, { value, writable: true, configurable: true, enumerable: true });
+  }
+  Object.defineProperty(socket, "request", { value: view, configurable: true });
+}
+
+/**
+ * Calls `fn` once `socket` will never connect or is gone: refused by a later middleware, its connection
+ * closed before it connected, or disconnected (socket.io's `_cleanup` runs in each case).
+ */
+export function onCleanup(socket: AnySocket, fn: () => void): void {
+  const target = socket as unknown as { _cleanup?: (this: AnySocket) => void };
+  const cleanup = target._cleanup;
+  if (typeof cleanup !== "function") return;
+  target._cleanup = function (this: AnySocket) {
+    fn();
+    return cleanup.call(this);
+  };
+}
+
+/**
+ * Closes the socket's Engine.IO connection once what was sent to it is flushed (engine.io waits for its
+ * buffer to drain). The client's other namespaces see "transport close" and reconnect with a new handshake.
+ */
+export function closeConnection(socket: AnySocket): void {
+  socket.conn.close();
+}

@@ -5,6 +5,7 @@
 import { createRequire } from "node:module";
 import { MAX_TIMER_MS } from "./deadline.js";
 import { ConfigError, type RefusalError } from "./errors.js";
+import { userIdResolver, type UserIdOf } from "./rooms.js";
 import { exactOrigin, type FailureLimiter, type OriginPolicy, type SecurityOptions } from "./security.js";
 import type { AnySocket, PassportLike, SessionMiddleware } from "./types.js";
 
@@ -110,7 +111,8 @@ export interface ResolvedOptions<TUser> {
   keepAliveMs: number | false;
   revalidateEveryMs: number | false;
   sessionCacheMs: number;
-  userId: ((user: TUser, serialized: unknown) => string | number) | undefined;
+  /** The user id resolver: the `userId` option, or the default. */
+  userId: UserIdOf;
   maxChannelsPerSocket: number;
   security: SecurityOptions;
   strategies: string[];
@@ -239,7 +241,7 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
     keepAliveMs,
     revalidateEveryMs,
     sessionCacheMs,
-    userId: options.userId,
+    userId: userIdResolver(options.userId as ((user: unknown, serialized: unknown) => string | number) | undefined),
     maxChannelsPerSocket,
     security: {
       origins: Array.isArray(origins) ? origins.map(exactOrigin) : origins,

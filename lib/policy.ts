@@ -1,16 +1,18 @@
 /**
  * Policy: decide, for each socket, whether it is admitted with its user, admitted as anonymous, or refused,
  * running the app's onAccept and onReject hooks. The expensive part, reading the session and deserializing
- * the user, happens once per client connection: the namespaces a client joins over one connection share
- * `socket.request`, and the handshake result is kept on it. The hooks run for every socket, so they can
- * decide per namespace.
+ * the user, is shared by the namespaces a client joins over one connection (they share `socket.request`)
+ * under the rule in Handshaken. The hooks run for every socket, so they can decide per namespace.
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
-import { RefusalError } from "./errors.js";
+import type { Endings } from "./endings.js";
+import { RefusalError, type EndCode, type RefusalCode } from "./errors.js";
 import type { Handshake, Identity } from "./handshake.js";
+import { connectedSiblings } from "./namespaces.js";
 import type { ResolvedOptions } from "./options.js";
 import { Security } from "./security.js";
+import { roomsOf } from "./rooms.js";
 import { presentedToken, type Tokens } from "./tokens.js";
 import type { AnySocket } from "./types.js";
 
@@ -19,16 +21,37 @@ const debug = createDebug("passport-socketio-bridge:policy");
 /** Refusals that mean "nobody is logged in", which `allowAnonymous` turns into anonymous admissions. */
 const NOBODY = new Set(["session_missing", "unauthenticated", "user_not_found"]);
 
+/** The refusal a handshake gets when its identity ended while it ran: what reading the store now would say. */
+const REFUSED_AS: Record<EndCode, RefusalCode> = {
+  logged_out: "session_missing",
+  session_expired: "session_missing",
+  user_removed: "user_not_found",
+  revoked: "rejected",
+  token_expired: "token_expired",
+};
+
 /** An admitted socket: with an identity, or anonymous (`identity` undefined). */
 export interface Admission {
   identity: Identity | undefined;
-  /** When the handshake behind this admission started (a revocation after it must still reach the socket). */
-  since: number;
+  /** The admission's ticket with the endings (endings.ts): an ending after it must still reach the socket. */
+  ticket: number;
+  /** Set once the ticket was given back. */
+  finished: boolean;
+  /** The connection's handshake this admission used. */
+  handshake: Handshaken;
 }
 
-interface Handshaken {
+/**
+ * A connection's handshake. It serves the connection's other namespaces while it is in flight, and after it
+ * only while a socket admitted with it is connected (endings reach such a socket, and forget the handshake)
+ * and it is younger than `sessionCacheMs`. A connection whose sockets have all left reads the session again.
+ */
+export interface Handshaken {
   identity: Promise<Identity>;
-  since: number;
+  ticket: number;
+  /** When it began (ms since the epoch). */
+  startedAt: number;
+  settled: boolean;
 }
 
 export class Gate<TUser> {
@@ -40,28 +63,43 @@ export class Gate<TUser> {
     private readonly options: ResolvedOptions<TUser>,
     private readonly handshake: Handshake,
     private readonly tokens: Tokens,
+    private readonly endings: Endings,
+    /** The admission of a connected socket, if it was admitted with an identity. */
+    private readonly admissionOf: (socket: AnySocket) => Admission | undefined,
   ) {
     this.security = new Security(options.security);
   }
 
+  /**
+   * Admits or refuses `socket`. The admission holds a ticket with the endings until the caller gives it back
+   * with `finish` (once the socket is connected or gone); a refusal gives it back here.
+   */
   async admit(socket: AnySocket): Promise<Admission> {
     const { allowAnonymous, onAccept, onReject } = this.options;
-    const { identity: pending, since } = this.handshakeOf(socket);
+    const { handshake, fresh } = this.handshakeOf(socket);
+    const admission: Admission = { identity: undefined, ticket: handshake.ticket, finished: false, handshake };
     let refusal: RefusalError;
+    let decided: (() => void) | undefined;
     try {
-      const identity = await pending;
+      // A fresh handshake was screened; every other attempt on the connection counts against the limit too.
+      if (!fresh) decided = await this.security.limit(socket.request);
+      const identity = await handshake.identity;
+      this.checkNotEnded(identity, admission);
       try {
         // (CSRF protects cookie sessions; a token is a credential no other site's page holds.)
         if (identity.sessionId !== undefined) this.security.checkCsrf(socket);
         await onAccept?.(socket, identity.user as TUser);
-        return { identity, since };
+        admission.identity = identity;
+        return admission;
       } catch (err) {
         refusal = RefusalError.from(err);
         debug("onAccept refused %s in %s: %s", identity.userId, socket.nsp.name, refusal.code);
       }
     } catch (err) {
       refusal = err as RefusalError;
-      if (allowAnonymous && NOBODY.has(refusal.code)) return { identity: undefined, since };
+      if (allowAnonymous && NOBODY.has(refusal.code)) return admission;
+    } finally {
+      decided?.();
     }
     if (onReject) {
       let admitAnonymous: unknown;
@@ -70,11 +108,32 @@ export class Gate<TUser> {
       } catch (err) {
         refusal = RefusalError.from(err);
       }
-      if (admitAnonymous === true) return { identity: undefined, since };
+      if (admitAnonymous === true) return admission;
     }
     debug("refused %s in %s: %s", socket.id, socket.nsp.name, refusal.code);
+    this.finish(admission);
     this.security.refused(socket.request, refusal);
     throw refusal;
+  }
+
+  /** Gives the admission's ticket back: the socket is connected, or will never be. */
+  finish(admission: Admission): void {
+    if (admission.finished) return;
+    admission.finished = true;
+    this.endings.finish(admission.ticket);
+  }
+
+  /** How the admission's identity ended while it was in flight, if it did. */
+  endedSince(admission: Admission): EndCode | undefined {
+    return admission.identity && this.endings.endedSince(roomsOf(admission.identity), admission.ticket);
+  }
+
+  /** A handshake whose session or user ended while it ran is refused as if it had read the store now. */
+  private checkNotEnded(identity: Identity, admission: Admission): void {
+    const ended = this.endings.endedSince(roomsOf(identity), admission.ticket);
+    if (ended === undefined) return;
+    debug("%s ended (%s) while its handshake ran", identity.userId, ended);
+    throw new RefusalError(REFUSED_AS[ended]);
   }
 
   /** The session, or else (with `strategies`) a token the first socket of the connection presented. */
@@ -97,26 +156,36 @@ export class Gate<TUser> {
   }
 
   /**
-   * The connection's handshake, started by its first namespace and shared by the others. Failures that a
-   * retry could fix (`reconnect: true`) are not kept, so a retry on the same connection tries again.
+   * The connection's handshake: the one in flight or still held (see Handshaken), else a new one. A socket
+   * that shares one shares its ticket while it is in flight; a held one has seen no ending (an ending would
+   * have ended its sockets and forgotten it), so a socket reusing it takes a new ticket.
    */
-  private handshakeOf(socket: AnySocket): Handshaken {
+  private handshakeOf(socket: AnySocket): { handshake: Handshaken; fresh: boolean } {
     const req = socket.request;
-    let handshaken = this.handshakes.get(req);
-    if (!handshaken) {
-      // Origin and failure limits are decided from the request alone, before the store is read.
-      const identity = this.security.screen(req).then((decided) => {
-        const authenticated = this.authenticate(socket);
-        authenticated.then(decided, decided);
-        return authenticated;
-      });
-      handshaken = { identity, since: Date.now() };
-      const kept = handshaken;
-      this.handshakes.set(req, kept);
-      kept.identity.catch((err: RefusalError) => {
-        if (err.reconnect && this.handshakes.get(req) === kept) this.forget(req);
-      });
+    const kept = this.handshakes.get(req);
+    if (kept && !kept.settled) return { handshake: { ...kept, ticket: this.endings.share(kept.ticket) }, fresh: false };
+    if (kept && this.held(socket, kept)) return { handshake: { ...kept, ticket: this.endings.begin() }, fresh: false };
+    // Origin and failure limits are decided from the request alone, before the store is read.
+    const identity = this.security.screen(req).then((decided) => {
+      const authenticated = this.authenticate(socket);
+      authenticated.then(decided, decided);
+      return authenticated;
+    });
+    const handshake: Handshaken = { identity, ticket: this.endings.begin(), startedAt: Date.now(), settled: false };
+    this.handshakes.set(req, handshake);
+    const settle = () => {
+      handshake.settled = true;
+    };
+    identity.then(settle, settle);
+    return { handshake, fresh: true };
+  }
+
+  /** Whether a settled handshake may still serve a new namespace of its connection. */
+  private held(socket: AnySocket, handshake: Handshaken): boolean {
+    if (Date.now() - handshake.startedAt >= this.options.sessionCacheMs) return false;
+    for (const sibling of connectedSiblings(socket)) {
+      if (this.admissionOf(sibling)?.handshake.identity === handshake.identity) return true;
     }
-    return handshaken;
+    return false;
   }
 }

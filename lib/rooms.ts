@@ -7,30 +7,67 @@ import createDebug from "debug";
 import type { Server } from "socket.io";
 import type { EndCode } from "./errors.js";
 import type { Identity } from "./handshake.js";
-import { namespacesOf } from "./namespaces.js";
+import { closeConnection, namespacesOf } from "./namespaces.js";
 import type { AnySocket, BridgeSocketData } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:rooms");
 
+/** An id an app passes to the API (`disconnectUser(1)`), as a string. */
+export function toUserId(id: unknown): string {
+  return typeof id === "string" ? id : String(id);
+}
+
+/** The id a user's rooms and presence go by, from the deserialized user and Passport's serialized value. */
+export type UserIdOf = (user: unknown, serialized: unknown) => string;
+
 /**
- * Passport's serialized user as a room-safe string: strings as they are, numbers and other primitives via
- * String(), objects (apps that serialize the whole user) as JSON.
+ * The app's `userId` option, or the default: the serialized value when it is a string or a number, else the
+ * serialized object's `id` or `_id` (Socket.IO's own Passport example serializes the whole user). With none
+ * of those, the serialized value as JSON, and one warning that names the option.
  */
-export function toUserId(serialized: unknown): string {
-  if (typeof serialized === "string") return serialized;
-  if (typeof serialized === "object" && serialized !== null) {
-    try {
-      return JSON.stringify(serialized);
-    } catch {
-      // circular or BigInt-bearing: fall through
-    }
+export function userIdResolver(custom: ((user: any, serialized: unknown) => string | number) | undefined): UserIdOf {
+  if (custom) {
+    return (user, serialized) => {
+      const id: unknown = custom(user, serialized);
+      if ((typeof id !== "string" && typeof id !== "number") || id === "") {
+        throw new TypeError(`the userId option returned ${typeof id}, not a non-empty string or number`);
+      }
+      return String(id);
+    };
   }
-  return String(serialized);
+  let warned = false;
+  return (_user, serialized) => {
+    const id = plainId(serialized) ?? plainId((serialized as { id?: unknown } | null)?.id) ?? plainId((serialized as { _id?: unknown } | null)?._id);
+    if (id !== undefined) return id;
+    if (!warned) {
+      warned = true;
+      process.emitWarning(
+        "Passport's serialized user has no string or number id (nor an `id` or `_id` field), so user rooms, " +
+          "disconnectUser() and isOnline() go by its JSON. Give bridge() a `userId: (user, serialized) => id` option.",
+        { code: "PSB_USER_ID" },
+      );
+    }
+    try {
+      return JSON.stringify(serialized) ?? String(serialized);
+    } catch {
+      return String(serialized);
+    }
+  };
+}
+
+/** A string or number as an id; an object with its own toString (a MongoDB ObjectId) by that. */
+function plainId(value: unknown): string | undefined {
+  if (typeof value === "string" || typeof value === "number" || typeof value === "bigint") return String(value);
+  if (typeof value === "object" && value !== null && value.toString !== Object.prototype.toString) {
+    const id = String(value);
+    return id === "" ? undefined : id;
+  }
+  return undefined;
 }
 
 const USER_PREFIX = "user:";
 const SESSION_PREFIX = "session:";
-export const userRoom = (id: unknown): string => `${USER_PREFIX}${toUserId(id)}`;
+export const userRoom = (id: string | number): string => `${USER_PREFIX}${toUserId(id)}`;
 export const sessionRoom = (sessionId: string): string => `${SESSION_PREFIX}${sessionId}`;
 
 /** The rooms the bridge keeps for itself: a socket's own, and the user and session rooms revocation relies on. */
@@ -67,9 +104,10 @@ export function forgetIdentity(socket: AnySocket): void {
 }
 
 /**
- * Tells one socket why it ends (`event` with `{ code }`), then disconnects it; the client does not reconnect
- * by itself. The app's `disconnect` handlers run inside, with the user still on the socket; one that
- * throws must not keep the next socket connected, so its error is only logged.
+ * Tells one socket why it ends (`event` with `{ code }`), disconnects it (the client does not reconnect it by
+ * itself), and closes its Engine.IO connection, which was authenticated with what ended. The app's
+ * `disconnect` handlers run inside, with the user still on the socket; one that throws must not keep the
+ * next socket connected, so its error is only logged.
  */
 export function endSocket(socket: AnySocket, ending: { code: EndCode; event: string }): void {
   try {
@@ -78,6 +116,7 @@ export function endSocket(socket: AnySocket, ending: { code: EndCode; event: str
   } catch (err) {
     debug("a disconnect handler of %s threw: %O", socket.id, err);
   }
+  closeConnection(socket);
 }
 
 /** Ends this node's sockets in `room`, in every namespace, then calls `afterEnd` with each. Returns how many. */

@@ -17,6 +17,7 @@ const debug = createDebug("passport-socketio-bridge:security");
 export const CSRF_KEY = "socketCsrfToken";
 const WINDOW_MS = 60_000;
 const MEMORY_LIMITER_KEYS = 100_000;
+const NOTHING = () => undefined;
 
 /** Which origins may open a connection: a list of exact origins, a function, or false for no check. */
 export type OriginPolicy = readonly string[] | ((origin: string, req: IncomingMessage) => boolean | Promise<boolean>) | false;
@@ -62,7 +63,15 @@ export class Security {
    */
   async screen(req: IncomingMessage): Promise<() => void> {
     await this.checkOrigin(req);
-    if (!this.limiter) return () => undefined;
+    return this.limit(req);
+  }
+
+  /**
+   * Refuses a client over its failure limit, counted per address across its connections and namespaces.
+   * Returns the function to call once the attempt is decided.
+   */
+  async limit(req: IncomingMessage): Promise<() => void> {
+    if (!this.limiter) return NOTHING;
     const key = this.addressKey(req);
     let failures = 0;
     try {

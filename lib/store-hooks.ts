@@ -31,10 +31,12 @@ export interface SessionRecord {
 
 export interface StoreObserver {
   destroyed(sid: string): void;
-  /** A session was written (set or touched) through this node, as `session`. */
-  renewed(sid: string, session: SessionRecord | undefined): void;
-  /** A current copy of a session this observer keeps alive (its sockets are connected), if it has one. */
+  /** A session was renewed through this node: rewritten (`set`, `written`) or only touched. */
+  renewed(sid: string, session: SessionRecord | undefined, written: boolean): void;
+  /** A fresh enough copy of a session this observer keeps alive (its sockets are connected), if it has one. */
   recordOf(sid: string): SessionRecord | undefined;
+  /** A handshake's store read that began at `startedAt` (ms since the epoch) found `session`. */
+  read(sid: string, session: SessionRecord, startedAt: number): void;
   /** How long this observer's handshakes wait for a store read (no later handshake joins a read older than that). */
   readTimeoutMs: number;
 }
@@ -70,21 +72,24 @@ export function observeStore(store: SessionStore, observer: StoreObserver): () =
       }
     };
     wrap(store, "get");
-    shareHandshakeReads(
-      store,
-      (sid) => {
+    shareHandshakeReads(store, {
+      copy(sid) {
         for (const o of set) {
           const record = o.recordOf(sid);
           if (record) return record;
         }
         return undefined;
       },
-      () => Math.max(0, ...[...set].map((o) => o.readTimeoutMs)),
-    );
-    wrap(store, "destroy", (sid) => notify((o) => o.destroyed(sid)));
-    wrap(store, "set", (sid, session) => notify((o) => o.renewed(sid, session)));
+      timeoutMs: () => Math.max(0, ...[...set].map((o) => o.readTimeoutMs)),
+      read: (sid, session, startedAt) => notify((o) => o.read(sid, session, startedAt)),
+    });
+    wrap(store, "destroy", (sid) => {
+      invalidateReads(store, sid);
+      notify((o) => o.destroyed(sid));
+    });
+    wrap(store, "set", (sid, session) => notify((o) => o.renewed(sid, session, true)));
     if (typeof store.touch === "function") {
-      wrap(store, "touch", (sid, session) => notify((o) => o.renewed(sid, session)));
+      wrap(store, "touch", (sid, session) => notify((o) => o.renewed(sid, session, false)));
     }
     debug("watching the session store");
   }
@@ -138,37 +143,72 @@ export function sharedRead<T>(read: () => T): T {
 
 type GetCallback = (err: unknown, session?: SessionRecord | null) => void;
 
+const READS = Symbol.for("passport-socketio-bridge:reads");
+
+/** A handshake read of one session in flight, shared by the handshakes that come while it lasts. */
+interface Read {
+  callbacks: GetCallback[];
+  started: number;
+  /** The session ended (as this node learned) after the read began: its answer may predate the ending. */
+  stale: boolean;
+}
+
+interface SharedReads {
+  /** A fresh enough copy of a session whose sockets are connected here. */
+  copy(sid: string): SessionRecord | undefined;
+  /** How long a handshake waits for a read (no later handshake joins a read older than that). */
+  timeoutMs(): number;
+  /** A read answered with a session. */
+  read(sid: string, session: SessionRecord, startedAt: number): void;
+}
+
 /**
- * Wraps `store.get` so that a handshake of a session reads the store at most once per node while that session
- * has connected sockets there, however many tabs and reconnections: it gets a copy of the session the live
- * sockets hold (kept current with every write and logout seen), or joins a read of that session already in
- * flight. A reconnect storm then costs one read per session, not per socket.
+ * Wraps `store.get` so that concurrent handshakes of a session share one read, and handshakes of a session
+ * with sockets connected here take the live sockets' copy while it is fresh enough (`sessionCacheMs`). A
+ * reconnect storm then costs one read per session per window, not one per socket. A read that began before
+ * an ending of its session is never used: its handshakes read again.
  */
-function shareHandshakeReads(
-  store: SessionStore,
-  live: (sid: string) => SessionRecord | undefined,
-  readTimeoutMs: () => number,
-): void {
+function shareHandshakeReads(store: SessionStore, shared: SharedReads): void {
   const get = store.get;
   // A read that never answers must not hold every later handshake of its session: once it is older than the
   // handshakes' deadline, the next handshake reads again.
-  const inFlight = new Map<string, { callbacks: GetCallback[]; started: number }>();
-  const shared = function (this: SessionStore, sid: string, callback: GetCallback) {
+  const inFlight = new Map<string, Read>();
+  Object.defineProperty(store, READS, { value: inFlight });
+  const read = (self: SessionStore, sid: string, callback: GetCallback): unknown => {
+    const waiting = inFlight.get(sid);
+    if (waiting && !waiting.stale && Date.now() - waiting.started < shared.timeoutMs()) {
+      return void waiting.callbacks.push(callback);
+    }
+    const current: Read = { callbacks: [callback], started: Date.now(), stale: false };
+    inFlight.set(sid, current);
+    return get.call(self, sid, (err: unknown, session?: SessionRecord | null) => {
+      if (inFlight.get(sid) === current) inFlight.delete(sid);
+      if (current.stale && !err) {
+        debug("a read of a session that ended meanwhile: reading it again");
+        for (const waiter of current.callbacks) read(self, sid, waiter);
+        return;
+      }
+      if (!err && session) shared.read(sid, session, current.started);
+      // Each handshake gets its own copy: express-session turns the record into its Session in place.
+      for (const waiter of current.callbacks) waiter(err, session ? structuredClone(session) : session);
+    });
+  };
+  const sharedGet = function (this: SessionStore, sid: string, callback: GetCallback) {
     if (handshakeDepth === 0 || typeof sid !== "string" || typeof callback !== "function") {
       return get.call(this, sid, callback);
     }
-    const record = live(sid);
+    const record = shared.copy(sid);
     if (record) return void setImmediate(callback, null, record);
-    const waiting = inFlight.get(sid);
-    if (waiting && Date.now() - waiting.started < readTimeoutMs()) return void waiting.callbacks.push(callback);
-    const read = { callbacks: [callback], started: Date.now() };
-    const { callbacks } = read;
-    inFlight.set(sid, read);
-    return get.call(this, sid, (err: unknown, session?: SessionRecord | null) => {
-      if (inFlight.get(sid) === read) inFlight.delete(sid);
-      // Each handshake gets its own copy: express-session turns the record into its Session in place.
-      for (const waiter of callbacks) waiter(err, session ? structuredClone(session) : session);
-    });
+    return read(this, sid, callback);
   };
-  Object.defineProperty(store, "get", { value: shared, writable: true, configurable: true });
+  Object.defineProperty(store, "get", { value: sharedGet, writable: true, configurable: true });
+}
+
+/** Session `sid` ended: no handshake may use a read of it that is in flight now. */
+export function invalidateReads(store: SessionStore, sid: string): void {
+  const reads = (store as unknown as Record<symbol, Map<string, Read> | undefined>)[READS];
+  const current = reads?.get(sid);
+  if (!current) return;
+  current.stale = true;
+  reads!.delete(sid);
 }

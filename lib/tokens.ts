@@ -8,9 +8,8 @@ import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import { delayUntil, within } from "./deadline.js";
 import { RefusalError } from "./errors.js";
-import { detachedResponse, giveIsAuthenticated, type Identity } from "./handshake.js";
+import { detachedResponse, giveIsAuthenticated, userIdOf, type Identity } from "./handshake.js";
 import type { ResolvedOptions } from "./options.js";
-import { toUserId } from "./rooms.js";
 import type { AnySocket } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:tokens");
@@ -77,7 +76,7 @@ export class Tokens {
         return id;
       },
     );
-    return { user, userId: toUserId(serialized), sessionId: undefined, expires: tokenExpiry(token) };
+    return { user, userId: userIdOf(this.options, user, serialized), sessionId: undefined, expires: tokenExpiry(token) };
   }
 
   /**
@@ -96,7 +95,10 @@ export class Tokens {
     connection.sockets.add(socket);
     socket.on("disconnect", () => {
       connection.sockets.delete(socket);
-      if (connection.sockets.size === 0) clearTimeout(connection.timer);
+      if (connection.sockets.size > 0) return;
+      // The connection's next namespace authenticates again, with the token it presents then.
+      clearTimeout(connection.timer);
+      if (this.connections.get(req) === connection) this.connections.delete(req);
     });
     socket.on(REFRESH_EVENT, (payload: unknown, ack?: (answer: { ok: boolean; code?: string }) => void) => {
       const answer = typeof ack === "function" ? ack : () => undefined;
