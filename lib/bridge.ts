@@ -240,8 +240,7 @@ export class SocketBridge<TUser = Express.User> {
 
   /** An admitted socket, before the app sees it: its identity, its rooms, and the user on its request. */
   private admitted(socket: AnySocket, admission: Admission): Promise<void> | void {
-    const req = socket.request as Request;
-    const { identity } = admission;
+    const { identity, handshake } = admission;
     // A recovered connection comes back with its old rooms and data, restored before any middleware ran.
     if (socket.recovered) {
       forgetIdentity(socket);
@@ -249,12 +248,13 @@ export class SocketBridge<TUser = Express.User> {
     }
     if (!identity) {
       // An anonymous socket never shows a user, whatever another namespace of its connection admits.
-      ownRequest(socket, { [this.options.userProperty]: undefined });
+      ownRequest(socket, Object.create(handshake.request) as IncomingMessage, { [this.options.userProperty]: undefined });
       return;
     }
+    if (handshake.request !== socket.request) ownRequest(socket, handshake.request);
     this.admissions.set(socket, admission);
-    req[this.options.userProperty] = identity.user;
-    this.useStore(req.sessionStore);
+    (socket.request as Request)[this.options.userProperty] = identity.user;
+    this.useStore((socket.request as Request).sessionStore);
     return joinIdentity(socket, identity);
   }
 
@@ -272,14 +272,14 @@ export class SocketBridge<TUser = Express.User> {
     // (An app `connection` listener that ran first may have disconnected it already.)
     if (!socket.connected) return;
     if (ended) {
-      this.gate.forget(socket.request);
+      this.gate.forget(socket);
       return endSocket(socket, { code: ended, event: this.options.endedEvent });
     }
     if (identity.sessionId !== undefined) {
       return this.live.add(socket, identity as SessionIdentity, admission.handshake.startedAt);
     }
     this.tokens.watch(socket, identity, (ended) => {
-      this.gate.forget(ended.request);
+      this.gate.forget(ended);
       endSocket(ended, { code: "token_expired", event: this.options.endedEvent });
     });
   }
@@ -322,7 +322,7 @@ export class SocketBridge<TUser = Express.User> {
   private endHere(room: string, code: EndCode): number {
     this.endings.record(room, code);
     return endLocalSockets(this.io, room, { code, event: this.options.endedEvent }, (socket) =>
-      this.gate.forget(socket.request),
+      this.gate.forget(socket),
     );
   }
 

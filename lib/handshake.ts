@@ -57,11 +57,12 @@ export class Handshake {
       giveIsAuthenticated(request, userProperty);
       throw new RefusalError("session_missing");
     }
-    // A connection authenticated again (after a revocation or a failed attempt) starts clean: express-session
-    // skips requests that already carry a session.
+    // A connection authenticated again starts clean: express-session skips requests that already carry a
+    // session. A request of its own over the connection's (policy.ts) shadows what it would inherit.
     // (Only when there is something to clear: a delete turns the request into a slower, larger dictionary.)
     for (const key of ["session", "sessionID", userProperty]) {
       if (Object.hasOwn(request, key)) delete (request as Record<string, unknown>)[key];
+      if (key in request) Object.defineProperty(request, key, { value: undefined, writable: true, configurable: true, enumerable: true });
     }
 
     await runMiddleware(

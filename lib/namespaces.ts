@@ -4,6 +4,7 @@
  * events. Socket.IO's private members this relies on (`_nsps`, `_fns`, `onevent`, stable across 4.x) are
  * touched here only.
  */
+import type { IncomingMessage } from "node:http";
 import type { Namespace, Server } from "socket.io";
 import type { AnySocket } from "./types.js";
 
@@ -70,12 +71,11 @@ export function connectedSiblings(socket: AnySocket): Iterable<AnySocket> {
 }
 
 /**
- * Gives `socket` a `request` of its own, with `own` properties over the connection's shared request (which
- * stays its prototype, so the session and everything else read through). A namespace's identity then stays
- * its own when another namespace of the same connection admits someone else.
+ * Gives `socket` a `request` of its own: `view`, a request whose prototype is the connection's (so the
+ * session and everything else read through), with `own` properties on it. A namespace's identity then stays
+ * its own when another namespace of the same connection admits someone else, or authenticates again.
  */
-export function ownRequest(socket: AnySocket, own: Record<string, unknown>): void {
-  const view = Object.create(socket.client.request) as Record<string, unknown>;
+export function ownRequest(socket: AnySocket, view: IncomingMessage, own: Record<string, unknown> = {}): void {
   for (const [key, value] of Object.entries(own)) {
     Object.defineProperty(view, key, { value, writable: true, configurable: true, enumerable: true });
   }

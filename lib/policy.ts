@@ -48,6 +48,8 @@ export interface Admission {
  */
 export interface Handshaken {
   identity: Promise<Identity>;
+  /** The request it authenticated: the connection's, or one of its own over it. */
+  request: IncomingMessage;
   ticket: number;
   /** When it began (ms since the epoch). */
   startedAt: number;
@@ -136,23 +138,23 @@ export class Gate<TUser> {
     throw new RefusalError(REFUSED_AS[ended]);
   }
 
-  /** The session, or else (with `strategies`) a token the first socket of the connection presented. */
-  private async authenticate(socket: AnySocket): Promise<Identity> {
+  /** The session, or else (with `strategies`) a token the first socket of the handshake presented. */
+  private async authenticate(socket: AnySocket, req: IncomingMessage): Promise<Identity> {
     try {
-      return await this.handshake.authenticate(socket.request);
+      return await this.handshake.authenticate(req);
     } catch (refusal) {
       const token =
         this.tokens.enabled && (refusal as RefusalError).code === "session_missing"
-          ? presentedToken(socket.request, socket.handshake.auth)
+          ? presentedToken(req, socket.handshake.auth)
           : undefined;
       if (!token) throw refusal;
-      return this.tokens.authenticate(socket.request, token);
+      return this.tokens.authenticate(req, token);
     }
   }
 
-  /** Forgets the connection's handshake: the next namespace it joins reads the session again. */
-  forget(req: IncomingMessage): void {
-    this.handshakes.delete(req);
+  /** Forgets the socket's connection's handshake: the next namespace it joins reads the session again. */
+  forget(socket: AnySocket): void {
+    this.handshakes.delete(socket.client.request);
   }
 
   /**
@@ -161,17 +163,25 @@ export class Gate<TUser> {
    * have ended its sockets and forgotten it), so a socket reusing it takes a new ticket.
    */
   private handshakeOf(socket: AnySocket): { handshake: Handshaken; fresh: boolean } {
-    const req = socket.request;
+    const req = socket.client.request;
     const kept = this.handshakes.get(req);
     if (kept && !kept.settled) return { handshake: { ...kept, ticket: this.endings.share(kept.ticket) }, fresh: false };
     if (kept && this.held(socket, kept)) return { handshake: { ...kept, ticket: this.endings.begin() }, fresh: false };
+    // A connection with sockets on it is authenticated again on a request of its own, leaving theirs alone.
+    const target = kept && !isEmpty(connectedSiblings(socket)) ? (Object.create(req) as IncomingMessage) : req;
     // Origin and failure limits are decided from the request alone, before the store is read.
     const identity = this.security.screen(req).then((decided) => {
-      const authenticated = this.authenticate(socket);
+      const authenticated = this.authenticate(socket, target);
       authenticated.then(decided, decided);
       return authenticated;
     });
-    const handshake: Handshaken = { identity, ticket: this.endings.begin(), startedAt: Date.now(), settled: false };
+    const handshake: Handshaken = {
+      identity,
+      request: target,
+      ticket: this.endings.begin(),
+      startedAt: Date.now(),
+      settled: false,
+    };
     this.handshakes.set(req, handshake);
     const settle = () => {
       handshake.settled = true;
@@ -188,4 +198,9 @@ export class Gate<TUser> {
     }
     return false;
   }
+}
+
+function isEmpty(items: Iterable<unknown>): boolean {
+  for (const _ of items) return false;
+  return true;
 }

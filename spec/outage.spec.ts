@@ -46,9 +46,9 @@ describe("a Redis outage", () => {
       expect(elapsed).toBeLessThan(storeTimeoutMs + 1500);
     }
 
-    // A session whose sockets are connected here admits its new tabs from memory, store down or not.
-    const tab = await h.connect({ cookie: cookies[0] });
-    expect(((await tab.emitWithAck("whoami")) as WhoAmI).user).toMatchObject({ name: "Alice" });
+    // A session whose sockets are connected here: its copy is older than sessionCacheMs (2 s) by now, so a new
+    // tab needs the store, as an HTTP request would; its live sockets stay.
+    expect((await h.refusal({ cookie: cookies[0] })).data).toEqual({ code: "store_unavailable", reconnect: true });
 
     await redis.restart();
     // The app's ioredis client reconnects by itself; wait for it, then log in afresh (the restart lost the data).

@@ -147,6 +147,15 @@ class LateStore extends session.MemoryStore {
   }
 }
 
+/** A MemoryStore whose reads fail while `failing` is set. */
+class FlakyStore extends session.MemoryStore {
+  failing = false;
+  override get(sid: string, callback: (err: unknown, session?: session.SessionData | null) => void): void {
+    if (this.failing) return void setImmediate(callback, new Error("the store is down"));
+    super.get(sid, callback);
+  }
+}
+
 describe("a store read in flight across a logout", () => {
   it("admits neither the handshake that began before the logout nor one that began after it", async () => {
     const store = new LateStore();
@@ -311,6 +320,24 @@ describe("per-namespace identity", () => {
     await nextEvent(admin, "connect");
     expect(await admin.emitWithAck("whoami")).toEqual({ user: null, isAuthenticated: false });
     expect((await whoami(main)).user).toMatchObject({ name: "Alice" });
+  });
+});
+
+describe("a connection authenticated again", () => {
+  it("never takes the session or user away from the connection's sockets already connected", async () => {
+    const store = new FlakyStore();
+    const h = await start({ store, bridge: { sessionCacheMs: 100 } });
+    h.io.of("/chat");
+    const cookie = await h.login("alice");
+    const main = await h.connect({ cookie });
+    await sleep(150);
+    store.failing = true;
+    const chat = main.io.socket("/chat");
+    chat.connect();
+    expect((await nextEvent<Error & { data: { code: string } }>(chat, "connect_error")).data.code).toBe("store_unavailable");
+    const seen = (await main.emitWithAck("whoami")) as WhoAmI;
+    expect(seen).toMatchObject({ user: { name: "Alice" }, isAuthenticated: true });
+    expect(seen.sessionID).toBe(sessionIdOf(cookie));
   });
 });
 
