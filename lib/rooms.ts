@@ -99,7 +99,16 @@ export function forgetIdentity(socket: AnySocket): void {
   delete data.userId;
   delete data.sessionId;
   for (const room of socket.rooms) {
-    if (room !== socket.id && isReservedRoom(socket, room)) void socket.leave(room);
+    if (room !== socket.id && isReservedRoom(socket, room)) leaveQuietly(socket, room);
+  }
+}
+
+/** Leaves `room` without waiting; an adapter that fails to (the sharded one can reject) is only logged. */
+export function leaveQuietly(socket: AnySocket, room: string): void {
+  try {
+    Promise.resolve(socket.leave(room)).catch((err: unknown) => debug("leaving %s failed: %O", room, err));
+  } catch (err) {
+    debug("leaving %s failed: %O", room, err);
   }
 }
 
