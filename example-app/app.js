@@ -32,12 +32,28 @@ export async function createApp({
     const { Redis } = await import("ioredis");
     const { RedisStore } = await import("connect-redis");
     const { createAdapter } = await import("@socket.io/redis-adapter");
+    // Sessions: ioredis's defaults. While Redis is down a store command waits in ioredis's offline queue and
+    // fails after its 20 reconnection attempts (about 10 s); the bridge gives up sooner (storeTimeoutMs, 5 s)
+    // and refuses the handshake as store_unavailable (reconnect: true). HTTP requests get an error.
     const client = new Redis(redisUrl);
-    const pub = new Redis(redisUrl);
+    // The adapter: maxRetriesPerRequest null, on both of its clients (duplicate() copies the options).
+    // @socket.io/redis-adapter drops the promise of every PUBLISH (io.emit, the bridge's cross-node commands),
+    // so with the default (20) an outage longer than about 10 s rejects them all as MaxRetriesPerRequestError,
+    // unhandled, and Node exits. With null they wait in memory until Redis is back, then go out (they may
+    // arrive late, or not at all: docs/deployment.md). Nothing rejects, so nothing is unhandled.
+    const pub = new Redis(redisUrl, { maxRetriesPerRequest: null });
     const sub = pub.duplicate();
-    // ioredis reconnects by itself; handshakes meanwhile are refused as store_unavailable (reconnect: true).
-    for (const c of [client, pub, sub]) {
-      c.on("error", (err) => log(`Redis: ${err.message}`));
+    // ioredis reconnects by itself. One line when a client loses Redis and one when it is back, not one per retry.
+    for (const [name, c] of [["sessions", client], ["adapter pub", pub], ["adapter sub", sub]]) {
+      let down = false;
+      c.on("error", (err) => {
+        if (!down) log(`Redis (${name}): ${err.message}; reconnecting`);
+        down = true;
+      });
+      c.on("ready", () => {
+        if (down) log(`Redis (${name}): reconnected`);
+        down = false;
+      });
       closers.push(() => c.quit().catch(() => undefined));
     }
     store = new RedisStore({ client, prefix: "example:sess:" });

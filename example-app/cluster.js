@@ -32,13 +32,21 @@ try {
 }
 
 const server = fileURLToPath(new URL("./server.js", import.meta.url));
-const nodes = ports.map((port) =>
-  fork(server, [], { env: { ...process.env, PORT: String(port), REDIS_URL: redisUrl }, stdio: "inherit" }),
-);
+let stopping = false;
+const nodes = ports.map((port) => {
+  const node = fork(server, [], { env: { ...process.env, PORT: String(port), REDIS_URL: redisUrl }, stdio: "inherit" });
+  console.log(`Node ${node.pid} serves port ${port}.`);
+  // A node should never stop by itself (a Redis outage included): say so loudly. This script does not restart
+  // it; in production, your process manager would.
+  node.on("exit", (code, signal) => {
+    if (!stopping) console.error(`a node exited: pid ${node.pid}, port ${port}, ${signal ?? `code ${code}`}`);
+  });
+  return node;
+});
 const stop = () => {
+  stopping = true;
   for (const node of nodes) node.kill();
   process.exit(0);
 };
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
-for (const node of nodes) node.on("exit", (code) => code && console.error(`a node exited with ${code}`));
