@@ -14,6 +14,7 @@ import { LiveSessions } from "./live-sessions.js";
 import { Endings } from "./endings.js";
 import { closeConnection, onCleanup, ownRequest, wireEveryNamespace } from "./namespaces.js";
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from "./options.js";
+import { checkNoSocketsYet, probeSession, warnLeftoverEngineMiddlewares } from "./setup-checks.js";
 import { Gate, type Admission } from "./policy.js";
 import {
   endLocalSockets,
@@ -81,8 +82,9 @@ export class SocketBridge<TUser = Express.User> {
       throw new ConfigError("bridge() was already called for this Socket.IO server; call it once and share the result.");
     }
     this.options = resolveOptions(options);
+    checkNoSocketsYet(io);
     authenticateRecoveredConnections(io);
-    const handshake = new Handshake(this.options as ResolvedOptions<unknown>);
+    const handshake = new Handshake(this.options as ResolvedOptions<unknown>, () => this.store !== undefined);
     this.tokens = new Tokens(this.options as ResolvedOptions<unknown>);
     this.channels = new Channels<TUser>(io, this.options, (socket) => this.user(socket));
     this.gate = new Gate(this.options, handshake, this.tokens, this.endings, (socket) => this.admissions.get(socket));
@@ -105,12 +107,19 @@ export class SocketBridge<TUser = Express.User> {
       leaveChannel: ({ userId, channel }) => this.leaveHere(userRoom(userId), channel),
       users: () => usersHere(io),
     });
-    this.useStore(handshake.probe(io.path()).store);
+    if (this.options.session) this.useStore(probeSession(this.options.session, io.path()));
+    warnLeftoverEngineMiddlewares(io, this.options.session);
     Object.defineProperty(io, INSTALLED, { value: this });
+    let firstHandshake = true;
 
     wireEveryNamespace(
       io,
       (socket, next) => {
+        // Engine middlewares added after bridge() show by the first handshake.
+        if (firstHandshake) {
+          firstHandshake = false;
+          warnLeftoverEngineMiddlewares(io, this.options.session);
+        }
         this.gate.admit(socket).then(
           (admission) => {
             // Whatever happens next (a later middleware refusing, the client leaving), the ticket goes back.

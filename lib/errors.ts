@@ -69,6 +69,30 @@ export const REFUSALS = {
 
 export type RefusalCode = keyof typeof REFUSALS;
 
+/**
+ * Why a handshake found no session (`err.data.reason` with `session_missing`), each with its own sentence.
+ * None tells an attacker more than the code: a client knows whether it sent a cookie, and anyone who can log
+ * in holds a validly signed cookie to test secrets against offline.
+ */
+export const SESSION_MISSING_REASONS = {
+  no_cookie:
+    "No session cookie came with this connection. Log in over HTTP first. A page on another origin must connect " +
+    "with `withCredentials: true` (and the server allow it with `cors: { origin, credentials: true }`); a " +
+    "cross-site page needs the cookie set with `SameSite=None; Secure`; the cookie's `domain` must cover this " +
+    "host; and localhost and 127.0.0.1 are different sites to a browser.",
+  bad_signature:
+    "The session cookie's signature did not verify: the server's session `secret` differs from the one that " +
+    "signed it, or it was rotated out (keep old secrets at the end of the `secret` array while rotating). Log in again.",
+  unknown_session: "The session cookie names a session the store does not have: it expired or was logged out. Log in again.",
+} as const;
+
+export type SessionMissingReason = keyof typeof SESSION_MISSING_REASONS;
+
+/** `session_missing`, saying which of the reasons it was. */
+export function sessionMissing(reason: SessionMissingReason): RefusalError {
+  return new RefusalError("session_missing", { message: SESSION_MISSING_REASONS[reason], data: { reason } });
+}
+
 /** Why the bridge ended a live socket; sent as `{ code }` with the `auth:ended` event before disconnecting. */
 export const ENDINGS = {
   logged_out: "The session was logged out or destroyed.",

@@ -9,10 +9,11 @@
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
-import { claimsSessionId } from "./cookies.js";
+import { claimsSessionId, cookiePairs } from "./cookies.js";
 import { rejectionsTo, within } from "./deadline.js";
-import { ConfigError, RefusalError, type RefusalCode } from "./errors.js";
+import { RefusalError, sessionMissing, type RefusalCode, type SessionMissingReason } from "./errors.js";
 import type { ResolvedOptions } from "./options.js";
+import { hasDeserializer } from "./setup-checks.js";
 import { sharedRead } from "./store-hooks.js";
 import type { PassportLike, SessionMiddleware } from "./types.js";
 
@@ -37,8 +38,13 @@ type Request = IncomingMessage & Record<string | symbol, any>;
 
 export class Handshake {
   private readonly passportSession: SessionMiddleware;
+  private warnedNoDeserializer = false;
 
-  constructor(private readonly options: ResolvedOptions<unknown>) {
+  constructor(
+    private readonly options: ResolvedOptions<unknown>,
+    /** Whether the bridge watches the session store (so the session id express-session asked for is known). */
+    private readonly watched: () => boolean,
+  ) {
     this.passportSession = options.passport.session();
     // Now, so that HTTP requests are covered before the first socket connects (and again per handshake,
     // for deserializers registered later).
@@ -65,8 +71,9 @@ export class Handshake {
       if (key in request) Object.defineProperty(request, key, { value: undefined, writable: true, configurable: true, enumerable: true });
     }
 
+    let asked: string | undefined;
     await runMiddleware(
-      (req, res, next) => sharedRead(() => session(req, res, next)),
+      (req, res, next) => void (asked = sharedRead(() => session(req, res, next))),
       request,
       storeTimeoutMs,
       "store_unavailable",
@@ -83,6 +90,7 @@ export class Handshake {
     const loaded = claimsSessionId(request.headers.cookie, request.sessionID);
     // Read before Passport runs: it deletes the serialized user when deserializeUser finds nobody.
     const serialized: unknown = (request.session as Record<string, any>)[passportKey]?.user;
+    if (loaded && (serialized || serialized === 0)) this.checkDeserializer();
     // Passport runs even when nobody is logged in: it gives every socket's request isAuthenticated().
     request._userProperty = userProperty;
     guardDeserializers(this.options.passport);
@@ -93,7 +101,11 @@ export class Handshake {
       Object.defineProperty(request, userProperty, { configurable: true, get: () => undefined, set: () => {} });
       throw refusal;
     }
-    if (!loaded) throw new RefusalError("session_missing");
+    if (!loaded) {
+      const reason = missingReason(request.headers.cookie, asked, this.watched());
+      debug("session_missing (%s): %s", reason, REASON_LOGS[reason]);
+      throw sessionMissing(reason);
+    }
     // Passport's own test: a serialized user is anything truthy, or 0.
     if (!serialized && serialized !== 0) throw new RefusalError("unauthenticated");
     const user: unknown = request[userProperty];
@@ -102,34 +114,39 @@ export class Handshake {
   }
 
   /**
-   * Runs the session middleware once on a detached request at startup. This finds the store (later work
-   * hooks it) and brings two silent misconfigurations to light now: a missing secret (an error), and a
-   * cookie `path` that does not cover the Socket.IO path, which makes express-session skip every
-   * handshake (a process warning: a store that is disconnected at startup looks the same).
+   * A Passport without deserializers (the singleton, when the app made its own with `new Passport()` and did
+   * not pass it) can never load a user: refused for good, with one warning, instead of "retry later".
    */
-  probe(socketPath: string): { store: unknown } {
-    const { session } = this.options;
-    if (!session) return { store: undefined };
-    const req = { url: `${socketPath}/`, method: "GET", headers: {} } as unknown as Request;
-    let failure: unknown;
-    try {
-      session(req, detachedResponse(), (err?: unknown) => (failure = err));
-    } catch (err) {
-      failure = err;
+  private checkDeserializer(): void {
+    if (hasDeserializer(this.options.passport)) return;
+    const message =
+      "The Passport the bridge uses has no deserializeUser. If your app makes its own with `new Passport()`, " +
+      "pass it to bridge() as the `passport` option; otherwise register one with passport.deserializeUser().";
+    if (!this.warnedNoDeserializer) {
+      this.warnedNoDeserializer = true;
+      process.emitWarning(message, { code: "PSB_NO_DESERIALIZER" });
     }
-    if (failure instanceof Error && /secret/i.test(failure.message)) {
-      throw new ConfigError(`The session middleware refuses every request: ${failure.message}.`);
-    }
-    if (!req.sessionStore) {
-      process.emitWarning(
-        `express-session skipped a request to the Socket.IO path "${socketPath}/". Its cookie \`path\` must ` +
-          "cover that path (use the default \"/\"), or every handshake is refused as store_unavailable. (A store " +
-          "that is disconnected at startup looks the same.)",
-        { code: "PSB_SESSION_SKIPPED" },
-      );
-    }
-    return { store: req.sessionStore as unknown };
+    debug("no deserializer registered");
+    throw new RefusalError("deserialize_failed", { message, data: { reconnect: false, reason: "no_deserializer" } });
   }
+}
+
+/** What the server log says of each reason (DEBUG=passport-socketio-bridge:handshake). */
+const REASON_LOGS: Record<SessionMissingReason, string> = {
+  no_cookie: "the handshake carried no signed cookie (not sent cross-site, wrong domain or path, or not logged in)",
+  bad_signature: "a signed cookie failed verification with the session secret (another secret, or rotated out)",
+  unknown_session: "the cookie verified but the store has no such session (expired or logged out)",
+};
+
+/**
+ * Why express-session found no session: no signed cookie at all; one whose signature it rejected (it asked
+ * the store for nothing); or one it verified and asked the store for, which had nothing.
+ */
+function missingReason(header: string | undefined, asked: string | undefined, watched: boolean): SessionMissingReason {
+  if (asked !== undefined) return "unknown_session";
+  if (!cookiePairs(header).some(([, value]) => value.startsWith("s:"))) return "no_cookie";
+  // Without the store watched, whether express-session asked it is unknown.
+  return watched ? "bad_signature" : "unknown_session";
 }
 
 /** The user's id by the app's `userId` option; an option that fails refuses the handshake as deserialize_failed. */

@@ -15,6 +15,8 @@ export {
   ConfigError,
   ENDINGS,
   REFUSALS,
+  SESSION_MISSING_REASONS,
+  type SessionMissingReason,
   RefusalError,
   type EndCode,
   type RefusalCode,

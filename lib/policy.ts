@@ -7,7 +7,7 @@
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import type { Endings } from "./endings.js";
-import { RefusalError, type EndCode, type RefusalCode } from "./errors.js";
+import { RefusalError, sessionMissing, type EndCode } from "./errors.js";
 import type { Handshake, Identity } from "./handshake.js";
 import { connectedSiblings } from "./namespaces.js";
 import type { ResolvedOptions } from "./options.js";
@@ -22,12 +22,12 @@ const debug = createDebug("passport-socketio-bridge:policy");
 const NOBODY = new Set(["session_missing", "unauthenticated", "user_not_found"]);
 
 /** The refusal a handshake gets when its identity ended while it ran: what reading the store now would say. */
-const REFUSED_AS: Record<EndCode, RefusalCode> = {
-  logged_out: "session_missing",
-  session_expired: "session_missing",
-  user_removed: "user_not_found",
-  revoked: "rejected",
-  token_expired: "token_expired",
+const REFUSED_AS: Record<EndCode, () => RefusalError> = {
+  logged_out: () => sessionMissing("unknown_session"),
+  session_expired: () => sessionMissing("unknown_session"),
+  user_removed: () => new RefusalError("user_not_found"),
+  revoked: () => new RefusalError("rejected"),
+  token_expired: () => new RefusalError("token_expired"),
 };
 
 /** An admitted socket: with an identity, or anonymous (`identity` undefined). */
@@ -135,7 +135,7 @@ export class Gate<TUser> {
     const ended = this.endings.endedSince(roomsOf(identity), admission.ticket);
     if (ended === undefined) return;
     debug("%s ended (%s) while its handshake ran", identity.userId, ended);
-    throw new RefusalError(REFUSED_AS[ended]);
+    throw REFUSED_AS[ended]();
   }
 
   /** The session, or else (with `strategies`) a token the first socket of the handshake presented. */

@@ -127,17 +127,23 @@ function wrap(
 
 /** Set while a handshake runs the session middleware: the store reads it makes may be shared. */
 let handshakeDepth = 0;
+/** The session id the running handshake asked a watched store for. */
+let asked: string | undefined;
 
 /**
  * Runs `read` (the session middleware, which calls `store.get` synchronously) as a handshake's read, which
- * may be shared: see shareHandshakeReads. HTTP requests are not affected.
+ * may be shared: see shareHandshakeReads. HTTP requests are not affected. Returns the session id it asked a
+ * watched store for, if it asked: express-session asks only for a cookie whose signature verified.
  */
-export function sharedRead<T>(read: () => T): T {
+export function sharedRead(read: () => unknown): string | undefined {
   handshakeDepth++;
+  asked = undefined;
   try {
-    return read();
+    read();
+    return asked;
   } finally {
     handshakeDepth--;
+    asked = undefined;
   }
 }
 
@@ -197,6 +203,7 @@ function shareHandshakeReads(store: SessionStore, shared: SharedReads): void {
     if (handshakeDepth === 0 || typeof sid !== "string" || typeof callback !== "function") {
       return get.call(this, sid, callback);
     }
+    asked = sid;
     const record = shared.copy(sid);
     if (record) return void setImmediate(callback, null, record);
     return read(this, sid, callback);

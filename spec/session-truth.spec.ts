@@ -21,8 +21,10 @@ import {
 } from "./helpers/harness.js";
 import { monitorStore } from "./helpers/monitor.js";
 import { rawConnection, type RawConnection } from "./helpers/raw-engine.js";
+import { captureWarnings } from "./helpers/warnings.js";
 
 const start = harnessPerTest();
+const warnings = captureWarnings();
 const whoami = (socket: { emitWithAck(ev: string): Promise<unknown> }) => socket.emitWithAck("whoami") as Promise<WhoAmI>;
 
 /** Alice's raw connection, admitted in "/", then idle: the namespace left, the Engine.IO connection kept. */
@@ -250,10 +252,6 @@ describe("object serializers (the userId option)", () => {
   });
 
   it("warns once, naming the option, when the serialized user has no id", async () => {
-    const warnings: Array<{ code?: string; message: string }> = [];
-    const listener = (w: Error & { code?: string }) => warnings.push(w);
-    process.on("warning", listener);
-    try {
       const h = await start({
         ...objectSerializer,
         passport: (passport, users) => {
@@ -268,12 +266,9 @@ describe("object serializers (the userId option)", () => {
       await h.connect({ cookie });
       await h.connect({ cookie });
       await sleep(10);
-      const mine = warnings.filter((w) => w.code === "PSB_USER_ID");
+      const mine = warnings.filter(([code]) => code === "PSB_USER_ID");
       expect(mine).toHaveLength(1);
-      expect(mine[0]!.message).toMatch(/userId/);
-    } finally {
-      process.off("warning", listener);
-    }
+      expect(mine[0]![1]).toMatch(/userId/);
   });
 
   it("a userId option names the rooms", async () => {

@@ -15,8 +15,8 @@ import passportSingleton, { Passport } from "passport";
 import { Strategy as LocalStrategy } from "passport-local";
 import { Server, type ServerOptions, type Socket as ServerSocket } from "socket.io";
 import { io as ioClient, type ManagerOptions, type Socket as ClientSocket, type SocketOptions } from "socket.io-client";
-import { afterEach, inject } from "vitest";
-import { bridge, type BridgeOptions, type SocketBridge } from "../../lib/index.js";
+import { afterEach, expect, inject } from "vitest";
+import { bridge, ConfigError, type BridgeOptions, type SocketBridge } from "../../lib/index.js";
 
 export const SECRET = "keyboard cat";
 
@@ -361,4 +361,16 @@ export async function dropWhileSessionEnds(h: Harness, socket: ClientSocket, coo
   socket.io.engine.close();
   await redis.del(`${h.prefix}${sessionIdOf(cookie)}`);
   redis.disconnect();
+}
+
+/** The ConfigError a setup step throws; fails the test if it throws nothing, or something else. */
+export function setupError(run: () => unknown): ConfigError {
+  try {
+    run();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).code).toBe("invalid_config");
+    return err as ConfigError;
+  }
+  throw new Error("bridge() accepted a broken setup");
 }

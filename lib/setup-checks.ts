@@ -1,0 +1,122 @@
+/**
+ * Wrong setups caught at `bridge()`, before any client meets them: a ConfigError that names the fix for
+ * what can never work, and one process warning per cause for what works badly (a half-finished migration).
+ * Each mistake here used to look like a store outage, so clients retried forever.
+ */
+import * as nodeUrl from "node:url";
+import type { Server } from "socket.io";
+import { ConfigError } from "./errors.js";
+import { detachedResponse } from "./handshake.js";
+import { namespacesOf } from "./namespaces.js";
+import type { PassportLike, SessionMiddleware } from "./types.js";
+
+type Middleware = ((...args: any[]) => unknown) & { name: string };
+
+/**
+ * Runs the session middleware once on a detached request to the Socket.IO path. Returns the store it
+ * exposes (the bridge watches it). Throws a ConfigError for Passport's middleware in place of the session's,
+ * a missing secret, and a cookie `path` that does not cover the Socket.IO path.
+ */
+export function probeSession(session: SessionMiddleware, socketPath: string): unknown {
+  const req = { url: `${socketPath}/`, method: "GET", headers: {} } as Record<string, unknown>;
+  let failure: unknown;
+  try {
+    session(req, detachedResponse(), (err?: unknown) => (failure = err));
+  } catch (err) {
+    failure = err;
+  }
+  const message = failure instanceof Error ? failure.message : "";
+  if (/Login sessions require session support/.test(message)) {
+    throw new ConfigError(
+      "The `session` option is Passport's middleware (`passport.session()`). Give bridge() your express-session " +
+        "middleware, the value of `session({ ... })` that your HTTP app uses, and Passport as the `passport` option.",
+    );
+  }
+  if (/secret/i.test(message)) throw new ConfigError(`The session middleware refuses every request: ${message}.`);
+  if (req.sessionStore) return req.sessionStore;
+  const cookiePath = cookiePathOf(session);
+  if (cookiePath !== undefined && !`${socketPath}/`.startsWith(cookiePath)) {
+    throw new ConfigError(
+      `The session cookie's path "${cookiePath}" does not cover the Socket.IO path "${socketPath}", so browsers ` +
+        `never send the cookie there. Set the session's \`cookie.path\` to "/" (the default), or serve Socket.IO ` +
+        `under it: new Server(http, { path: "${cookiePath.replace(/\/$/, "")}/socket.io" }).`,
+    );
+  }
+  process.emitWarning(
+    `express-session skipped a request to the Socket.IO path "${socketPath}/" at startup: its store reported ` +
+      "itself disconnected. Until it reconnects, every handshake is refused as store_unavailable.",
+    { code: "PSB_SESSION_SKIPPED" },
+  );
+  return undefined;
+}
+
+/**
+ * The cookie path express-session compares each request's path with. It is read by handing the middleware
+ * a parsed URL whose pathname records what it is compared with, and answers "no match", so nothing else
+ * happens. Undefined when the middleware never compared (its store is disconnected, or it is not
+ * express-session).
+ */
+export function cookiePathOf(session: SessionMiddleware): string | undefined {
+  let seen: string | undefined;
+  const pathname = {
+    indexOf(path: unknown) {
+      if (typeof path === "string") seen ??= path;
+      return -1;
+    },
+    toString: () => "/",
+  };
+  // parseurl reuses a parsed URL of its own type whose `_raw` matches the request's originalUrl.
+  const LegacyUrl = (nodeUrl as unknown as { Url: { prototype: object } }).Url;
+  const parsed = Object.assign(Object.create(LegacyUrl.prototype) as object, { _raw: "/", href: "/", path: "/", pathname });
+  const req = { url: "/", originalUrl: "/", _parsedOriginalUrl: parsed, method: "GET", headers: {} };
+  try {
+    session(req, detachedResponse(), () => undefined);
+  } catch {
+    return undefined;
+  }
+  return seen;
+}
+
+/** bridge() must come before any client connects: sockets already connected would stay unauthenticated. */
+export function checkNoSocketsYet(io: Server): void {
+  let connected = 0;
+  for (const nsp of namespacesOf(io)) connected += nsp.sockets.size;
+  if (connected === 0) return;
+  throw new ConfigError(
+    `bridge() was called after ${connected} socket(s) had connected, and they would stay unauthenticated and ` +
+      "out of reach of logout. Call bridge(io, options) right after creating the Socket.IO server, before it " +
+      "listens.",
+  );
+}
+
+const warned = new WeakSet<object>();
+
+/**
+ * Warns, once per middleware, about session and Passport middlewares still on `io.engine` from the Socket.IO
+ * recipe: the bridge already does their work once per connection, and they read the store on every request
+ * (and the recipe's 401 makes clients retry forever).
+ */
+export function warnLeftoverEngineMiddlewares(io: Server, session: SessionMiddleware | undefined): void {
+  const middlewares = (io.engine as unknown as { middlewares?: Middleware[] } | undefined)?.middlewares;
+  if (!Array.isArray(middlewares)) return;
+  for (const middleware of middlewares) {
+    if (warned.has(middleware)) continue;
+    const isSession = middleware === session || middleware.name === "session";
+    const isPassport = middleware.name === "authenticate";
+    if (!isSession && !isPassport) continue;
+    warned.add(middleware);
+    process.emitWarning(
+      `io.engine.use(${isSession ? "sessionMiddleware" : "passport.session()"}) is still installed: the bridge ` +
+        "already loads the session and the user once per connection, and this middleware reads the store again " +
+        "on every Engine.IO request (each poll, each upgrade) and sends Set-Cookie on handshakes. Remove it " +
+        "(see docs/migrating-from-the-socket.io-recipe.md).",
+      { code: isSession ? "PSB_ENGINE_SESSION" : "PSB_ENGINE_PASSPORT" },
+    );
+  }
+}
+
+/** Whether `passport` has a deserializer yet (apps may register theirs after calling bridge()). */
+export function hasDeserializer(passport: PassportLike): boolean {
+  const stack = (passport as { _deserializers?: unknown })._deserializers;
+  return !Array.isArray(stack) || stack.length > 0;
+}
