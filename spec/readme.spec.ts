@@ -52,6 +52,6 @@ describe("the README quickstart", () => {
     const socket = ioClient(url, { forceNew: true, transports: ["websocket"] });
     sockets.push(socket);
     const err = await nextEvent<Error & { data: unknown }>(socket, "connect_error");
-    expect(err.data).toEqual({ code: "session_missing", reconnect: false });
+    expect(err.data).toEqual({ code: "session_missing", reconnect: false, reason: "no_cookie" });
   });
 });

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import signature from "cookie-signature";
 import { MemoryStore, type SessionData } from "express-session";
 import { describe, expect, it } from "vitest";
-import { REFUSALS, RefusalError, type RefusalCode } from "../lib/index.js";
+import { REFUSALS, RefusalError, SESSION_MISSING_REASONS, type RefusalCode, type SessionMissingReason } from "../lib/index.js";
 import {
   SECRET,
   TRANSPORTS,
@@ -20,24 +20,30 @@ const start = harnessPerTest();
 // Nothing here may leak a rejection or an exception out of the library.
 failOnLeaks();
 
-function expectRefusal(refusal: Refusal, code: RefusalCode) {
-  expect(refusal.data).toEqual({ code, reconnect: REFUSALS[code].reconnect });
-  expect(refusal.message).toBe(REFUSALS[code].message);
+/** The refusal `code`, with its sentence; `session_missing` also says why (`reason`, default no_cookie). */
+function expectRefusal(refusal: Refusal, code: RefusalCode, reason: SessionMissingReason = "no_cookie") {
+  if (code === "session_missing") {
+    expect(refusal.data).toEqual({ code, reconnect: false, reason });
+    expect(refusal.message).toBe(SESSION_MISSING_REASONS[reason]);
+  } else {
+    expect(refusal.data).toEqual({ code, reconnect: REFUSALS[code].reconnect });
+    expect(refusal.message).toBe(REFUSALS[code].message);
+  }
   // An io.use-level refusal: the client stops; it does not retry on its own.
   expect(refusal.socket.active).toBe(false);
 }
 
 const sign = (sid: string, secret = SECRET) => `connect.sid=${encodeURIComponent(`s:${signature.sign(sid, secret)}`)}`;
 
-type CookieCase = [name: string, code: RefusalCode, cookie: (h: Harness) => Promise<string | undefined>];
+type CookieCase = [name: string, code: RefusalCode, cookie: (h: Harness) => Promise<string | undefined>, reason?: SessionMissingReason];
 const COOKIE_CASES: CookieCase[] = [
-  ["no cookie", "session_missing", async () => undefined],
-  ["cookies, but not the session's", "session_missing", async () => "theme=dark; lang=en"],
-  ["a malformed Cookie header", "session_missing", async () => ';;; =; connect.sid; ="; connect.sid=s%3A; a=%E0%A4%A; b=\u00e9\u00ff; connect.sid=s%3A.'],
-  ["the session id unsigned", "session_missing", async (h) => `connect.sid=${sessionIdOf(await h.login("alice"))}`],
-  ["a forged signature", "session_missing", async (h) => `connect.sid=s%3A${sessionIdOf(await h.login("alice"))}.AAAAAAAAAAAA`],
-  ["a signature made with another secret", "session_missing", async (h) => sign(sessionIdOf(await h.login("alice")), "another secret")],
-  ["a signed id the store does not know", "session_missing", async () => sign("0123456789abcdefghijklmnopqrstuv")],
+  ["no cookie", "session_missing", async () => undefined, "no_cookie"],
+  ["cookies, but not the session's", "session_missing", async () => "theme=dark; lang=en", "no_cookie"],
+  ["a malformed Cookie header", "session_missing", async () => ';;; =; connect.sid; ="; connect.sid=s%3A; a=%E0%A4%A; b=\u00e9\u00ff; connect.sid=s%3A.', "bad_signature"],
+  ["the session id unsigned", "session_missing", async (h) => `connect.sid=${sessionIdOf(await h.login("alice"))}`, "no_cookie"],
+  ["a forged signature", "session_missing", async (h) => `connect.sid=s%3A${sessionIdOf(await h.login("alice"))}.AAAAAAAAAAAA`, "bad_signature"],
+  ["a signature made with another secret", "session_missing", async (h) => sign(sessionIdOf(await h.login("alice")), "another secret"), "bad_signature"],
+  ["a signed id the store does not know", "session_missing", async () => sign("0123456789abcdefghijklmnopqrstuv"), "unknown_session"],
   [
     "a destroyed session",
     "session_missing",
@@ -46,6 +52,7 @@ const COOKIE_CASES: CookieCase[] = [
       await h.request("/destroy", { method: "POST", cookie });
       return cookie;
     },
+    "unknown_session",
   ],
   [
     "a session where nobody is logged in",
@@ -67,10 +74,10 @@ const COOKIE_CASES: CookieCase[] = [
 ];
 
 describe.each(TRANSPORTS)("refusals over %s", (transport) => {
-  it.each(COOKIE_CASES)("%s → %s", async (_name, code, makeCookie) => {
+  it.each(COOKIE_CASES)("%s → %s", async (_name, code, makeCookie, reason) => {
     const harness = await start();
     const cookie = await makeCookie(harness);
-    expectRefusal(await harness.refusal({ cookie, transport }), code);
+    expectRefusal(await harness.refusal({ cookie, transport }), code, reason);
   });
 });
 
@@ -80,7 +87,7 @@ describe("expiry", () => {
     const cookie = await login("alice");
     await connect({ cookie });
     await sleep(1300);
-    expectRefusal(await refusal({ cookie }), "session_missing");
+    expectRefusal(await refusal({ cookie }), "session_missing", "unknown_session");
   });
 });
 

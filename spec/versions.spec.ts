@@ -42,7 +42,7 @@ describe.each(MATRIX)("%s", (_label, modules, store) => {
 
   it("refuses with the right codes", async () => {
     const h = await start({ modules, store });
-    expect((await h.refusal()).data).toEqual({ code: "session_missing", reconnect: false });
+    expect((await h.refusal()).data).toEqual({ code: "session_missing", reconnect: false, reason: "no_cookie" });
     const visit = (await h.request("/visit", { method: "POST" })).headers.getSetCookie()[0]!.split(";")[0];
     expect((await h.refusal({ cookie: visit })).data.code).toBe("unauthenticated");
     const cookie = await h.login("bob");
