@@ -285,7 +285,7 @@ export class SocketBridge<TUser = Express.User> {
       return endSocket(socket, { code: ended, event: this.options.endedEvent });
     }
     if (identity.sessionId !== undefined) {
-      return this.live.add(socket, identity as SessionIdentity, admission.handshake.startedAt);
+      return this.live.add(socket, identity as SessionIdentity);
     }
     this.tokens.watch(socket, identity, (ended) => {
       this.gate.forget(ended);

@@ -14,13 +14,17 @@ import { rejectionsTo, within } from "./deadline.js";
 import { RefusalError, sessionMissing, type RefusalCode, type SessionMissingReason } from "./errors.js";
 import type { ResolvedOptions } from "./options.js";
 import { hasDeserializer } from "./setup-checks.js";
-import { sharedRead } from "./store-hooks.js";
+import { sharedRead, type ReadTicket } from "./store-hooks.js";
 import type { PassportLike, SessionMiddleware } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:handshake");
 
 /** An identity that came from a session (not a token). */
-export type SessionIdentity = Identity & { sessionId: string };
+export type SessionIdentity = Identity & {
+  sessionId: string;
+  /** When the store read behind it began (the copy's own time, for a handshake served from a copy). */
+  readAt: number;
+};
 
 /** Who an admitted socket belongs to. */
 export interface Identity {
@@ -71,13 +75,9 @@ export class Handshake {
       if (key in request) Object.defineProperty(request, key, { value: undefined, writable: true, configurable: true, enumerable: true });
     }
 
-    let asked: string | undefined;
-    await runMiddleware(
-      (req, res, next) => void (asked = sharedRead(() => session(req, res, next))),
-      request,
-      storeTimeoutMs,
-      "store_unavailable",
-    );
+    const read: ReadTicket = {};
+    const startedAt = Date.now();
+    await runMiddleware((req, res, next) => sharedRead(() => session(req, res, next), read), request, storeTimeoutMs, "store_unavailable");
     if (!request.session) {
       // express-session skips requests while its store reports `disconnect`.
       throw new RefusalError("store_unavailable", { cause: new Error("express-session skipped the request") });
@@ -102,7 +102,7 @@ export class Handshake {
       throw refusal;
     }
     if (!loaded) {
-      const reason = missingReason(request.headers.cookie, asked, this.watched());
+      const reason = missingReason(request.headers.cookie, read.sid, this.watched());
       debug("session_missing (%s): %s", reason, REASON_LOGS[reason]);
       throw sessionMissing(reason);
     }
@@ -110,7 +110,13 @@ export class Handshake {
     if (!serialized && serialized !== 0) throw new RefusalError("unauthenticated");
     const user: unknown = request[userProperty];
     if (!user) throw new RefusalError("user_not_found");
-    return { user, userId: userIdOf(this.options, user, serialized), sessionId: request.sessionID };
+    return {
+      user,
+      userId: userIdOf(this.options, user, serialized),
+      sessionId: request.sessionID,
+      // (A store the bridge does not watch answers outside the ticket: at best as fresh as the handshake.)
+      readAt: read.readAt ?? startedAt,
+    };
   }
 
   /**

@@ -97,10 +97,12 @@ export class LiveSessions {
   }
 
   /**
-   * Tracks an admitted, connected socket under its session. `readAt` is when its handshake began: its
-   * session is at least that fresh.
+   * Tracks an admitted, connected socket under its session. `readAt` is when the store read its handshake
+   * used began (for a handshake served from the copy, the copy's own time), so the copy only ever gets
+   * fresher through real reads and writes.
    */
-  add(socket: AnySocket, identity: SessionIdentity, readAt: number): void {
+  add(socket: AnySocket, identity: SessionIdentity): void {
+    const { readAt } = identity;
     const session = (socket.request as Request).session as Session | undefined;
     const now = Date.now();
     let live = this.sessions.get(identity.sessionId);
@@ -156,13 +158,13 @@ export class LiveSessions {
    * `sessionCacheMs` (writes made through other nodes or behind the bridge's back show after that), and
    * none once the session ended or expired.
    */
-  recordOf(sessionId: string): SessionRecord | undefined {
+  recordOf(sessionId: string): { record: SessionRecord; at: number } | undefined {
     const live = this.sessions.get(sessionId);
     const record = live?.record;
     const now = Date.now();
     if (!record || live.ended || now - record.at >= this.deps.options.sessionCacheMs) return undefined;
     if ((record.expires ?? Infinity) <= now) return undefined;
-    return JSON.parse(record.json) as SessionRecord;
+    return { record: JSON.parse(record.json) as SessionRecord, at: record.at };
   }
 
   /** A handshake read the session from the store: a copy newer than the one kept. */

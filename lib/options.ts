@@ -25,8 +25,8 @@ export interface BridgeOptions<TUser = Express.User> {
   /** Admit sockets that have no logged-in user; their `socket.request.user` is undefined. Default `false`. */
   allowAnonymous?: boolean;
   /**
-   * Runs once per client connection, after the user is known. Throwing (or rejecting) refuses the
-   * connection: the client receives the error's `message` and `data` (a missing `data.code` becomes
+   * Runs for every socket (each namespace a client connects), after the user is known. Throwing (or
+   * rejecting) refuses the socket: the client receives the error's `message` and `data` (a missing `data.code` becomes
    * `rejected`). Not called for anonymous sockets.
    */
   onAccept?: (socket: AnySocket, user: TUser) => unknown;

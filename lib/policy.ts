@@ -103,7 +103,8 @@ export class Gate<TUser> {
     } finally {
       decided?.();
     }
-    if (onReject) {
+    // Past the failure limit nothing more is tried, not even as anonymous.
+    if (onReject && refusal.code !== "too_many_attempts") {
       let admitAnonymous: unknown;
       try {
         admitAnonymous = await onReject(socket, refusal);

@@ -33,8 +33,11 @@ export interface StoreObserver {
   destroyed(sid: string): void;
   /** A session was renewed through this node: rewritten (`set`, `written`) or only touched. */
   renewed(sid: string, session: SessionRecord | undefined, written: boolean): void;
-  /** A fresh enough copy of a session this observer keeps alive (its sockets are connected), if it has one. */
-  recordOf(sid: string): SessionRecord | undefined;
+  /**
+   * A fresh enough copy of a session this observer keeps alive (its sockets are connected), if it has one,
+   * and when it was read from (or written to) the store.
+   */
+  recordOf(sid: string): { record: SessionRecord; at: number } | undefined;
   /** A handshake's store read that began at `startedAt` (ms since the epoch) found `session`. */
   read(sid: string, session: SessionRecord, startedAt: number): void;
   /** How long this observer's handshakes wait for a store read (no later handshake joins a read older than that). */
@@ -75,8 +78,8 @@ export function observeStore(store: SessionStore, observer: StoreObserver): () =
     shareHandshakeReads(store, {
       copy(sid) {
         for (const o of set) {
-          const record = o.recordOf(sid);
-          if (record) return record;
+          const copy = o.recordOf(sid);
+          if (copy) return copy;
         }
         return undefined;
       },
@@ -127,23 +130,30 @@ function wrap(
 
 /** Set while a handshake runs the session middleware: the store reads it makes may be shared. */
 let handshakeDepth = 0;
-/** The session id the running handshake asked a watched store for. */
-let asked: string | undefined;
+/** What a handshake's read asked a watched store for, and how fresh the answer it got is. */
+export interface ReadTicket {
+  /** The session id asked for: express-session asks only for a cookie whose signature verified. */
+  sid?: string;
+  /** When the record it got was read from (or written to) the store, in ms since the epoch. */
+  readAt?: number;
+}
+
+/** The running handshake's ticket. */
+let ticket: ReadTicket | undefined;
 
 /**
  * Runs `read` (the session middleware, which calls `store.get` synchronously) as a handshake's read, which
- * may be shared: see shareHandshakeReads. HTTP requests are not affected. Returns the session id it asked a
- * watched store for, if it asked: express-session asks only for a cookie whose signature verified.
+ * may be shared: see shareHandshakeReads. HTTP requests are not affected. `into` learns what it asked and,
+ * once answered, how fresh the answer is.
  */
-export function sharedRead(read: () => unknown): string | undefined {
+export function sharedRead(read: () => unknown, into: ReadTicket): void {
   handshakeDepth++;
-  asked = undefined;
+  ticket = into;
   try {
     read();
-    return asked;
   } finally {
     handshakeDepth--;
-    asked = undefined;
+    ticket = undefined;
   }
 }
 
@@ -154,14 +164,15 @@ const READS = Symbol.for("passport-socketio-bridge:reads");
 /** A handshake read of one session in flight, shared by the handshakes that come while it lasts. */
 interface Read {
   callbacks: GetCallback[];
+  tickets: ReadTicket[];
   started: number;
   /** The session ended (as this node learned) after the read began: its answer may predate the ending. */
   stale: boolean;
 }
 
 interface SharedReads {
-  /** A fresh enough copy of a session whose sockets are connected here. */
-  copy(sid: string): SessionRecord | undefined;
+  /** A fresh enough copy of a session whose sockets are connected here, and when it was read. */
+  copy(sid: string): { record: SessionRecord; at: number } | undefined;
   /** How long a handshake waits for a read (no later handshake joins a read older than that). */
   timeoutMs(): number;
   /** A read answered with a session. */
@@ -180,33 +191,41 @@ function shareHandshakeReads(store: SessionStore, shared: SharedReads): void {
   // handshakes' deadline, the next handshake reads again.
   const inFlight = new Map<string, Read>();
   Object.defineProperty(store, READS, { value: inFlight });
-  const read = (self: SessionStore, sid: string, callback: GetCallback): unknown => {
+  const read = (self: SessionStore, sid: string, callback: GetCallback, into: ReadTicket): unknown => {
     const waiting = inFlight.get(sid);
     if (waiting && !waiting.stale && Date.now() - waiting.started < shared.timeoutMs()) {
-      return void waiting.callbacks.push(callback);
+      waiting.callbacks.push(callback);
+      waiting.tickets.push(into);
+      return undefined;
     }
-    const current: Read = { callbacks: [callback], started: Date.now(), stale: false };
+    const current: Read = { callbacks: [callback], tickets: [into], started: Date.now(), stale: false };
     inFlight.set(sid, current);
     return get.call(self, sid, (err: unknown, session?: SessionRecord | null) => {
       if (inFlight.get(sid) === current) inFlight.delete(sid);
+      const { callbacks, tickets } = current;
       if (current.stale && !err) {
         debug("a read of a session that ended meanwhile: reading it again");
-        for (const waiter of current.callbacks) read(self, sid, waiter);
+        callbacks.forEach((waiter, i) => read(self, sid, waiter, tickets[i]!));
         return;
       }
       if (!err && session) shared.read(sid, session, current.started);
+      for (const t of tickets) t.readAt = current.started;
       // Each handshake gets its own copy: express-session turns the record into its Session in place.
-      for (const waiter of current.callbacks) waiter(err, session ? structuredClone(session) : session);
+      for (const waiter of callbacks) waiter(err, session ? structuredClone(session) : session);
     });
   };
   const sharedGet = function (this: SessionStore, sid: string, callback: GetCallback) {
     if (handshakeDepth === 0 || typeof sid !== "string" || typeof callback !== "function") {
       return get.call(this, sid, callback);
     }
-    asked = sid;
-    const record = shared.copy(sid);
-    if (record) return void setImmediate(callback, null, record);
-    return read(this, sid, callback);
+    const into = ticket ?? {};
+    into.sid = sid;
+    const copy = shared.copy(sid);
+    if (copy) {
+      into.readAt = copy.at;
+      return void setImmediate(callback, null, copy.record);
+    }
+    return read(this, sid, callback, into);
   };
   Object.defineProperty(store, "get", { value: sharedGet, writable: true, configurable: true });
 }

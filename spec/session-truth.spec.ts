@@ -198,6 +198,26 @@ describe("bounded staleness (sessionCacheMs)", () => {
     expect(await ended).toEqual({ code: "session_expired" });
   });
 
+  it("a chain of new tabs, each within sessionCacheMs of the last, never keeps the copy young", async () => {
+    const h = await start({ bridge: { sessionCacheMs: 300, revalidateEveryMs: false } });
+    const cookie = await h.login("alice");
+    await h.connect({ cookie });
+    const redis = new Redis(inject("redisUrl"));
+    await redis.del(`${h.prefix}${sessionIdOf(cookie)}`);
+    redis.disconnect();
+    const deleted = Date.now();
+    const outcomes: Array<{ after: number; admitted: boolean }> = [];
+    while (Date.now() - deleted < 1200) {
+      const after = Date.now() - deleted;
+      const admitted = await h.connect({ cookie, reconnection: false }).then(() => true, () => false);
+      outcomes.push({ after, admitted });
+      await sleep(100);
+    }
+    // Whatever was admitted came from a copy read before the delete: never once the copy is 300 ms old.
+    expect(outcomes.filter((o) => o.admitted && o.after >= 300)).toEqual([]);
+    expect(outcomes.some((o) => !o.admitted)).toBe(true);
+  });
+
   it("costs at most one read per session per window, however many handshakes", async () => {
     const h = await start({ bridge: { sessionCacheMs: 400 } });
     const monitor = await monitorStore(h.prefix);
