@@ -1,14 +1,29 @@
 import { defineConfig } from "tsup";
 
-export default defineConfig({
-  entry: { index: "lib/index.ts", compat: "lib/compat.ts" },
-  format: ["esm", "cjs"],
-  dts: true,
-  shims: true,
-  target: "node20",
-  platform: "node",
-  sourcemap: true,
-  clean: true,
-  // Shared chunks, so both entry points share one copy of the error classes (instanceof works across them).
-  splitting: true,
-});
+export default defineConfig([
+  {
+    entry: { index: "lib/index.ts", compat: "lib/compat.ts" },
+    format: ["esm", "cjs"],
+    dts: true,
+    shims: true,
+    target: "node20",
+    platform: "node",
+    sourcemap: true,
+    // Everything but the browser entry, which the config below writes (the two run side by side).
+    clean: ["!client.*"],
+    // Shared chunks, so both entry points share one copy of the error classes (instanceof works across them).
+    splitting: true,
+  },
+  {
+    // The client half: for browsers and Node clients alike, with nothing of the server in it.
+    entry: { client: "lib/client.ts" },
+    format: ["esm", "cjs"],
+    dts: true,
+    target: "es2020",
+    platform: "neutral",
+    sourcemap: true,
+    clean: false,
+    splitting: false,
+    external: ["socket.io-client"],
+  },
+]);

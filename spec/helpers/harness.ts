@@ -54,6 +54,8 @@ export interface HarnessOptions {
   modules?: StackModules;
   /** Runs before the session middleware is installed on the Express app (e.g. cookie-parser). */
   express?: (app: express.Express) => void;
+  /** Listen on this port (a restarted server), instead of a free one. */
+  port?: number;
 }
 
 export interface StackModules {
@@ -209,7 +211,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
 
   io.on("connection", (socket) => socket.on("whoami", (ack: (answer: unknown) => void) => ack(whoami(socket))));
 
-  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => http.listen(options.port ?? 0, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
   const clients = new Set<ClientSocket>();
 

@@ -1,0 +1,265 @@
+/**
+ * passport-socketio-bridge/client against the real server: refusals reported once and never retried unless a
+ * retry can help (handshakes counted on the server), endings that stay ended, CSRF on every connect, JWTs
+ * renewed before they expire without a reconnect, channels joined again after a server restart, presence,
+ * and the bundle's size.
+ */
+import { gzipSync } from "node:zlib";
+import { setTimeout as sleep } from "node:timers/promises";
+import { build } from "esbuild";
+import session from "express-session";
+import jwt from "jsonwebtoken";
+import { ExtractJwt, Strategy as JwtStrategy } from "passport-jwt";
+import { io as ioClient, type Socket as ClientSocket } from "socket.io-client";
+import { afterEach, describe, expect, it } from "vitest";
+import { ChannelError, withAuth, type EndedInfo, type PresenceMember, type RefusalInfo, type SocketAuth } from "../lib/client.js";
+import { harnessPerTest, nextEvent, type Harness, type HarnessOptions, type User } from "./helpers/harness.js";
+import { failOnLeaks } from "./helpers/leaks.js";
+
+const start = harnessPerTest();
+failOnLeaks();
+const KEY = "a jwt signing key of 32 bytes or more!";
+
+const sockets: ClientSocket[] = [];
+afterEach(() => {
+  for (const socket of sockets.splice(0)) socket.disconnect();
+});
+
+/** A socket.io-client socket as an app creates it for the helper: not connected yet. */
+function clientSocket(url: string, headers: Record<string, string> = {}, namespace = "/"): ClientSocket {
+  const socket = ioClient(url + namespace, {
+    autoConnect: false,
+    forceNew: true,
+    transports: ["websocket"],
+    extraHeaders: headers,
+    reconnectionDelay: 100,
+    reconnectionDelayMax: 200,
+  });
+  sockets.push(socket);
+  return socket;
+}
+
+/** Counts each client's handshakes on the server (refused or admitted), by its `x-client` header. */
+function countHandshakes(): { counts: Map<string, number>; options: HarnessOptions["bridge"] } {
+  const counts = new Map<string, number>();
+  const count = (socket: { handshake: { headers: Record<string, unknown> } }) => {
+    const name = String(socket.handshake.headers["x-client"]);
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+  };
+  return {
+    counts,
+    options: {
+      onReject: (socket) => void count(socket),
+      // (A refusal by onAccept is counted by onReject.)
+      onAccept: (socket) => {
+        if (socket.handshake.headers["x-client"] === "rejected") throw new Error("not today");
+        count(socket);
+      },
+    },
+  };
+}
+
+const withJwt: HarnessOptions["passport"] = (passport, users) => {
+  passport.use(
+    "jwt",
+    new JwtStrategy(
+      { secretOrKey: KEY, jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(), algorithms: ["HS256"] },
+      (payload: { sub: string }, done: (err: unknown, user?: User | false) => void) => done(null, users.get(payload.sub) ?? false),
+    ),
+  );
+};
+
+describe("refusals", () => {
+  it("each code is reported once; reconnect: false stops every retry (none reach the server in 5 s)", { timeout: 30_000 }, async () => {
+    const { counts, options } = countHandshakes();
+    const plain = await start({ bridge: options });
+    const csrf = await start({ bridge: { ...options, csrf: true } });
+    const limited = await start({ bridge: { ...options, maxFailuresPerMinute: 1 } });
+    const tokens = await start({ bridge: { ...options, strategies: ["jwt"] }, passport: withJwt });
+    const alice = await plain.login("alice");
+    const visit = (await plain.request("/visit", { method: "POST" })).headers.getSetCookie()[0]!.split(";")[0]!;
+    const bob = await plain.login("bob");
+    plain.users.delete("2");
+    // One failure spends the limit: the next attempt from this address is too_many_attempts.
+    await limited.refusal({ reconnection: false });
+    const cases: Array<[code: string, h: Harness, headers: Record<string, string>, token?: string]> = [
+      ["session_missing", plain, {}],
+      ["unauthenticated", plain, { cookie: visit }],
+      ["user_not_found", plain, { cookie: bob }],
+      ["rejected", plain, { cookie: alice }],
+      ["origin_not_allowed", plain, { cookie: alice, origin: "https://evil.example" }],
+      ["csrf_mismatch", csrf, { cookie: await csrf.login("alice") }],
+      ["too_many_attempts", limited, {}],
+      ["token_invalid", tokens, {}, "not a token"],
+      ["token_expired", tokens, {}, jwt.sign({ sub: "1", exp: Math.floor(Date.now() / 1000) - 10 }, KEY)],
+    ];
+    const seen = new Map<string, RefusalInfo[]>();
+    const auths = cases.map(([code, h, headers, token]) => {
+      const auth = withAuth(clientSocket(h.url, { ...headers, "x-client": code }), {
+        ...(token ? { token: () => token } : {}),
+        retry: { minDelayMs: 50, maxDelayMs: 100 },
+      });
+      seen.set(code, []);
+      auth.on("refused", (refusal) => seen.get(code)!.push(refusal));
+      return auth.connect();
+    });
+    await sleep(5000);
+    for (const [i, [code]] of cases.entries()) {
+      expect(seen.get(code)!.map((r) => [r.code, r.reconnect])).toEqual([[code, false]]);
+      expect(auths[i]!.state).toBe("refused");
+      expect(auths[i]!.socket.active).toBe(false);
+      // (too_many_attempts is refused before any hook runs.)
+      if (code !== "too_many_attempts" && code !== "origin_not_allowed") expect(counts.get(code)).toBe(1);
+    }
+    expect(seen.get("session_missing")![0]).toMatchObject({ reason: "no_cookie", message: expect.stringMatching(/withCredentials/) });
+  });
+
+  it("store_unavailable is retried with backoff, csrf and token fetched before each try, until it connects", async () => {
+    const store = new FlakyStore();
+    const h = await start({ store });
+    const cookie = await h.login("alice");
+    store.failing = true;
+    let fetches = 0;
+    const auth = withAuth(clientSocket(h.url, { cookie }), {
+      csrf: () => String(++fetches),
+      retry: { minDelayMs: 100, maxDelayMs: 200 },
+    });
+    const refusals: RefusalInfo[] = [];
+    auth.on("refused", (r) => refusals.push(r));
+    auth.connect();
+    while (refusals.length < 3) await sleep(20);
+    store.failing = false;
+    await nextEvent(auth.socket, "connect");
+    expect(auth.state).toBe("connected");
+    expect(refusals.every((r) => r.code === "store_unavailable" && r.reconnect)).toBe(true);
+    expect(fetches).toBeGreaterThanOrEqual(4);
+  });
+});
+
+/** A MemoryStore whose reads fail while `failing` is set. */
+class FlakyStore extends session.MemoryStore {
+  failing = false;
+  override get(sid: string, callback: (err: unknown, session?: session.SessionData | null) => void): void {
+    if (this.failing) return void setImmediate(callback, new Error("the store is down"));
+    super.get(sid, callback);
+  }
+}
+
+describe("endings", () => {
+  it("ended after a logout, and no reconnect", async () => {
+    const h = await start();
+    const cookie = await h.login("alice");
+    const auth = withAuth(clientSocket(h.url, { cookie })).connect();
+    await nextEvent(auth.socket, "connect");
+    const ended = new Promise<EndedInfo>((resolve) => auth.on("ended", resolve));
+    await h.request("/logout", { method: "POST", cookie });
+    expect(await ended).toEqual({ code: "logged_out" });
+    await sleep(1000);
+    expect(auth.state).toBe("ended");
+    expect(auth.socket.connected).toBe(false);
+    expect(auth.socket.active).toBe(false);
+    expect(h.io.engine.clientsCount).toBe(0);
+  });
+});
+
+describe("credentials", () => {
+  it("csrf: true end to end, the token fetched over HTTP before connecting", async () => {
+    const h = await start({ bridge: { csrf: true } });
+    const cookie = await h.login("alice");
+    const auth = withAuth(clientSocket(h.url, { cookie }), {
+      csrf: async () => ((await (await h.request("/csrf", { cookie })).json()) as { token: string }).token,
+    }).connect();
+    await nextEvent(auth.socket, "connect");
+    expect(((await auth.socket.emitWithAck("whoami")) as { user: User }).user.name).toBe("Alice");
+  });
+
+  it("a 3-second JWT is renewed through token() twice, with no reconnect", { timeout: 15_000 }, async () => {
+    const h = await start({ bridge: { strategies: ["jwt"] }, passport: withJwt });
+    let issued = 0;
+    const auth = withAuth(clientSocket(h.url), {
+      token: () => {
+        issued++;
+        return jwt.sign({ sub: "1" }, KEY, { algorithm: "HS256", expiresIn: 3 });
+      },
+    }).connect();
+    await nextEvent(auth.socket, "connect");
+    const id = auth.socket.id;
+    const endings: EndedInfo[] = [];
+    auth.on("ended", (e) => endings.push(e));
+    let disconnects = 0;
+    auth.socket.on("disconnect", () => disconnects++);
+    while (issued < 3) await sleep(50);
+    // Past the second token's expiry: the third one holds it.
+    await sleep(1000);
+    expect(endings).toEqual([]);
+    expect(disconnects).toBe(0);
+    expect(auth.socket.id).toBe(id);
+    expect(auth.state).toBe("connected");
+  });
+});
+
+describe("channels", () => {
+  const withChannels = (h: Harness, forbid = new Set<string>()) =>
+    h.auth
+      .channel("orders:{id}", (_user, { id }) => !forbid.has(`orders:${id}`))
+      .channel("presence:room:{id}", (user) => (user ? { info: { name: user.name } } : false));
+
+  it("joined again by themselves after a server restart; one now forbidden reports `refused`", { timeout: 20_000 }, async () => {
+    const first = await start();
+    withChannels(first);
+    const cookie = await first.login("alice");
+    const auth = withAuth(clientSocket(first.url, { cookie })).connect();
+    await nextEvent(auth.socket, "connect");
+    await auth.join("orders:1");
+    await auth.join("orders:2");
+    const refused = new Promise<ChannelError>((resolve) => auth.channel("orders:2").on("refused", resolve));
+    const { port } = first.http.address() as { port: number };
+    await first.close();
+
+    const second = await start({ port, prefix: first.prefix });
+    withChannels(second, new Set(["orders:2"]));
+    await nextEvent(auth.socket, "connect", 10_000);
+    const error = await refused;
+    expect(error).toBeInstanceOf(ChannelError);
+    expect([error.code, error.channel]).toEqual(["channel_forbidden", "orders:2"]);
+    while ((await second.io.in("orders:1").fetchSockets()).length === 0) await sleep(20);
+    expect((await second.io.in("orders:2").fetchSockets()).length).toBe(0);
+  });
+
+  it("presence: members on join, and join and leave events typed as members", async () => {
+    const h = await start();
+    withChannels(h);
+    const connect = async (name: string): Promise<SocketAuth> => {
+      const auth = withAuth(clientSocket(h.url, { cookie: await h.login(name) })).connect();
+      await nextEvent(auth.socket, "connect");
+      return auth;
+    };
+    const alice = await connect("alice");
+    const bob = await connect("bob");
+    expect(await alice.join("presence:room:7")).toEqual({ members: [{ userId: "1", info: { name: "Alice" } }] });
+    const joined = new Promise<PresenceMember>((resolve) => alice.presence<{ name: string }>("presence:room:7").on("join", resolve));
+    await bob.join("presence:room:7");
+    expect(await joined).toEqual({ userId: "2", info: { name: "Bob" } });
+    const left = new Promise<PresenceMember>((resolve) => alice.presence("presence:room:7").on("leave", resolve));
+    await bob.leave("presence:room:7");
+    expect(await left).toEqual({ userId: "2", info: { name: "Bob" } });
+    await expect(alice.join("nothing:here")).rejects.toMatchObject({ name: "ChannelError", code: "channel_unknown" });
+  });
+});
+
+describe("the bundle", () => {
+  it("is under 3 KB minified and gzipped, without socket.io-client", async () => {
+    const result = await build({
+      entryPoints: ["lib/client.ts"],
+      bundle: true,
+      minify: true,
+      format: "esm",
+      external: ["socket.io-client"],
+      write: false,
+      logLevel: "silent",
+    });
+    const bytes = gzipSync(result.outputFiles[0]!.contents, { level: 9 }).length;
+    expect(bytes).toBeLessThan(3 * 1024);
+    console.info(`client bundle: ${bytes} bytes minified and gzipped`);
+  });
+});
