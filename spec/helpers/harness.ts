@@ -46,6 +46,8 @@ export interface HarnessOptions {
   io?: Partial<ServerOptions>;
   /** Use @socket.io/redis-adapter, so several harnesses that share a `prefix` form one cluster. */
   redisAdapter?: boolean;
+  /** Install another adapter (e.g. @socket.io/postgres-adapter) before bridge(); returns its cleanup. */
+  adapter?: (io: Server) => (() => unknown) | void;
   /** Use the `passport` module's singleton, and leave the `passport` option out of bridge(). */
   singleton?: boolean;
   /** Passport's userProperty, as given to passport.initialize() over HTTP and to bridge(). */
@@ -199,6 +201,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     // another file's nodes must not answer this one's fetchSockets or serverSideEmit.
     io.adapter(createAdapter(pub, sub, { requestsTimeout: 2000, key: `socket.io:${prefix}` }));
   }
+  const adapterCleanup = options.adapter?.(io);
+  if (adapterCleanup) cleanups.push(adapterCleanup);
   const auth =
     options.bridge === false
       ? (undefined as unknown as SocketBridge<User>)
