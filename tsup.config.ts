@@ -2,7 +2,7 @@ import { defineConfig } from "tsup";
 
 export default defineConfig([
   {
-    entry: { index: "lib/index.ts", compat: "lib/compat.ts" },
+    entry: { index: "lib/index.ts", compat: "lib/compat.ts", nest: "lib/nest.ts" },
     format: ["esm", "cjs"],
     dts: true,
     shims: true,
@@ -11,8 +11,10 @@ export default defineConfig([
     sourcemap: true,
     // Everything but the browser entry, which the config below writes (the two run side by side).
     clean: ["!client.*"],
-    // Shared chunks, so both entry points share one copy of the error classes (instanceof works across them).
+    // Shared chunks, so the entry points share one copy of the error classes (instanceof works across them).
     splitting: true,
+    // Nest stays the app's (and only the /nest entry loads it).
+    external: [/^@nestjs\//],
   },
   {
     // The client half: for browsers and Node clients alike, with nothing of the server in it.

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import createDebug from "debug";
-import type { Server } from "socket.io";
+import type { Namespace, Server } from "socket.io";
 import { Channels, type ChannelAuthorizer } from "./channels.js";
 import { Cluster } from "./cluster.js";
 import { ConfigError, RefusalError, type EndCode } from "./errors.js";
@@ -56,6 +56,15 @@ type Commands = {
  */
 export function bridge<TUser = Express.User>(io: Server, options: BridgeOptions<TUser>): SocketBridge<TUser> {
   return new SocketBridge<TUser>(io, options);
+}
+
+/**
+ * The bridge that `bridge()` installed on a Socket.IO server, given the server or any of its namespaces (what
+ * a NestJS gateway's `@WebSocketServer()` holds). Undefined if none was installed.
+ */
+export function bridgeOf<TUser = Express.User>(serverOrNamespace: Server | Namespace): SocketBridge<TUser> | undefined {
+  const server = "server" in serverOrNamespace ? serverOrNamespace.server : serverOrNamespace;
+  return (server as unknown as Record<symbol, SocketBridge<TUser> | undefined> | undefined)?.[INSTALLED];
 }
 
 export class SocketBridge<TUser = Express.User> {

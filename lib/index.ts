@@ -1,4 +1,4 @@
-export { bridge, SocketBridge } from "./bridge.js";
+export { bridge, bridgeOf, SocketBridge } from "./bridge.js";
 export type { BridgeOptions } from "./options.js";
 export type { Identity } from "./handshake.js";
 export type { ChannelAnswer, ChannelAuthorizer, Member } from "./channels.js";
