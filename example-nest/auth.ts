@@ -4,7 +4,7 @@
  */
 import { Controller, Get, HttpCode, Injectable, Post, Req, UseGuards, type ExecutionContext } from "@nestjs/common";
 import { AuthGuard, PassportSerializer, PassportStrategy } from "@nestjs/passport";
-import type { Request } from "express";
+import type { IncomingMessage } from "node:http";
 import { Strategy } from "passport-local";
 import { USERS, verify, type User } from "./users.js";
 
@@ -34,6 +34,9 @@ export class LocalAuthGuard extends AuthGuard("local") {
     return ok;
   }
 }
+
+/** What Passport puts on a request (typed here rather than through Express's Request). */
+type Request = IncomingMessage & { user?: unknown; logout(done: (err?: unknown) => void): void };
 
 @Controller()
 export class AuthController {

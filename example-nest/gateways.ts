@@ -14,7 +14,7 @@ export class ChatGateway implements OnGatewayConnection {
   @WebSocketServer() server!: Server;
 
   handleConnection(socket: Socket): void {
-    const user = bridgeOf(this.server)?.user(socket);
+    const user = bridgeOf<User>(this.server)?.user(socket);
     socket.emit("hello", user ? `Hi ${user.name}` : "Hi stranger");
   }
 

@@ -1,17 +1,9 @@
 /** The example's users (password = username), as the Express example app has them. */
-// Typed once, the Passport way: req.user and socket.request.user are this User everywhere.
-declare global {
-  // eslint-disable-next-line @typescript-eslint/no-namespace
-  namespace Express {
-    interface User {
-      id: string;
-      username: string;
-      name: string;
-    }
-  }
+export interface User {
+  id: string;
+  username: string;
+  name: string;
 }
-
-export type User = Express.User;
 
 export const USERS = new Map<string, User>(
   [
