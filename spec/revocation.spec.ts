@@ -49,11 +49,15 @@ describe("revocation", () => {
     await nextEvent(lobby, "connect");
 
     const ended = nextEvent(main, "auth:ended");
+    const lobbyDropped = nextEvent(lobby, "disconnect");
     await h.request("/logout", { method: "POST", cookie });
     expect(await ended).toEqual({ code: "logged_out" });
-    expect(lobby.connected).toBe(true);
+    // The ending closed the Engine.IO connection it was authenticated with; the lobby comes back by itself,
+    // on a new connection, as a guest.
+    expect(await lobbyDropped).toBe("transport close");
+    await nextEvent(lobby, "connect");
 
-    // Same Engine.IO connection, same old cookie: the session is gone, so is the user.
+    // Same old cookie on that connection: the session is gone, so is the user.
     main.connect();
     const refused = await nextEvent<Error & { data: { code: string } }>(main, "connect_error");
     expect(refused.data.code).toBe("session_missing");
