@@ -265,8 +265,10 @@ export class SocketBridge<TUser = Express.User> {
       this.channels.forsake(socket, identity?.userId);
     }
     if (!identity) {
-      // An anonymous socket never shows a user, whatever another namespace of its connection admits.
+      // An anonymous socket never shows a user, whatever another namespace of its connection admits. No
+      // ending concerns it, so its ticket goes back now (held, it would keep every later ending in memory).
       ownRequest(socket, Object.create(handshake.request) as IncomingMessage, { [this.options.userProperty]: undefined });
+      this.gate.finish(admission);
       return;
     }
     if (handshake.request !== socket.request) ownRequest(socket, handshake.request);

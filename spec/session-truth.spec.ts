@@ -127,6 +127,16 @@ describe("an idle Engine.IO connection CONNECTing again", () => {
     expect(await reconnect(raw)).toBe("session_missing");
   }, 60_000);
 
+  it("keeps no ending in memory once no admission is in flight, anonymous sockets connected or not", async () => {
+    const h = await start({ bridge: { allowAnonymous: true } });
+    await h.connect();
+    const cookie = await h.login("alice");
+    await h.connect({ cookie });
+    for (let i = 0; i < 200; i++) await h.request("/logout", { method: "POST" });
+    // (The endings are private: their count is the memory this bounds.)
+    expect((h.auth as unknown as { endings: { size: number } }).endings.size).toBe(0);
+  });
+
   it("closes the Engine.IO connection of an ending, on every node", async () => {
     const [a, b] = await cluster();
     const cookie = await a.login("alice");
