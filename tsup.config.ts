@@ -1,4 +1,9 @@
+import { rmSync } from "node:fs";
 import { defineConfig } from "tsup";
+
+// The two builds below run side by side into dist/, so neither may clean it (tsup's clean also deletes the
+// other's declarations): it is emptied once, here, before both.
+rmSync("dist", { recursive: true, force: true });
 
 export default defineConfig([
   {
@@ -9,8 +14,7 @@ export default defineConfig([
     target: "node20",
     platform: "node",
     sourcemap: true,
-    // Everything but the browser entry, which the config below writes (the two run side by side).
-    clean: ["!client.*"],
+    clean: false,
     // Shared chunks, so the entry points share one copy of the error classes (instanceof works across them).
     splitting: true,
     // Nest stays the app's (and only the /nest entry loads it).

@@ -243,10 +243,12 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
   }
 
   private connectError(err: Error & { data?: Partial<RefusalInfo> }): void {
-    const data = err.data;
     // A transport error (the server unreachable): socket.io-client retries by itself.
-    if (!data || typeof data.code !== "string" || this.socket.active) return this.setState("connecting");
-    const refusal: RefusalInfo = { code: data.code, message: err.message, reconnect: data.reconnect === true };
+    if (this.socket.active) return this.setState("connecting");
+    // A middleware refused: the bridge says why; another middleware's plain Error counts as `rejected`.
+    const data = err.data ?? {};
+    const code = typeof data.code === "string" ? data.code : "rejected";
+    const refusal: RefusalInfo = { code, message: err.message, reconnect: data.reconnect === true };
     if (typeof data.reason === "string") refusal.reason = data.reason;
     this.emit("refused", refusal);
     if (refusal.reconnect) return this.retry();
@@ -358,7 +360,7 @@ function jwtClaims(token: string): { exp?: number; iat?: number } | undefined {
   const payload = token.split(".")[1];
   if (!payload) return undefined;
   try {
-    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
+    const json = base64(payload.replace(/-/g, "+").replace(/_/g, "/"));
     const { exp, iat } = JSON.parse(json) as { exp?: unknown; iat?: unknown };
     return { exp: typeof exp === "number" ? exp : undefined, iat: typeof iat === "number" ? iat : undefined } as {
       exp?: number;
@@ -367,4 +369,22 @@ function jwtClaims(token: string): { exp?: number; iat?: number } | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Base64 to a (Latin-1) string: `atob`, or a small decoder where there is none (older React Native). */
+function base64(text: string): string {
+  if (typeof atob === "function") return atob(text);
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  let bits = 0;
+  let value = 0;
+  let out = "";
+  for (const char of text.replace(/=+$/, "")) {
+    value = (value << 6) | alphabet.indexOf(char);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += String.fromCharCode((value >> bits) & 0xff);
+    }
+  }
+  return out;
 }

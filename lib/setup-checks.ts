@@ -43,8 +43,9 @@ export function probeSession(session: SessionMiddleware, socketPath: string): un
     );
   }
   process.emitWarning(
-    `express-session skipped a request to the Socket.IO path "${socketPath}/" at startup: its store reported ` +
-      "itself disconnected. Until it reconnects, every handshake is refused as store_unavailable.",
+    `The session middleware skipped a request to the Socket.IO path "${socketPath}/" at startup: its store ` +
+      "reported itself disconnected (until it reconnects, every handshake is refused as store_unavailable), or " +
+      "`session` is not express-session's middleware.",
     { code: "PSB_SESSION_SKIPPED" },
   );
   return undefined;

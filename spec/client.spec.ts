@@ -114,6 +114,16 @@ describe("refusals", () => {
     expect(seen.get("session_missing")![0]).toMatchObject({ reason: "no_cookie", message: expect.stringMatching(/withCredentials/) });
   });
 
+  it("a refusal from another middleware (a plain Error, no code) is reported as rejected, and stops", async () => {
+    const h = await start();
+    h.io.use((_socket, next) => next(new Error("maintenance")));
+    const auth = withAuth(clientSocket(h.url, { cookie: await h.login("alice") }));
+    const refused = new Promise<RefusalInfo>((resolve) => auth.on("refused", resolve));
+    auth.connect();
+    expect(await refused).toEqual({ code: "rejected", message: "maintenance", reconnect: false });
+    expect(auth.state).toBe("refused");
+  });
+
   it("store_unavailable is retried with backoff, csrf and token fetched before each try, until it connects", async () => {
     const store = new FlakyStore();
     const h = await start({ store });
@@ -195,6 +205,29 @@ describe("credentials", () => {
     expect(disconnects).toBe(0);
     expect(auth.socket.id).toBe(id);
     expect(auth.state).toBe("connected");
+  });
+});
+
+describe("token renewal without a global atob (older React Native)", () => {
+  it("still reads the token's expiry and renews it", { timeout: 10_000 }, async () => {
+    const h = await start({ bridge: { strategies: ["jwt"] }, passport: withJwt });
+    const saved = globalThis.atob;
+    // @ts-expect-error: a runtime without atob
+    delete globalThis.atob;
+    try {
+      let issued = 0;
+      const auth = withAuth(clientSocket(h.url), {
+        token: () => {
+          issued++;
+          return jwt.sign({ sub: "1" }, KEY, { algorithm: "HS256", expiresIn: 2 });
+        },
+      }).connect();
+      await nextEvent(auth.socket, "connect");
+      while (issued < 2) await sleep(50);
+      expect(auth.state).toBe("connected");
+    } finally {
+      globalThis.atob = saved;
+    }
   });
 });
 

@@ -34,6 +34,8 @@ afterAll(() => rmSync(app, { recursive: true, force: true }));
 const RUNTIME = ["socket.io", "express-session", "passport"];
 // The typings a typical Express + Passport app has installed.
 const TYPES = ["@types"];
+// A front end's: passport-socketio-bridge/client on the app's own socket.io-client.
+const CLIENT = ["socket.io-client"];
 
 describe("entry points", () => {
   const script = (imports: string) => `${imports}
@@ -102,15 +104,43 @@ describe("type declarations", () => {
     expect(await compile(dir, [...options, "--esModuleInterop"])).toBe("");
   });
 
+  it.each([
+    ["an ESM app (NodeNext)", "module", ["--module", "nodenext", "--moduleResolution", "nodenext"]],
+    ["a CommonJS app (NodeNext)", "commonjs", ["--module", "nodenext", "--moduleResolution", "nodenext"]],
+    ["a bundled front end (Bundler)", "module", ["--module", "esnext", "--moduleResolution", "bundler", "--target", "es2020", "--lib", "es2020,dom"]],
+  ] as const)("type passport-socketio-bridge/client for %s, with no cast", async (_name, type, options) => {
+    const dir = makeApp(`client-${type}-${options[3]}`, CLIENT, type);
+    writeFileSync(join(dir, "app.ts"), readFixture("client-app.ts"));
+    expect(await compile(dir, [...options])).toBe("");
+  });
+
+  it("type the README's TypeScript quickstart as written", async () => {
+    const dir = makeApp("types-quickstart", [...RUNTIME, ...TYPES], "module");
+    writeFileSync(join(dir, "app.ts"), readmeBlock("quickstart-ts", "ts"));
+    expect(await compile(dir, ["--module", "nodenext", "--moduleResolution", "nodenext", "--esModuleInterop"])).toBe("");
+  });
+
   it("reject what the app did not declare (the checks above can fail)", async () => {
-    const dir = makeApp("types-negative", [...RUNTIME, ...TYPES], "module");
+    const dir = makeApp("types-negative", [...RUNTIME, ...TYPES, ...CLIENT], "module");
     writeFileSync(join(dir, "app.ts"), readFixture("wrong-app.ts"));
     const output = await compile(dir, ["--module", "nodenext", "--moduleResolution", "nodenext", "--esModuleInterop"]);
     expect(output).toMatch(/Property 'email' does not exist on type 'User'/);
+    // The README's reason to narrow: without a check, the user may be undefined.
+    expect(output).toMatch(/error TS18048: 'socket\.request\.user' is possibly 'undefined'/);
     expect(output).toMatch(/'alowAnonymous' does not exist/);
+    expect(output).toMatch(/'tokn' does not exist in type 'WithAuthOptions'/);
+    expect(output).toMatch(/'"refusd"' is not assignable/);
   });
 });
 
 function readFixture(name: string): string {
   return readFileSync(join(fixtures, name), "utf8");
+}
+
+/** The README's code block that follows `<!-- marker ... -->`. */
+function readmeBlock(marker: string, lang: string): string {
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  const match = new RegExp(`<!-- ${marker}[^>]*-->\\s*\`\`\`${lang}\\n([\\s\\S]*?)\`\`\``).exec(readme);
+  if (!match) throw new Error(`README.md has no ${marker} block`);
+  return match[1]!;
 }
