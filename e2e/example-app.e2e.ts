@@ -1,9 +1,12 @@
 /**
  * The example app in a real browser (Debian's Chromium through playwright-core): the login form, cookies,
- * tabs, logout in one tab seen in another, a cross-origin page, long-polling and expiry. Each scenario runs
+ * tabs, logout in one tab seen in another, a cross-origin page, long-polling and expiry; whispers, a long
+ * conversation, a refusal after a restart and a session-store outage, as a person sees them. Each scenario runs
  * in fresh browser contexts against an app started here on a free port.
+ *
+ * UPDATE_DOCS_SCREENSHOT=1 also writes the README's picture (docs/example-app.png) from scenario 6.
  */
-import { mkdirSync } from "node:fs";
+import { copyFileSync, mkdirSync } from "node:fs";
 import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
@@ -13,9 +16,11 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 // @ts-expect-error: the example app is plain JavaScript.
 import { createApp } from "../example-app/app.js";
+import { startDurableRedis, type DurableRedis } from "../spec/helpers/durable-redis.js";
 import { launch } from "./browser.js";
 
 const SHOTS = join(dirname(fileURLToPath(import.meta.url)), ".screenshots");
+const DOCS_SHOT = join(dirname(fileURLToPath(import.meta.url)), "..", "docs", "example-app.png");
 mkdirSync(SHOTS, { recursive: true });
 
 let browser: Browser;
@@ -32,11 +37,15 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function startApp(options: { sessionMaxAgeMs?: number } = {}) {
-  const app = (await createApp({ ...options, log: () => undefined })) as App;
-  await listen(app.server);
-  cleanups.push(() => app.close());
-  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+/** The example app on a free port (or `port`); `stop` closes it before the end of the test. */
+async function startApp(options: { sessionMaxAgeMs?: number; redisUrl?: string; port?: number } = {}) {
+  const { port = 0, ...appOptions } = options;
+  const app = (await createApp({ ...appOptions, log: () => undefined })) as App;
+  await listen(app.server, port);
+  let closed: Promise<void> | undefined;
+  const stop = () => (closed ??= app.close());
+  cleanups.push(stop);
+  return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, stop };
 }
 
 async function context(): Promise<BrowserContext> {
@@ -45,8 +54,26 @@ async function context(): Promise<BrowserContext> {
   return ctx;
 }
 
-function listen(server: HttpServer) {
-  return new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+function listen(server: HttpServer, port = 0) {
+  return new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+}
+
+/** What the page said to the developer (console) and what the browser could not load. */
+function watch(page: Page) {
+  const seen = { warnings: [] as string[], errors: [] as string[], failed: [] as string[] };
+  page.on("console", (message) => {
+    if (message.type() === "warning") seen.warnings.push(message.text());
+    if (message.type() === "error") seen.errors.push(message.text());
+  });
+  page.on("response", (res) => {
+    if (res.status() >= 400) seen.failed.push(`${res.status()} ${res.url()}`);
+  });
+  return seen;
+}
+
+async function send(page: Page, text: string) {
+  await page.getByLabel("Message", { exact: true }).fill(text);
+  await page.getByRole("button", { name: "Send" }).click();
 }
 
 /** Resolves once the element's text contains `text`. */
@@ -79,19 +106,28 @@ const socketConnected = (page: Page) => page.evaluate(() => (window as unknown a
 
 describe("the example app in Chromium", () => {
   it("1. the login form signs alice in, and the page shows who the socket belongs to", async () => {
-    const url = await startApp();
+    const url = (await startApp()).url;
     const page = await (await context()).newPage();
+    const seen = watch(page);
     await page.goto(url);
     // The form is found by its labels, and its first field gets the focus.
     await page.waitForFunction(() => document.activeElement?.id === "username", undefined, { timeout: 5000 });
     await logIn(page, url, "alice", "wonderland");
     await sees(page, "#status", "connected as Alice");
     await sees(page, "#online", "Alice");
+    // The page has an icon: nothing failed to load, nothing went to the console as an error.
+    const icon = await page.evaluate(async () => {
+      const link = document.querySelector<HTMLLinkElement>('link[rel="icon"]');
+      return link ? { href: link.href, status: (await fetch(link.href)).status } : null;
+    });
+    expect(icon).toEqual({ href: `${url}/favicon.svg`, status: 200 });
+    expect(seen.failed).toEqual([]);
+    expect(seen.errors).toEqual([]);
     await page.screenshot({ path: join(SHOTS, "1-connected-as-alice.png") });
   });
 
   it("2. a second tab connects too; bob's chat message reaches both of alice's tabs with the name the server set", async () => {
-    const { tab1, tab2, bob } = await aliceInTwoTabsAndBob(await startApp());
+    const { tab1, tab2, bob } = await aliceInTwoTabsAndBob((await startApp()).url);
     await sees(tab1, "#online", "Bob");
 
     await bob.getByLabel("Message", { exact: true }).fill("hello Alice");
@@ -104,7 +140,7 @@ describe("the example app in Chromium", () => {
   });
 
   it("3. logout in alice's first tab ends her second tab's socket within 2 s, with a notice; bob stays", async () => {
-    const { tab1, tab2, bob } = await aliceInTwoTabsAndBob(await startApp());
+    const { tab1, tab2, bob } = await aliceInTwoTabsAndBob((await startApp()).url);
 
     const started = Date.now();
     await tab1.getByRole("button", { name: "Log out" }).click();
@@ -128,7 +164,7 @@ describe("the example app in Chromium", () => {
   });
 
   it("4. a page from another origin, with alice's cookies, is refused with origin_not_allowed", async () => {
-    const url = await startApp();
+    const url = (await startApp()).url;
     const evil = createServer((_req, res) => {
       res.setHeader("content-type", "text/html");
       res.end(`<!doctype html><title>elsewhere</title><p id="out">connecting</p>
@@ -155,7 +191,7 @@ describe("the example app in Chromium", () => {
   });
 
   it("5. a long-polling page works end to end; after the session expired, a reload shows the login form", async () => {
-    const url = await startApp({ sessionMaxAgeMs: 4000 });
+    const url = (await startApp({ sessionMaxAgeMs: 4000 })).url;
     const page = await (await context()).newPage();
     await logIn(page, url, "alice", "wonderland");
     await page.goto(`${url}/?transport=polling`);
@@ -171,5 +207,128 @@ describe("the example app in Chromium", () => {
     await page.getByLabel("Username").waitFor();
     expect(await page.locator("#chat").isHidden()).toBe(true);
     await sleep(0);
+  });
+
+  it("6. a whisper is confirmed to its sender, one to an unknown user says so; messages show the server's time", async () => {
+    const url = (await startApp()).url;
+    const alice = await (await context()).newPage();
+    await logIn(alice, url, "alice", "wonderland");
+    const bob = await (await context()).newPage();
+    await logIn(bob, url, "bob", "builder");
+    await sees(alice, "#online", "Bob");
+
+    await send(bob, "hello Alice");
+    await sees(alice, "#messages", "Bob: hello Alice");
+    await send(alice, "Hi Bob! Lunch at noon?");
+    await send(alice, "@bob don't tell the others");
+    await sees(alice, "#messages", "To Bob (privately): don't tell the others");
+    await sees(bob, "#messages", "Alice (privately): don't tell the others");
+    // Sent: the field is empty again.
+    expect(await alice.getByLabel("Message", { exact: true }).inputValue()).toBe("");
+
+    // Every message carries the time the server stamped on it.
+    const times = await alice.locator("#messages time").evaluateAll((els) => els.map((el) => [el.getAttribute("datetime"), el.textContent]));
+    expect(times).toHaveLength(3);
+    for (const [datetime, text] of times) {
+      expect(Math.abs(Date.parse(datetime!) - Date.now())).toBeLessThan(60_000);
+      expect(text).toMatch(/^\d{1,2}:\d{2}/);
+    }
+    await alice.screenshot({ path: join(SHOTS, "6-whisper-confirmed.png"), fullPage: true });
+    if (process.env.UPDATE_DOCS_SCREENSHOT) copyFileSync(join(SHOTS, "6-whisper-confirmed.png"), DOCS_SHOT);
+
+    // A whisper to nobody: said so next to the field, which keeps the text to fix it; nothing reaches bob.
+    await send(alice, "@zed are you there?");
+    await sees(alice, "#send-error", "There is no user called “zed”.");
+    expect(await alice.getByLabel("Message", { exact: true }).inputValue()).toBe("@zed are you there?");
+    await alice.getByLabel("Message", { exact: true }).fill("@bob are you there?");
+    expect(await alice.locator("#send-error").isHidden()).toBe(true);
+    await alice.getByRole("button", { name: "Send" }).click();
+    await sees(bob, "#messages", "Alice (privately): are you there?");
+    expect(await bob.locator("#messages").textContent()).not.toContain("zed");
+  });
+
+  it("7. a long conversation scrolls inside the message list; the page does not grow", async () => {
+    const url = (await startApp()).url;
+    const page = await (await context()).newPage();
+    await logIn(page, url, "alice", "wonderland");
+    await sees(page, "#status", "connected as Alice");
+    const height = () => page.evaluate(() => document.documentElement.scrollHeight);
+    const before = await height();
+    for (let i = 1; i <= 40; i++) await send(page, `line ${i}`);
+    await sees(page, "#messages", "Alice: line 40");
+    expect(await height()).toBe(before);
+    const list = await page.locator("#messages").evaluate((el) => ({ scrollHeight: el.scrollHeight, clientHeight: el.clientHeight, scrollTop: el.scrollTop }));
+    expect(list.scrollHeight).toBeGreaterThan(list.clientHeight * 2);
+    // It follows the conversation: the newest line is in view.
+    expect(list.scrollTop + list.clientHeight).toBeGreaterThanOrEqual(list.scrollHeight - 2);
+    const [box, last] = [await page.locator("#messages").boundingBox(), await page.locator("#messages li").last().boundingBox()];
+    expect(last!.y + last!.height).toBeLessThanOrEqual(box!.y + box!.height);
+  });
+
+  it("8. a refusal reads as a sentence with a way back in; the code goes to the console; Send waits, the text stays", async () => {
+    // Sessions in memory, and the server restarts: alice's page comes back to a server that never heard of her
+    // session (session_missing, reason unknown_session, reconnect false).
+    const first = await startApp();
+    const port = Number(new URL(first.url).port);
+    const page = await (await context()).newPage();
+    const seen = watch(page);
+    await logIn(page, first.url, "alice", "wonderland");
+    await sees(page, "#status", "connected as Alice");
+
+    await first.stop();
+    await sees(page, "#status", "Connection lost, reconnecting…");
+    const field = page.getByLabel("Message", { exact: true });
+    const sendButton = page.getByRole("button", { name: "Send" });
+    await field.fill("words typed while the server was away");
+    expect(await sendButton.isDisabled()).toBe(true);
+    await field.press("Enter");
+
+    const { url } = await startApp({ port });
+    await sees(page, "#notice", "Your session has ended.", 10_000);
+    const notice = (await page.locator("#notice").innerText()).trim();
+    expect(notice).toBe("Your session has ended. Log in again");
+    expect(notice).not.toMatch(/session_missing|unknown_session|cookie/);
+    expect(await page.getByRole("link", { name: "Log in again" }).getAttribute("href")).toBe("/");
+    await sees(page, "#status", "Not connected.");
+    // Nothing was sent, nothing was lost.
+    expect(await sendButton.isDisabled()).toBe(true);
+    expect(await field.inputValue()).toBe("words typed while the server was away");
+    expect(await page.locator("#messages li").count()).toBe(0);
+    // The developer's sentence is in the console.
+    expect(seen.warnings.join("\n")).toMatch(/refused the connection: session_missing \(unknown_session\)\. The session cookie names a session the store does not have/);
+    await page.screenshot({ path: join(SHOTS, "8-refused-after-restart.png") });
+
+    await page.getByRole("link", { name: "Log in again" }).click();
+    await page.getByLabel("Username").waitFor();
+    await logIn(page, url, "alice", "wonderland");
+    await sees(page, "#status", "connected as Alice");
+  });
+
+  it("9. a session-store outage: a notice while reconnecting is refused, gone once the socket connects again", async () => {
+    const redis: DurableRedis = await startDurableRedis();
+    cleanups.push(() => redis.close());
+    const { url } = await startApp({ redisUrl: redis.url });
+    const page = await (await context()).newPage();
+    const seen = watch(page);
+    await logIn(page, url, "alice", "wonderland");
+    await sees(page, "#status", "connected as Alice");
+    // Past the bridge's session cache (sessionCacheMs, 2 s): a new handshake has to read the store.
+    await sleep(2500);
+
+    await redis.kill();
+    // The connection drops (a network blip); the client reconnects by itself, and its handshake finds no store.
+    await page.evaluate(() => (window as unknown as { exampleSocket: { io: { engine: { close(): void } } } }).exampleSocket.io.engine.close());
+    await sees(page, "#notice", "The server cannot reach its session store right now. Trying again…", 15_000);
+    expect(await page.getByRole("link", { name: "Log in again" }).isHidden()).toBe(true);
+    expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(true);
+    expect(seen.warnings.join("\n")).toMatch(/refused the connection: store_unavailable\. The session store is unavailable/);
+    await page.screenshot({ path: join(SHOTS, "9-store-outage.png") });
+
+    await redis.restart();
+    await page.locator("#notice").waitFor({ state: "hidden", timeout: 20_000 });
+    await sees(page, "#status", "connected as Alice");
+    expect(await socketConnected(page)).toBe(true);
+    await send(page, "back again");
+    await sees(page, "#messages", "Alice: back again");
   });
 });

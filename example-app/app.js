@@ -54,7 +54,7 @@ export async function createApp({
         if (down) log(`Redis (${name}): reconnected`);
         down = false;
       });
-      closers.push(() => c.quit().catch(() => undefined));
+      closers.push(() => quit(c));
     }
     store = new RedisStore({ client, prefix: "example:sess:" });
     adapter = createAdapter(pub, sub);
@@ -94,21 +94,20 @@ export async function createApp({
   const io = new Server(server, adapter ? { adapter } : {});
   const auth = bridge(io, { session: sessionMiddleware, passport });
 
-  // Who is online, on every node, by name.
-  const announcePresence = async () => {
-    const ids = await auth.onlineUsers();
-    io.emit("online", ids.map((id) => findUserById(id)?.name ?? id));
-  };
-  // Not while closing: the disconnects of close() would publish after Redis quit (the Redis adapter drops
-  // the promise of what it publishes, so that would be an unhandled rejection), and other nodes' answers
-  // could not arrive anyway. Those under way when close() starts are let finish.
+  // Who is online, on every node, by name. Not once closing has begun: the disconnects of close() would publish
+  // after Redis quit (the Redis adapter drops the promise of what it publishes, so that would be an unhandled
+  // rejection), and other nodes' answers could not arrive anyway. A question under way when close() starts is not
+  // waited for (another node closing at the same time would leave it waiting for the adapter's requestsTimeout, 5 s):
+  // its answer is dropped.
   let closing = false;
-  const announcing = new Set();
-  const presence = () => {
+  const presence = async () => {
     if (closing) return;
-    const announced = announcePresence().catch((err) => log(`presence: ${err.message}`));
-    announcing.add(announced);
-    announced.finally(() => announcing.delete(announced));
+    try {
+      const ids = await auth.onlineUsers();
+      if (!closing) io.emit("online", ids.map((id) => findUserById(id)?.name ?? id));
+    } catch (err) {
+      if (!closing) log(`presence: ${err.message}`);
+    }
   };
 
   io.on("connection", (socket) => {
@@ -116,21 +115,24 @@ export async function createApp({
     socket.emit("hello", { name: user.name });
     presence();
     socket.on("disconnect", presence);
+    // Every message carries the server's time (`at`, ms since the epoch); the page shows it.
     socket.on("chat", (text, ack) => {
-      if (typeof text !== "string" || !text.trim() || text.length > 500) {
-        return typeof ack === "function" && ack({ ok: false });
-      }
+      const reply = typeof ack === "function" ? ack : () => undefined;
+      if (!validText(text)) return reply({ ok: false, error: "invalid_message" });
       // The sender's name comes from the session's user, never from the client.
       io.emit("chat", { from: user.name, text: text.trim(), at: Date.now() });
-      if (typeof ack === "function") ack({ ok: true });
+      reply({ ok: true });
     });
-    // A private message reaches every socket of the recipient, on every node: their user room.
+    // A private message reaches every socket of the recipient, on every node: their user room. The sender's ack
+    // confirms it (with the recipient's name and the time), or says there is no such user.
     socket.on("whisper", (message, ack) => {
+      const reply = typeof ack === "function" ? ack : () => undefined;
+      if (!validText(message?.text)) return reply({ ok: false, error: "invalid_message" });
       const to = findUserByUsername(message?.to);
-      const text = typeof message?.text === "string" ? message.text.trim() : "";
-      if (!to || !text || text.length > 500) return typeof ack === "function" && ack({ ok: false });
-      io.to(auth.userRoom(to.id)).emit("whisper", { from: user.name, text, at: Date.now() });
-      if (typeof ack === "function") ack({ ok: true });
+      if (!to) return reply({ ok: false, error: "unknown_user" });
+      const at = Date.now();
+      io.to(auth.userRoom(to.id)).emit("whisper", { from: user.name, text: message.text.trim(), at });
+      reply({ ok: true, to: to.name, at });
     });
   });
 
@@ -138,13 +140,25 @@ export async function createApp({
     server,
     io,
     auth,
+    /** Stops accepting, ends every socket and HTTP connection, then quits Redis. */
     async close() {
       closing = true;
-      io.close();
-      server.closeAllConnections?.();
-      await new Promise((resolve) => server.close(() => resolve()));
-      await Promise.all(announcing);
+      const httpClosed = new Promise((resolve) => server.close(() => resolve()));
+      // Every socket gets Socket.IO's "server shutting down" (its client reconnects: to another node, or later).
+      const ioClosed = io.close();
+      server.closeAllConnections();
+      await Promise.all([httpClosed, ioClosed]);
       for (const close of closers) await close();
     },
   };
+}
+
+const validText = (text) => typeof text === "string" && text.trim() !== "" && text.length <= 500;
+
+/** QUIT when Redis is there to answer (at most 2 s), then drop the connection (and stop reconnecting). */
+async function quit(client) {
+  if (client.status === "ready") {
+    await Promise.race([client.quit().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+  }
+  client.disconnect();
 }

@@ -33,9 +33,11 @@ try {
 
 const server = fileURLToPath(new URL("./server.js", import.meta.url));
 let stopping = false;
+let stoppingSince = 0;
 const nodes = ports.map((port) => {
   const node = fork(server, [], { env: { ...process.env, PORT: String(port), REDIS_URL: redisUrl }, stdio: "inherit" });
   console.log(`Node ${node.pid} serves port ${port}.`);
+  node.exited = new Promise((resolve) => node.once("exit", (code, signal) => resolve(code ?? signal)));
   // A node should never stop by itself (a Redis outage included): say so loudly. This script does not restart
   // it; in production, your process manager would.
   node.on("exit", (code, signal) => {
@@ -43,10 +45,25 @@ const nodes = ports.map((port) => {
   });
   return node;
 });
-const stop = () => {
+
+// SIGTERM or Ctrl-C: each node closes gracefully (server.js), and this process exits once they all have: 0 if
+// every node closed cleanly. (Ctrl-C also reaches the nodes themselves, from the terminal; one signal or two,
+// they close once.) Another Ctrl-C, a second later, stops everything at once.
+async function stop(signal) {
+  if (stopping) {
+    // Another Ctrl-C (not the first one's echo: npm passes it on too) stops everything at once.
+    if (signal === "SIGINT" && Date.now() - stoppingSince > 1000) {
+      for (const node of nodes) node.kill("SIGKILL");
+      process.exit(130);
+    }
+    return;
+  }
   stopping = true;
-  for (const node of nodes) node.kill();
-  process.exit(0);
-};
-process.on("SIGINT", stop);
-process.on("SIGTERM", stop);
+  stoppingSince = Date.now();
+  console.log(`${signal}: stopping ${nodes.length} nodes…`);
+  for (const node of nodes) if (node.exitCode === null && node.signalCode === null) node.kill("SIGTERM");
+  const codes = await Promise.all(nodes.map((node) => node.exited));
+  process.exit(codes.every((code) => code === 0) ? 0 : 1);
+}
+process.on("SIGINT", () => stop("SIGINT"));
+process.on("SIGTERM", () => stop("SIGTERM"));

@@ -1,11 +1,22 @@
-/** The example app, run as shipped (from the built package), through HTTP forms and real sockets. */
-import type { AddressInfo } from "node:net";
+/**
+ * The example app, run as shipped (from the built package), through HTTP forms and real sockets; and `npm start`
+ * as a person or a process manager runs it, stopped by SIGTERM or Ctrl-C.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { io as ioClient, type Socket } from "socket.io-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { inject } from "vitest";
 // @ts-expect-error: the example app is plain JavaScript.
 import { createApp } from "../example-app/app.js";
 import { cookieFrom, nextEvent } from "./helpers/harness.js";
+import { untilServing } from "./helpers/processes.js";
+import { freePort } from "./helpers/redis-server.js";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 type App = { server: import("node:http").Server; close(): Promise<void> };
 let app: App | undefined;
@@ -56,10 +67,23 @@ describe.each(STORES)("the example app with %s", (_name, redisUrl, logLine) => {
     expect(await nextEvent(bob, "hello")).toEqual({ name: "Bob" });
 
     // The client cannot choose the sender's name.
-    expect(await bob.emitWithAck("chat", { from: "Alice", text: "spoofed" })).toEqual({ ok: false });
+    expect(await bob.emitWithAck("chat", { from: "Alice", text: "spoofed" })).toEqual({ ok: false, error: "invalid_message" });
     const received = nextEvent(alice, "chat");
+    const before = Date.now();
     expect(await bob.emitWithAck("chat", "  hi Alice  ")).toEqual({ ok: true });
-    expect(await received).toMatchObject({ from: "Bob", text: "hi Alice" });
+    // With the server's time, which the page shows.
+    const message = await received;
+    expect(message).toEqual({ from: "Bob", text: "hi Alice", at: expect.any(Number) });
+    expect((message as { at: number }).at).toBeGreaterThanOrEqual(before);
+    expect((message as { at: number }).at).toBeLessThanOrEqual(Date.now());
+
+    // A whisper is confirmed to its sender (to whom, and when); one to an unknown user says so, and goes nowhere.
+    const whisper = nextEvent(alice, "whisper");
+    const confirmed = await bob.emitWithAck("whisper", { to: "alice", text: " psst " });
+    expect(confirmed).toEqual({ ok: true, to: "Alice", at: expect.any(Number) });
+    expect(await whisper).toEqual({ from: "Bob", text: "psst", at: confirmed.at });
+    expect(await bob.emitWithAck("whisper", { to: "zed", text: "hello?" })).toEqual({ ok: false, error: "unknown_user" });
+    expect(await bob.emitWithAck("whisper", { to: "alice", text: "   " })).toEqual({ ok: false, error: "invalid_message" });
 
     const ended = nextEvent(alice, "auth:ended");
     const gone = nextEvent(alice, "disconnect");
@@ -78,14 +102,105 @@ describe.each(STORES)("the example app with %s", (_name, redisUrl, logLine) => {
     const socket = ioClient(url, { forceNew: true, transports: ["websocket"] });
     sockets.push(socket);
     const err = await nextEvent<Error & { data: unknown }>(socket, "connect_error");
-    expect(err.data).toEqual({ code: "session_missing", reconnect: false });
+    expect(err.data).toEqual({ code: "session_missing", reason: "no_cookie", reconnect: false });
   });
 
-  it("serves its page and the Socket.IO client itself (no CDN)", async () => {
+  it("serves its page, its icon and the Socket.IO client itself (no CDN)", async () => {
     const { url } = await start(redisUrl());
     const page = await (await fetch(url)).text();
     expect(page).toContain('<script src="/socket.io/socket.io.min.js"></script>');
-    expect(page).not.toMatch(/https?:\/\//);
+    expect(page).not.toMatch(/https?:\/\/(?!www\.w3\.org)/);
     expect((await fetch(`${url}/socket.io/socket.io.min.js`)).status).toBe(200);
+    expect(page).toContain('<link rel="icon" href="/favicon.svg" type="image/svg+xml" />');
+    const icon = await fetch(`${url}/favicon.svg`);
+    expect(icon.status).toBe(200);
+    expect(icon.headers.get("content-type")).toMatch(/^image\/svg\+xml/);
   });
 });
+
+/**
+ * `npm start` is one Node process (package.json: `exec node scripts/example-app.js`): npm passes SIGTERM and
+ * SIGINT on to it, and it closes its sockets, its HTTP server and exits 0. Before, npm's shell stood between
+ * them (Debian's dash does not exec the last command of `sh -c`): the signal stopped the shell, npm exited 143,
+ * and the server went on serving, an orphan.
+ */
+describe("npm start", () => {
+  // npm runs in a process group of its own: whatever a failed test leaves behind (an orphan is no one's child,
+  // but stays in the group) is stopped here.
+  const groups: number[] = [];
+  afterEach(() => {
+    for (const group of groups.splice(0)) stopGroup(group);
+  });
+
+  // SKIP_BUILD: dist/ as `npm test` built it (a build would empty dist/ under the spec files running meanwhile).
+  it.each(["SIGTERM", "SIGINT"] as const)("stops on %s sent to npm: sockets closed, exit code 0, port free, no process left", async (signal) => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const npm = spawn("npm", ["start"], { cwd: root, env: { ...process.env, PORT: String(port), REDIS_URL: "", SKIP_BUILD: "1" }, stdio: "pipe", detached: true });
+    groups.push(npm.pid!);
+    let output = "";
+    npm.stdout!.on("data", (chunk) => (output += chunk));
+    npm.stderr!.on("data", (chunk) => (output += chunk));
+    await untilServing(npm, [url], "npm start");
+    const tree = descendants(npm.pid!);
+    const children = tree.map((pid) => ({ pid, parent: parentOf(pid), command: commandOf(pid) }));
+
+    const res = await fetch(`${url}/login`, { method: "POST", body: new URLSearchParams({ username: "alice", password: "wonderland" }), redirect: "manual" });
+    const socket = ioClient(url, { forceNew: true, transports: ["websocket"], reconnection: false, extraHeaders: { cookie: cookieFrom(res) } });
+    await nextEvent(socket, "hello");
+    const disconnected = nextEvent<string>(socket, "disconnect");
+
+    const exited = new Promise<number | string | null>((resolve) => npm.once("exit", (code, sig) => resolve(code ?? sig)));
+    npm.kill(signal);
+    expect(await exited).toBe(0);
+    expect(await disconnected).toBe("transport close");
+    expect(output).toContain(`${signal}: closing the example app on port ${port}`);
+    expect(output).toContain(`Example app on port ${port} closed.`);
+    expect(tree.filter(alive)).toEqual([]);
+    expect(await portIsFree(port)).toBe(true);
+    // npm's one child was the server itself.
+    expect(children).toEqual([{ pid: expect.any(Number), parent: npm.pid, command: "node scripts/example-app.js " }]);
+  });
+});
+
+/** The pids of every process below `pid` (children, theirs, and so on). */
+function descendants(pid: number): number[] {
+  const rows = execFileSync("ps", ["-e", "-o", "pid=,ppid="], { encoding: "utf8" })
+    .trim()
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/).map(Number) as [number, number]);
+  const found: number[] = [];
+  for (let level = [pid]; level.length; ) {
+    level = rows.filter(([, ppid]) => level.includes(ppid)).map(([child]) => child);
+    found.push(...level);
+  }
+  return found;
+}
+
+const proc = (pid: number, file: string) => {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, "utf8");
+  } catch {
+    return "";
+  }
+};
+/** Running (a zombie, gone but not yet reaped, does not count). */
+const alive = (pid: number) => !/^\d+ \(.*\) Z/.test(proc(pid, "stat")) && proc(pid, "stat") !== "";
+const parentOf = (pid: number) => Number(proc(pid, "stat").replace(/^.*\) /, "").split(" ")[1]);
+const commandOf = (pid: number) => proc(pid, "cmdline").split("\0").join(" ");
+
+function stopGroup(group: number) {
+  try {
+    process.kill(-group, "SIGKILL");
+  } catch {
+    // none left
+  }
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", () => resolve(false));
+    probe.listen(port, () => probe.close(() => resolve(true)));
+  });
+}

@@ -1,10 +1,12 @@
 /**
- * The example app as a real cluster (npm run example:cluster): two processes, one Redis for the sessions and
- * the Socket.IO adapter. A user's sockets on both nodes get what one node sends to their user room, a logout
- * through one node ends them all, and presence sees every node.
+ * The example app as a real cluster (npm run example:cluster, run through npm): two processes, one Redis for the
+ * sessions and the Socket.IO adapter. A user's sockets on both nodes get what one node sends to their user room,
+ * a logout through one node ends them all, and presence sees every node. SIGTERM to npm stops it all cleanly.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { dirname, join, resolve } from "node:path";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { io as ioClient, type Socket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -14,26 +16,41 @@ import { freePort } from "./helpers/redis-server.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 let cluster: ChildProcess;
+let exited: Promise<number | string | null>;
+let output = "";
+let ports: number[];
 let nodes: string[];
+// npm's process tree once serving; npm runs in a process group of its own, stopped at the end whatever happened.
+let pids: number[] = [];
 const sockets: Socket[] = [];
 
 beforeAll(async () => {
-  const ports = [await freePort(), await freePort()];
+  ports = [await freePort(), await freePort()];
   nodes = ports.map((port) => `http://127.0.0.1:${port}`);
-  cluster = spawn(process.execPath, [join(root, "example-app", "cluster.js")], {
-    env: { ...process.env, PORTS: ports.join(","), REDIS_URL: inject("redisUrl") },
+  cluster = spawn("npm", ["run", "example:cluster"], {
+    cwd: root,
+    env: { ...process.env, PORTS: ports.join(","), REDIS_URL: inject("redisUrl"), SKIP_BUILD: "1" },
     stdio: "pipe",
+    detached: true,
   });
+  exited = new Promise((resolve) => cluster.once("exit", (code, signal) => resolve(code ?? signal)));
+  cluster.stdout!.on("data", (chunk) => (output += chunk));
+  cluster.stderr!.on("data", (chunk) => (output += chunk));
   await untilServing(cluster, nodes, "the cluster", 25_000);
+  pids = [cluster.pid!, ...descendants(cluster.pid!)];
 }, 30_000);
 
 afterAll(async () => {
   for (const socket of sockets) socket.disconnect();
-  await new Promise<void>((resolve) => {
-    if (cluster.exitCode !== null) return resolve();
-    cluster.once("exit", () => resolve());
+  if (cluster.exitCode === null && cluster.signalCode === null) {
     cluster.kill("SIGTERM");
-  });
+    await exited;
+  }
+  try {
+    process.kill(-cluster.pid!, "SIGKILL");
+  } catch {
+    // none left
+  }
 });
 
 async function login(url: string, username: string, password: string) {
@@ -64,7 +81,7 @@ describe("the example app on two processes", () => {
 
     // Node B sends to alice's user room; both of her sockets get it.
     const whispers = Promise.all([nextEvent(aliceOnA, "whisper"), nextEvent(aliceOnB, "whisper")]);
-    expect(await bob.emitWithAck("whisper", { to: "alice", text: "psst" })).toEqual({ ok: true });
+    expect(await bob.emitWithAck("whisper", { to: "alice", text: "psst" })).toMatchObject({ ok: true, to: "Alice" });
     for (const whisper of await whispers) expect(whisper).toMatchObject({ from: "Bob", text: "psst" });
 
     // A logout through node B ends her socket on node A too.
@@ -73,4 +90,62 @@ describe("the example app on two processes", () => {
     expect(await ended).toEqual([{ code: "logged_out" }, { code: "logged_out" }]);
     expect(bob.connected).toBe(true);
   });
+
+  it("stops on SIGTERM sent to npm: every node closes its sockets and exits 0, then npm does; no process left, ports free", async () => {
+    const primary = pids.filter((pid) => parentOf(pid) === cluster.pid);
+    const workers = pids.filter((pid) => parentOf(pid) === primary[0]);
+    const commands = { primary: primary.map(commandOf), workers: workers.map(commandOf) };
+
+    const [a, b] = nodes as [string, string];
+    const alice = await login(a, "alice", "wonderland");
+    const both = await Promise.all([connect(a, alice), connect(b, alice)]);
+    const gone = Promise.all(both.map((socket) => nextEvent<string>(socket, "disconnect", 10_000)));
+    cluster.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(await gone).toEqual(["transport close", "transport close"]);
+    expect(output).toContain("SIGTERM: stopping 2 nodes");
+    for (const port of ports) expect(output).toContain(`Example app on port ${port} closed.`);
+    expect(output).not.toMatch(/a node exited|unhandled/i);
+    expect(pids.filter(alive)).toEqual([]);
+    for (const port of ports) expect(await portIsFree(port)).toBe(true);
+    // npm's one child was the cluster's primary (no shell between them), and the nodes were its children.
+    expect(commands).toEqual({
+      primary: ["node scripts/example-app.js --cluster "],
+      workers: [expect.stringMatching(/example-app\/server\.js $/), expect.stringMatching(/example-app\/server\.js $/)],
+    });
+  });
 });
+
+/** The pids of every process below `pid` (children, theirs, and so on). */
+function descendants(pid: number): number[] {
+  const rows = execFileSync("ps", ["-e", "-o", "pid=,ppid="], { encoding: "utf8" })
+    .trim()
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/).map(Number) as [number, number]);
+  const found: number[] = [];
+  for (let level = [pid]; level.length; ) {
+    level = rows.filter(([, ppid]) => level.includes(ppid)).map(([child]) => child);
+    found.push(...level);
+  }
+  return found;
+}
+
+const proc = (pid: number, file: string) => {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, "utf8");
+  } catch {
+    return "";
+  }
+};
+/** Running (a zombie, gone but not yet reaped, does not count). */
+const alive = (pid: number) => proc(pid, "stat") !== "" && !/^\d+ \(.*\) Z/.test(proc(pid, "stat"));
+const parentOf = (pid: number) => Number(proc(pid, "stat").replace(/^.*\) /, "").split(" ")[1]);
+const commandOf = (pid: number) => proc(pid, "cmdline").split("\0").join(" ");
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", () => resolve(false));
+    probe.listen(port, () => probe.close(() => resolve(true)));
+  });
+}

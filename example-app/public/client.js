@@ -1,20 +1,74 @@
 // The browser side: show the login form, or open the socket and chat.
+//
+// What the person sees is a short sentence (and "Log in again" when retrying cannot help); what the developer
+// needs (the refusal's code, reason and sentence) goes to the console.
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
-const { user } = await (await fetch("/api/me", { credentials: "same-origin" })).json();
+// Refusals (`connect_error` with `err.data.code`), as a person would want to read them.
+const REFUSED = {
+  session_missing: "You are not logged in.",
+  unauthenticated: "You are not logged in.",
+  user_not_found: "Your account no longer exists.",
+  deserialize_failed: "The server could not load your account.",
+  store_unavailable: "The server cannot reach its session store right now.",
+  rejected: "The server refused the connection.",
+  origin_not_allowed: "This page may not connect to the chat.",
+  csrf_mismatch: "This page is out of date.",
+  too_many_attempts: "Too many connections were refused. Wait a minute.",
+  token_invalid: "Your sign-in is no longer valid.",
+  token_expired: "Your sign-in expired.",
+  server_error: "The server ran into a problem.",
+};
+// session_missing says why (`err.data.reason`).
+const SESSION_MISSING = {
+  no_cookie: "Your browser did not send your login.",
+  bad_signature: "Your login is no longer valid.",
+  unknown_session: "Your session has ended.",
+};
+// Endings (`auth:ended` with `{ code }`): the server ended a connection that was working.
+const ENDED = {
+  logged_out: "You were logged out.",
+  session_expired: "Your session expired.",
+  user_removed: "Your account was removed.",
+  revoked: "You were signed out.",
+  token_expired: "Your sign-in expired.",
+};
 
-if (!user) {
+let me;
+try {
+  const res = await fetch("/api/me", { credentials: "same-origin" });
+  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  me = (await res.json()).user;
+} catch (err) {
+  console.warn(`GET /api/me failed: ${err.message}`);
+  $("unavailable").hidden = false;
+}
+
+if (me === null) {
   $("login").hidden = false;
   $("login-error").hidden = !params.has("error");
   $("username").focus();
-} else {
+} else if (me) {
   $("chat").hidden = false;
   const status = $("status");
   const notice = $("notice");
-  const showNotice = (text) => {
+  const sendButton = $("send-button");
+  const input = $("message");
+  const messages = $("messages");
+
+  const showNotice = (text, { again = false } = {}) => {
     $("notice-text").textContent = text;
+    $("again").hidden = !again;
     notice.hidden = false;
+  };
+  const hideNotice = () => {
+    notice.hidden = true;
+    $("again").hidden = true;
+  };
+  const sendError = (text) => {
+    $("send-error").textContent = text;
+    $("send-error").hidden = !text;
   };
 
   // Same origin: the browser sends the session cookie with the handshake by itself.
@@ -22,19 +76,41 @@ if (!user) {
   const socket = io(params.get("transport") === "polling" ? { transports: ["polling"] } : {});
   window.exampleSocket = socket;
 
+  // Send works only while connected: typed text stays in the field meanwhile.
+  const connected = (yes) => {
+    sendButton.disabled = !yes;
+  };
+  connected(false);
+
+  socket.on("connect", () => {
+    connected(true);
+    hideNotice();
+    status.textContent = "Connected.";
+  });
   socket.on("hello", ({ name }) => {
     status.textContent = `connected as ${name}`;
   });
 
-  const addMessage = (from, text, whisper = false) => {
-    const item = document.createElement("li");
-    const who = document.createElement("strong");
-    who.textContent = whisper ? `${from} (privately): ` : `${from}: `;
-    item.append(who, text);
-    $("messages").append(item);
+  const time = (at) => {
+    const el = document.createElement("time");
+    const date = new Date(at);
+    el.dateTime = date.toISOString();
+    el.textContent = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return el;
   };
-  socket.on("chat", ({ from, text }) => addMessage(from, text));
-  socket.on("whisper", ({ from, text }) => addMessage(from, text, true));
+  const addMessage = ({ at, who, text, kind = "chat" }) => {
+    // Keep following the conversation, unless the person scrolled up to read.
+    const atBottom = messages.scrollHeight - messages.scrollTop - messages.clientHeight < 24;
+    const item = document.createElement("li");
+    item.className = kind;
+    const name = document.createElement("strong");
+    name.textContent = `${who}: `;
+    item.append(time(at), " ", name, text);
+    messages.append(item);
+    if (atBottom || kind === "sent") messages.scrollTop = messages.scrollHeight;
+  };
+  socket.on("chat", ({ from, text, at }) => addMessage({ at, who: from, text }));
+  socket.on("whisper", ({ from, text, at }) => addMessage({ at, who: `${from} (privately)`, text, kind: "whisper" }));
 
   socket.on("online", (names) => {
     $("online").replaceChildren(
@@ -47,34 +123,67 @@ if (!user) {
   });
 
   socket.on("connect_error", (err) => {
-    status.textContent = `Not connected: ${err.message}`;
-    if (err.data?.code) showNotice(`Refused: ${err.data.code}`);
-    // Refusals say whether retrying can help; network errors are retried by the client itself.
-    if (err.data?.reconnect) setTimeout(() => socket.connect(), 2000);
+    connected(false);
+    // Who is online is not known until connected again.
+    $("online").replaceChildren();
+    if (!err.data?.code) {
+      // A network error: the client retries by itself.
+      status.textContent = "Cannot reach the server; trying again…";
+      console.info(`Socket.IO: ${err.message}; retrying.`);
+      return;
+    }
+    const { code, reason, reconnect } = err.data;
+    console.warn(`Socket.IO refused the connection: ${code}${reason ? ` (${reason})` : ""}. ${err.message}`);
+    const sentence = (code === "session_missing" && SESSION_MISSING[reason]) || REFUSED[code] || REFUSED.rejected;
+    status.textContent = "Not connected.";
+    if (reconnect) {
+      // Retrying can help (the store is back, say): once more in 2 s. The notice goes once connected.
+      showNotice(`${sentence} Trying again…`);
+      setTimeout(() => socket.connect(), 2000);
+    } else {
+      showNotice(sentence, { again: true });
+    }
   });
 
   socket.on("auth:ended", ({ code }) => {
+    console.info(`The server ended this connection: ${code}.`);
     status.textContent = "Disconnected.";
-    showNotice(code === "session_expired" ? "Your session expired." : "You were logged out.");
+    showNotice(ENDED[code] ?? "You were disconnected.", { again: true });
     $("send").hidden = true;
     $("logout-form").hidden = true;
     $("online").replaceChildren();
-    $("again").hidden = false;
     $("again").focus();
   });
 
   socket.on("disconnect", (reason) => {
+    connected(false);
     if (reason !== "io server disconnect") status.textContent = "Connection lost, reconnecting…";
   });
 
-  $("send").addEventListener("submit", (event) => {
+  input.addEventListener("input", () => sendError(""));
+  $("send").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const input = $("message");
+    if (!socket.connected) return;
+    const text = input.value;
     // "@bob hi" whispers to bob, in all of his tabs.
-    const whisper = /^@(\w+)\s+(.+)$/s.exec(input.value);
-    if (whisper) socket.emit("whisper", { to: whisper[1], text: whisper[2] }, () => input.focus());
-    else socket.emit("chat", input.value, () => input.focus());
-    input.value = "";
+    const whisper = /^@(\w+)\s+(.+)$/s.exec(text);
+    let answer;
+    try {
+      answer = whisper
+        ? await socket.timeout(5000).emitWithAck("whisper", { to: whisper[1], text: whisper[2] })
+        : await socket.timeout(5000).emitWithAck("chat", text);
+    } catch {
+      return sendError("The server did not confirm your message; it may not have been sent.");
+    }
+    if (!answer?.ok) {
+      return sendError(
+        answer?.error === "unknown_user" ? `There is no user called “${whisper[1]}”.` : "That message could not be sent.",
+      );
+    }
+    // Sent: the field is cleared (unless more was typed meanwhile), and a whisper is confirmed here.
+    if (input.value === text) input.value = "";
+    if (whisper) addMessage({ at: answer.at, who: `To ${answer.to} (privately)`, text: whisper[2].trim(), kind: "sent" });
+    input.focus();
   });
-  $("message").focus();
+  input.focus();
 }
