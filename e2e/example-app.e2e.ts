@@ -4,6 +4,11 @@
  * conversation, a refusal after a restart and a session-store outage, as a person sees them. Each scenario runs
  * in fresh browser contexts against an app started here on a free port.
  *
+ * The page runs on the library's client half (`withAuth` from passport-socketio-bridge/client, served by the app
+ * as the installed dist/client.js): scenario 1 checks that the page's socket is driven by that very module; the
+ * outage scenario, that its refusals are retried by the helper's backoff; the ending and the refusal after a
+ * restart, that nothing reconnects afterwards.
+ *
  * UPDATE_DOCS_SCREENSHOT=1 also writes the README's picture (docs/example-app.png) from scenario 6.
  */
 import { copyFileSync, mkdirSync } from "node:fs";
@@ -40,7 +45,8 @@ afterEach(async () => {
 /** The example app on a free port (or `port`); `stop` closes it before the end of the test. */
 async function startApp(options: { sessionMaxAgeMs?: number; redisUrl?: string; port?: number } = {}) {
   const { port = 0, ...appOptions } = options;
-  const app = (await createApp({ ...appOptions, log: () => undefined })) as App;
+  // Not the environment's DATABASE_URL: each scenario says which store it runs on.
+  const app = (await createApp({ databaseUrl: "", ...appOptions, log: () => undefined })) as App;
   await listen(app.server, port);
   let closed: Promise<void> | undefined;
   const stop = () => (closed ??= app.close());
@@ -60,13 +66,14 @@ function listen(server: HttpServer, port = 0) {
 
 /** What the page said to the developer (console) and what the browser could not load. */
 function watch(page: Page) {
-  const seen = { warnings: [] as string[], errors: [] as string[], failed: [] as string[] };
+  const seen = { warnings: [] as string[], errors: [] as string[], failed: [] as string[], modules: [] as string[] };
   page.on("console", (message) => {
     if (message.type() === "warning") seen.warnings.push(message.text());
     if (message.type() === "error") seen.errors.push(message.text());
   });
   page.on("response", (res) => {
     if (res.status() >= 400) seen.failed.push(`${res.status()} ${res.url()}`);
+    if (res.url().includes("/vendor/")) seen.modules.push(`${res.status()} ${res.url()}`);
   });
   return seen;
 }
@@ -102,6 +109,33 @@ async function aliceInTwoTabsAndBob(url: string) {
   return { tab1, tab2, bob };
 }
 
+/** When the page started each Engine.IO connection (its first request, with no sid yet): one per handshake. */
+function handshakes(page: Page): number[] {
+  const at: number[] = [];
+  page.on("request", (req) => {
+    const url = new URL(req.url());
+    if (url.pathname === "/socket.io/" && url.searchParams.has("EIO") && !url.searchParams.has("sid")) at.push(Date.now());
+  });
+  return at;
+}
+
+type AuthEntry = { at: number; state?: string; refused?: string; reconnect?: boolean };
+/** Records what the page's SocketAuth (window.exampleAuth) reports from now on: states and refusals, with times. */
+async function recordAuth(page: Page): Promise<() => Promise<AuthEntry[]>> {
+  await page.evaluate(() => {
+    type Auth = { on(event: string, listener: (value: never) => void): void };
+    const w = window as unknown as { exampleAuth: Auth; authLog: AuthEntry[] };
+    w.authLog = [];
+    w.exampleAuth.on("state", (state: string) => w.authLog.push({ at: Date.now(), state }));
+    w.exampleAuth.on("refused", ({ code, reconnect }: { code: string; reconnect: boolean }) =>
+      w.authLog.push({ at: Date.now(), refused: code, reconnect }),
+    );
+  });
+  return () => page.evaluate(() => (window as unknown as { authLog: AuthEntry[] }).authLog);
+}
+
+const authState = (page: Page) => page.evaluate(() => (window as unknown as { exampleAuth: { state: string } }).exampleAuth.state);
+
 const socketConnected = (page: Page) => page.evaluate(() => (window as unknown as { exampleSocket?: { connected: boolean } }).exampleSocket?.connected ?? false);
 
 describe("the example app in Chromium", () => {
@@ -121,6 +155,17 @@ describe("the example app in Chromium", () => {
       return link ? { href: link.href, status: (await fetch(link.href)).status } : null;
     });
     expect(icon).toEqual({ href: `${url}/favicon.svg`, status: 200 });
+    // The page's socket is driven by the library's client half, imported from the URL the app serves it at: the
+    // same module instance (a string, so that the test runner leaves the browser's import() alone).
+    // (Fetched by the login page too: the later loads may be revalidations, 304.)
+    expect(seen.modules[0]).toBe(`200 ${url}/vendor/passport-socketio-bridge/client.js`);
+    for (const load of seen.modules) expect(load).toMatch(/^(200|304) .*\/vendor\/passport-socketio-bridge\/client\.js$/);
+    const helper = await page.evaluate(`import("/vendor/passport-socketio-bridge/client.js").then(({ SocketAuth }) => ({
+      ours: window.exampleAuth instanceof SocketAuth,
+      socket: window.exampleAuth.socket === window.exampleSocket,
+      state: window.exampleAuth.state,
+    }))`);
+    expect(helper).toEqual({ ours: true, socket: true, state: "connected" });
     expect(seen.failed).toEqual([]);
     expect(seen.errors).toEqual([]);
     await page.screenshot({ path: join(SHOTS, "1-connected-as-alice.png") });
@@ -141,10 +186,12 @@ describe("the example app in Chromium", () => {
 
   it("3. logout in alice's first tab ends her second tab's socket within 2 s, with a notice; bob stays", async () => {
     const { tab1, tab2, bob } = await aliceInTwoTabsAndBob((await startApp()).url);
+    const tab2Handshakes = handshakes(tab2);
 
     const started = Date.now();
     await tab1.getByRole("button", { name: "Log out" }).click();
     await sees(tab2, "#notice", "You were logged out.", 2000);
+    const endedAt = Date.now();
     // The chat form is gone; focus moves to the way back in.
     expect(await tab2.locator("#send").isHidden()).toBe(true);
     expect(await tab2.evaluate(() => document.activeElement?.id)).toBe("again");
@@ -161,6 +208,11 @@ describe("the example app in Chromium", () => {
     await bob.getByLabel("Message", { exact: true }).fill("still here");
     await bob.getByRole("button", { name: "Send" }).click();
     await sees(bob, "#messages", "Bob: still here");
+
+    // After an ending nothing reconnects: past any retry's first delay (0.5–1.5 s), no new handshake from tab 2.
+    await sleep(Math.max(0, endedAt + 1600 - Date.now()));
+    expect(tab2Handshakes).toEqual([]);
+    expect(await authState(tab2)).toBe("ended");
   });
 
   it("4. a page from another origin, with alice's cookies, is refused with origin_not_allowed", async () => {
@@ -283,8 +335,11 @@ describe("the example app in Chromium", () => {
     expect(await sendButton.isDisabled()).toBe(true);
     await field.press("Enter");
 
+    const pageHandshakes = handshakes(page);
     const { url } = await startApp({ port });
     await sees(page, "#notice", "Your session has ended.", 10_000);
+    const refusedAt = Date.now();
+    const handshakesBefore = pageHandshakes.length;
     const notice = (await page.locator("#notice").innerText()).trim();
     expect(notice).toBe("Your session has ended. Log in again");
     expect(notice).not.toMatch(/session_missing|unknown_session|cookie/);
@@ -297,6 +352,10 @@ describe("the example app in Chromium", () => {
     // The developer's sentence is in the console.
     expect(seen.warnings.join("\n")).toMatch(/refused the connection: session_missing \(unknown_session\)\. The session cookie names a session the store does not have/);
     await page.screenshot({ path: join(SHOTS, "8-refused-after-restart.png") });
+    // A refusal that retrying cannot help stops for good: no handshake after it (past a backoff's first delay).
+    await sleep(Math.max(0, refusedAt + 1600 - Date.now()));
+    expect(pageHandshakes.length).toBe(handshakesBefore);
+    expect(await authState(page)).toBe("refused");
 
     await page.getByRole("link", { name: "Log in again" }).click();
     await page.getByLabel("Username").waitFor();
@@ -314,6 +373,8 @@ describe("the example app in Chromium", () => {
     await sees(page, "#status", "connected as Alice");
     // Past the bridge's session cache (sessionCacheMs, 2 s): a new handshake has to read the store.
     await sleep(2500);
+    const authLog = await recordAuth(page);
+    const pageHandshakes = handshakes(page);
 
     await redis.kill();
     // The connection drops (a network blip); the client reconnects by itself, and its handshake finds no store.
@@ -330,5 +391,20 @@ describe("the example app in Chromium", () => {
     expect(await socketConnected(page)).toBe(true);
     await send(page, "back again");
     await sees(page, "#messages", "Alice: back again");
+
+    // The page's SocketAuth did it: it reported each refusal (store_unavailable, reconnect: true) and connected
+    // again after its backoff (1 s, doubling, each wait a random 50–100% of it). One handshake for the reconnect
+    // after the blip, then exactly one more per refusal, none sooner than the backoff allows.
+    const log = await authLog();
+    const refusals = log.filter((entry) => entry.refused);
+    expect(refusals.length).toBeGreaterThanOrEqual(1);
+    for (const refusal of refusals) expect(refusal).toMatchObject({ refused: "store_unavailable", reconnect: true });
+    expect(log.filter((entry) => entry.state).map((entry) => entry.state)).toEqual(["connecting", "connected"]);
+    expect(pageHandshakes).toHaveLength(refusals.length + 1);
+    const delays = refusals.map((refusal, i) => pageHandshakes[i + 1]! - refusal.at);
+    delays.forEach((delay, i) => {
+      expect(delay).toBeGreaterThanOrEqual(0.45 * 1000 * 2 ** i);
+      expect(delay).toBeLessThan(1000 * 2 ** i + 800);
+    });
   });
 });

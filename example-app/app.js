@@ -1,6 +1,9 @@
 // The example app: Express + express-session + passport-local over HTTP, and Socket.IO authenticated by
 // passport-socketio-bridge with the very same session and user.
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { createRequire } from "node:module";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import express from "express";
 import session from "express-session";
@@ -11,12 +14,17 @@ import { bridge } from "passport-socketio-bridge";
 import { findUserById, findUserByUsername, verifyPassword } from "./users.js";
 
 const PUBLIC = fileURLToPath(new URL("./public/", import.meta.url));
+// The library's client half, as the page imports it: the installed package's `passport-socketio-bridge/client`
+// (dist/client.js, a plain ES module that imports nothing), served as is at /vendor/passport-socketio-bridge/.
+const CLIENT = clientModule();
 
 /**
- * Builds the app (not listening yet). Options: `redisUrl` (default REDIS_URL) keeps sessions in Redis;
- * `sessionMaxAgeMs` is the idle timeout (default 8 h); `log` receives its log lines.
+ * Builds the app (not listening yet). Options: `databaseUrl` (default DATABASE_URL) keeps sessions in PostgreSQL
+ * and connects the nodes through it; else `redisUrl` (default REDIS_URL) does so with Redis; `sessionMaxAgeMs`
+ * is the idle timeout (default 8 h); `log` receives its log lines.
  */
 export async function createApp({
+  databaseUrl = process.env.DATABASE_URL,
   redisUrl = process.env.REDIS_URL,
   secret = process.env.SESSION_SECRET ?? "example-app secret: set SESSION_SECRET in production",
   sessionMaxAgeMs = 8 * 60 * 60 * 1000,
@@ -28,7 +36,19 @@ export async function createApp({
   // adapter, so every node of the app sees every user's sockets.
   let store;
   let adapter;
-  if (redisUrl) {
+  if (databaseUrl) {
+    // With DATABASE_URL, sessions (connect-pg-simple) and the Socket.IO adapter (@socket.io/postgres-adapter) use
+    // PostgreSQL, and no Redis is needed. postgres.js is docs/deployment.md's block: it creates the tables under a
+    // lock (nodes starting together would race createTableIfMissing), and puts an "error" listener on the
+    // adapter's LISTEN client, without which a PostgreSQL restart crashes the process.
+    const { usePostgres } = await import("./postgres.js");
+    const postgres = await usePostgres(databaseUrl, log);
+    store = postgres.store;
+    adapter = postgres.adapter;
+    // After io.close() (close() below runs the closers last): the pools end, within 2 s.
+    closers.push(() => postgres.close());
+    log(`Sessions and the Socket.IO adapter use PostgreSQL at ${withoutPassword(databaseUrl)}.`);
+  } else if (redisUrl) {
     const { Redis } = await import("ioredis");
     const { RedisStore } = await import("connect-redis");
     const { createAdapter } = await import("@socket.io/redis-adapter");
@@ -60,7 +80,7 @@ export async function createApp({
     adapter = createAdapter(pub, sub);
     log(`Sessions and the Socket.IO adapter use Redis at ${redisUrl}.`);
   } else {
-    log("Sessions are kept in memory (express-session's MemoryStore); set REDIS_URL to keep them in Redis.");
+    log("Sessions are kept in memory (express-session's MemoryStore); set DATABASE_URL (PostgreSQL) or REDIS_URL to share them.");
   }
 
   const sessionMiddleware = session({
@@ -83,6 +103,10 @@ export async function createApp({
   app.use(sessionMiddleware);
   app.use(passport.session());
   app.use(express.static(PUBLIC));
+  // No bundler: the page imports the client half from here (and the browser's devtools find its source map).
+  for (const file of [CLIENT, `${CLIENT}.map`]) {
+    app.get(`/vendor/passport-socketio-bridge/${basename(file)}`, (_req, res) => res.sendFile(file));
+  }
 
   app.get("/api/me", (req, res) => res.json({ user: req.user ?? null }));
   app.post("/login", passport.authenticate("local", { successRedirect: "/", failureRedirect: "/?error=login" }));
@@ -140,7 +164,7 @@ export async function createApp({
     server,
     io,
     auth,
-    /** Stops accepting, ends every socket and HTTP connection, then quits Redis. */
+    /** Stops accepting, ends every socket and HTTP connection, then quits Redis or ends the PostgreSQL pools. */
     async close() {
       closing = true;
       const httpClosed = new Promise((resolve) => server.close(() => resolve()));
@@ -154,6 +178,27 @@ export async function createApp({
 }
 
 const validText = (text) => typeof text === "string" && text.trim() !== "" && text.length <= 500;
+
+/**
+ * The file of `passport-socketio-bridge/client` for `import` (the package's exports map says which), where this app
+ * would import it from. import.meta.resolve needs Node 20.6; before that, the same entry is read from the package.json.
+ */
+function clientModule() {
+  if (typeof import.meta.resolve === "function") return fileURLToPath(import.meta.resolve("passport-socketio-bridge/client"));
+  const packageJson = createRequire(import.meta.url).resolve("passport-socketio-bridge/package.json");
+  return join(dirname(packageJson), JSON.parse(readFileSync(packageJson, "utf8")).exports["./client"].import.default);
+}
+
+/** The URL to log: its password, if any, masked. */
+function withoutPassword(url) {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(DATABASE_URL)";
+  }
+}
 
 /** QUIT when Redis is there to answer (at most 2 s), then drop the connection (and stop reconnecting). */
 async function quit(client) {

@@ -1,9 +1,10 @@
-// npm run example:cluster: the example app as several processes, one port each, sharing Redis for sessions
-// and for the Socket.IO adapter. A user can have tabs on different nodes; a logout on one ends them all.
+// npm run example:cluster: the example app as several processes, one port each, sharing Redis (or PostgreSQL)
+// for sessions and for the Socket.IO adapter. A user can have tabs on different nodes; a logout on one ends them all.
 //
-//   REDIS_URL  Redis to share (default redis://127.0.0.1:6379)
-//   NODES      how many processes (default 2), on PORT, PORT+1, ... (PORT default 3000)
-//   PORTS      or an explicit list, e.g. "3000,3001,3002"
+//   DATABASE_URL  PostgreSQL to share instead of Redis (connect-pg-simple and @socket.io/postgres-adapter)
+//   REDIS_URL     Redis to share (default redis://127.0.0.1:6379)
+//   NODES         how many processes (default 2), on PORT, PORT+1, ... (PORT default 3000)
+//   PORTS         or an explicit list, e.g. "3000,3001,3002"
 //
 // Each browser tab talks to one node (the one that served its page), so long-polling needs no sticky
 // sessions here. Behind one address, see docs/deployment.md.
@@ -17,28 +18,47 @@ const ports = process.env.PORTS
   ? process.env.PORTS.split(",").map(Number)
   : Array.from({ length: Number(process.env.NODES ?? 2) }, (_, i) => base + i);
 
-const probe = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-probe.on("error", () => undefined);
-try {
-  await probe.connect();
-  await probe.ping();
-  probe.disconnect();
-} catch (err) {
-  console.error(
-    `The cluster needs a Redis to share, and ${redisUrl} did not answer (${err.message}). ` +
-      "Start one (redis-server, or apt-get install redis-server) or set REDIS_URL.",
-  );
-  process.exit(1);
+// With DATABASE_URL the nodes share PostgreSQL (sessions and the Socket.IO adapter), else Redis.
+const databaseUrl = process.env.DATABASE_URL;
+if (databaseUrl) {
+  const { default: pg } = await import("pg");
+  const probe = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 });
+  probe.on("error", () => undefined);
+  try {
+    await probe.connect();
+    await probe.query("SELECT 1");
+  } catch (err) {
+    console.error(`The cluster shares the PostgreSQL of DATABASE_URL, and it did not answer (${err.message}).`);
+    process.exit(1);
+  } finally {
+    await probe.end().catch(() => undefined);
+  }
+} else {
+  const probe = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on("error", () => undefined);
+  try {
+    await probe.connect();
+    await probe.ping();
+    probe.disconnect();
+  } catch (err) {
+    console.error(
+      `The cluster needs a Redis (or a PostgreSQL: DATABASE_URL) to share, and ${redisUrl} did not answer ` +
+        `(${err.message}). Start one (redis-server, or apt-get install redis-server) or set REDIS_URL.`,
+    );
+    process.exit(1);
+  }
 }
 
 const server = fileURLToPath(new URL("./server.js", import.meta.url));
 let stopping = false;
 let stoppingSince = 0;
 const nodes = ports.map((port) => {
-  const node = fork(server, [], { env: { ...process.env, PORT: String(port), REDIS_URL: redisUrl }, stdio: "inherit" });
+  // With DATABASE_URL, app.js uses PostgreSQL (and ignores REDIS_URL); else every node gets the Redis probed above.
+  const env = { ...process.env, PORT: String(port), ...(databaseUrl ? {} : { REDIS_URL: redisUrl }) };
+  const node = fork(server, [], { env, stdio: "inherit" });
   console.log(`Node ${node.pid} serves port ${port}.`);
   node.exited = new Promise((resolve) => node.once("exit", (code, signal) => resolve(code ?? signal)));
-  // A node should never stop by itself (a Redis outage included): say so loudly. This script does not restart
+  // A node should never stop by itself (a Redis or PostgreSQL outage included): say so loudly. This script does not restart
   // it; in production, your process manager would.
   node.on("exit", (code, signal) => {
     if (!stopping) console.error(`a node exited: pid ${node.pid}, port ${port}, ${signal ?? `code ${code}`}`);

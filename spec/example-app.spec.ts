@@ -29,7 +29,8 @@ afterEach(async () => {
 
 async function start(redisUrl?: string) {
   const logs: string[] = [];
-  app = (await createApp({ redisUrl, log: (line: string) => logs.push(line) })) as App;
+  // Not the environment's DATABASE_URL (which would take precedence): MemoryStore or the Redis given.
+  app = (await createApp({ databaseUrl: "", redisUrl, log: (line: string) => logs.push(line) })) as App;
   await new Promise<void>((resolve) => app!.server.listen(0, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   const login = async (username: string, password: string) => {
@@ -105,7 +106,7 @@ describe.each(STORES)("the example app with %s", (_name, redisUrl, logLine) => {
     expect(err.data).toEqual({ code: "session_missing", reason: "no_cookie", reconnect: false });
   });
 
-  it("serves its page, its icon and the Socket.IO client itself (no CDN)", async () => {
+  it("serves its page, its icon, the Socket.IO client and the library's client half itself (no CDN, no bundler)", async () => {
     const { url } = await start(redisUrl());
     const page = await (await fetch(url)).text();
     expect(page).toContain('<script src="/socket.io/socket.io.min.js"></script>');
@@ -115,6 +116,25 @@ describe.each(STORES)("the example app with %s", (_name, redisUrl, logLine) => {
     const icon = await fetch(`${url}/favicon.svg`);
     expect(icon.status).toBe(200);
     expect(icon.headers.get("content-type")).toMatch(/^image\/svg\+xml/);
+
+    // passport-socketio-bridge/client as the installed package resolves it for `import` (dist/client.js), byte for
+    // byte, with its source map; the page's script imports it from there. Nothing else of the package is served.
+    const script = await (await fetch(`${url}/client.js`)).text();
+    expect(script).toContain('import { withAuth } from "/vendor/passport-socketio-bridge/client.js";');
+    const served = await fetch(`${url}/vendor/passport-socketio-bridge/client.js`);
+    expect(served.status).toBe(200);
+    expect(served.headers.get("content-type")).toMatch(/^text\/javascript/);
+    const file = fileURLToPath(import.meta.resolve("passport-socketio-bridge/client"));
+    expect(file).toBe(resolve(root, "dist", "client.js"));
+    expect(await served.text()).toBe(readFileSync(file, "utf8"));
+    const map = await fetch(`${url}/vendor/passport-socketio-bridge/client.js.map`);
+    expect(map.status).toBe(200);
+    expect(JSON.parse(await map.text())).toMatchObject({ version: 3 });
+    for (const other of ["index.js", "client.cjs", "client.d.ts"]) {
+      const res = await fetch(`${url}/vendor/passport-socketio-bridge/${other}`);
+      await res.body?.cancel();
+      expect(res.status).toBe(404);
+    }
   });
 });
 
@@ -136,7 +156,7 @@ describe("npm start", () => {
   it.each(["SIGTERM", "SIGINT"] as const)("stops on %s sent to npm: sockets closed, exit code 0, port free, no process left", async (signal) => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const npm = spawn("npm", ["start"], { cwd: root, env: { ...process.env, PORT: String(port), REDIS_URL: "", SKIP_BUILD: "1" }, stdio: "pipe", detached: true });
+    const npm = spawn("npm", ["start"], { cwd: root, env: { ...process.env, PORT: String(port), REDIS_URL: "", DATABASE_URL: "", SKIP_BUILD: "1" }, stdio: "pipe", detached: true });
     groups.push(npm.pid!);
     let output = "";
     npm.stdout!.on("data", (chunk) => (output += chunk));

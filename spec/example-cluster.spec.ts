@@ -29,7 +29,7 @@ beforeAll(async () => {
   nodes = ports.map((port) => `http://127.0.0.1:${port}`);
   cluster = spawn("npm", ["run", "example:cluster"], {
     cwd: root,
-    env: { ...process.env, PORTS: ports.join(","), REDIS_URL: inject("redisUrl"), SKIP_BUILD: "1" },
+    env: { ...process.env, PORTS: ports.join(","), REDIS_URL: inject("redisUrl"), DATABASE_URL: "", SKIP_BUILD: "1" },
     stdio: "pipe",
     detached: true,
   });

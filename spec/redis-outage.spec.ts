@@ -35,7 +35,7 @@ beforeAll(async () => {
   const ports = [await freePort(), await freePort()];
   nodes = ports.map((port) => `http://127.0.0.1:${port}`) as [string, string];
   cluster = spawn(process.execPath, [join(root, "example-app", "cluster.js")], {
-    env: { ...process.env, PORTS: ports.join(","), REDIS_URL: redis.url, DEBUG: "" },
+    env: { ...process.env, PORTS: ports.join(","), REDIS_URL: redis.url, DATABASE_URL: "", DEBUG: "" },
     stdio: "pipe",
   });
   cluster.stdout?.on("data", (chunk) => (output += chunk));

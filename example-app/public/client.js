@@ -2,10 +2,15 @@
 //
 // What the person sees is a short sentence (and "Log in again" when retrying cannot help); what the developer
 // needs (the refusal's code, reason and sentence) goes to the console.
+//
+// `io` is socket.io-client, from /socket.io/socket.io.min.js; `withAuth` is passport-socketio-bridge/client, the
+// installed package's dist/client.js as is (a plain ES module with no dependencies), which app.js serves.
+import { withAuth } from "/vendor/passport-socketio-bridge/client.js";
+
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
-// Refusals (`connect_error` with `err.data.code`), as a person would want to read them.
+// Refusals (auth's "refused", from `connect_error`'s `err.data.code`), as a person would want to read them.
 const REFUSED = {
   session_missing: "You are not logged in.",
   unauthenticated: "You are not logged in.",
@@ -20,13 +25,13 @@ const REFUSED = {
   token_expired: "Your sign-in expired.",
   server_error: "The server ran into a problem.",
 };
-// session_missing says why (`err.data.reason`).
+// session_missing says why (`reason`).
 const SESSION_MISSING = {
   no_cookie: "Your browser did not send your login.",
   bad_signature: "Your login is no longer valid.",
   unknown_session: "Your session has ended.",
 };
-// Endings (`auth:ended` with `{ code }`): the server ended a connection that was working.
+// Endings (auth's "ended", from `auth:ended` with `{ code }`): the server ended a connection that was working.
 const ENDED = {
   logged_out: "You were logged out.",
   session_expired: "Your session expired.",
@@ -73,19 +78,45 @@ if (me === null) {
 
   // Same origin: the browser sends the session cookie with the handshake by itself.
   // ?transport=polling keeps the connection on long-polling (for proxies that block WebSockets).
-  const socket = io(params.get("transport") === "polling" ? { transports: ["polling"] } : {});
+  // Created unconnected: withAuth (the library's client half) connects it, retries the refusals a retry can fix
+  // (with a backoff: 1 s, doubling up to 30 s), and stops for good on the others and after an ending.
+  const socket = io({ autoConnect: false, ...(params.get("transport") === "polling" ? { transports: ["polling"] } : {}) });
+  const auth = withAuth(socket);
   window.exampleSocket = socket;
+  window.exampleAuth = auth;
 
   // Send works only while connected: typed text stays in the field meanwhile.
   const connected = (yes) => {
     sendButton.disabled = !yes;
   };
   connected(false);
+  // Who is online is not known until connected again.
+  const forgetOnline = () => $("online").replaceChildren();
 
-  socket.on("connect", () => {
-    connected(true);
-    hideNotice();
-    status.textContent = "Connected.";
+  // "idle", "connecting", "connected", "refused" or "ended".
+  let was = auth.state;
+  auth.on("state", (state) => {
+    connected(state === "connected");
+    if (state === "connected") {
+      // Connected (again): whatever the notice said is over.
+      hideNotice();
+      status.textContent = "Connected.";
+    } else if (state === "connecting" && was === "connected") {
+      forgetOnline();
+      status.textContent = "Connection lost, reconnecting…";
+    } else if (state === "idle" && was === "connected") {
+      // The server disconnected this socket without a word (no ending): nothing reconnects it.
+      forgetOnline();
+      status.textContent = "Disconnected.";
+    }
+    was = state;
+  });
+  // A network error is no refusal: socket.io-client retries by itself (the helper leaves it to it).
+  socket.on("connect_error", (err) => {
+    if (!socket.active) return; // a refusal: auth's "refused" below
+    forgetOnline();
+    status.textContent = "Cannot reach the server; trying again…";
+    console.info(`Socket.IO: ${err.message}; retrying.`);
   });
   socket.on("hello", ({ name }) => {
     status.textContent = `connected as ${name}`;
@@ -122,43 +153,29 @@ if (me === null) {
     );
   });
 
-  socket.on("connect_error", (err) => {
-    connected(false);
-    // Who is online is not known until connected again.
-    $("online").replaceChildren();
-    if (!err.data?.code) {
-      // A network error: the client retries by itself.
-      status.textContent = "Cannot reach the server; trying again…";
-      console.info(`Socket.IO: ${err.message}; retrying.`);
-      return;
-    }
-    const { code, reason, reconnect } = err.data;
-    console.warn(`Socket.IO refused the connection: ${code}${reason ? ` (${reason})` : ""}. ${err.message}`);
+  // A refused handshake, as the server explained it. With reconnect: true (the store is back soon, say) the
+  // helper tries again after its backoff, and the notice goes once connected; with false it stops for good.
+  auth.on("refused", ({ code, reason, message, reconnect }) => {
+    forgetOnline();
+    console.warn(`Socket.IO refused the connection: ${code}${reason ? ` (${reason})` : ""}. ${message}`);
     const sentence = (code === "session_missing" && SESSION_MISSING[reason]) || REFUSED[code] || REFUSED.rejected;
     status.textContent = "Not connected.";
-    if (reconnect) {
-      // Retrying can help (the store is back, say): once more in 2 s. The notice goes once connected.
-      showNotice(`${sentence} Trying again…`);
-      setTimeout(() => socket.connect(), 2000);
-    } else {
-      showNotice(sentence, { again: true });
-    }
+    if (reconnect) showNotice(`${sentence} Trying again…`);
+    else showNotice(sentence, { again: true });
   });
 
-  socket.on("auth:ended", ({ code }) => {
+  // The server ended a connection that was working (logout, expiry...): nothing reconnects it.
+  auth.on("ended", ({ code }) => {
     console.info(`The server ended this connection: ${code}.`);
     status.textContent = "Disconnected.";
     showNotice(ENDED[code] ?? "You were disconnected.", { again: true });
     $("send").hidden = true;
     $("logout-form").hidden = true;
-    $("online").replaceChildren();
+    forgetOnline();
     $("again").focus();
   });
 
-  socket.on("disconnect", (reason) => {
-    connected(false);
-    if (reason !== "io server disconnect") status.textContent = "Connection lost, reconnecting…";
-  });
+  auth.connect();
 
   input.addEventListener("input", () => sendError(""));
   $("send").addEventListener("submit", async (event) => {
