@@ -1,14 +1,41 @@
 import { defineConfig } from "vitest/config";
+import { LongestFirstSequencer } from "./spec/helpers/sequencer.js";
+
+/**
+ * The core and live-session specs, and the Redis outage under a harness, which the "node-redis" project runs
+ * again with the harness's Redis store on connect-redis 9 + node-redis 5 (the default: connect-redis 8 + ioredis 5).
+ */
+const STORE_SPECS = [
+  "spec/handshake.spec.ts",
+  "spec/refusals.spec.ts",
+  "spec/revocation.spec.ts",
+  "spec/session-truth.spec.ts",
+  "spec/live-sessions.spec.ts",
+  "spec/outage.spec.ts",
+];
 
 export default defineConfig({
   test: {
-    include: ["spec/**/*.spec.ts"],
     globalSetup: ["spec/helpers/global-setup.ts"],
     pool: "forks",
     testTimeout: 20_000,
     hookTimeout: 30_000,
     // Socket-level tests measure "within 1 s" deadlines; two files at a time keeps a 2-core machine honest.
+    // The projects below share these two workers.
     maxWorkers: 2,
     reporters: ["default"],
+    sequence: { sequencer: LongestFirstSequencer },
+    projects: [
+      {
+        // Every spec, with the harness's Redis store on connect-redis 8 + ioredis (or PSB_REDIS_CLIENT).
+        extends: true,
+        test: { name: "default", include: ["spec/**/*.spec.ts"] },
+      },
+      {
+        // The same store specs on connect-redis 9 + node-redis 5: `vitest run --project node-redis`.
+        extends: true,
+        test: { name: "node-redis", include: STORE_SPECS, env: { PSB_REDIS_CLIENT: "node-redis" } },
+      },
+    ],
   },
 });

@@ -1,9 +1,12 @@
 import type { IncomingMessage } from "node:http";
+import { RedisStore } from "connect-redis";
+import { RedisStore as RedisStore9 } from "connect-redis-9";
 import { Session } from "express-session";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { describe, expect, it } from "vitest";
 import { bridge } from "../lib/index.js";
 import {
+  REDIS_CLIENT,
   TRANSPORTS,
   nextEvent,
   harnessPerTest,
@@ -186,5 +189,33 @@ describe("disconnectUser and disconnectSession", () => {
     expect(auth.userRoom(1)).toBe("user:1");
     expect(auth.userRoom("1")).toBe("user:1");
     expect(auth.sessionRoom("abc")).toBe("session:abc");
+  });
+});
+
+describe("the Redis store of this run", () => {
+  it("is the pairing its project names: connect-redis 8 + ioredis, or connect-redis 9 + node-redis", async ({ task }) => {
+    // The "node-redis" project (vitest.config.ts) sets PSB_REDIS_CLIENT; without it, these specs would
+    // quietly run over ioredis a second time.
+    if (task.file.projectName === "node-redis") expect(REDIS_CLIENT).toBe("node-redis");
+    const h = await start();
+    expect(h.redisClient).toBe(REDIS_CLIENT);
+    const cookie = await h.login("alice");
+    const key = `${h.prefix}${sessionIdOf(cookie)}`;
+    let stored: string | null;
+    if (REDIS_CLIENT === "node-redis") {
+      expect(h.store).toBeInstanceOf(RedisStore9);
+      expect(h.store).not.toBeInstanceOf(RedisStore);
+      expect(h.nodeRedis?.isReady).toBe(true);
+      stored = await h.nodeRedis!.get(key);
+    } else {
+      expect(h.store).toBeInstanceOf(RedisStore);
+      expect(h.nodeRedis).toBeUndefined();
+      stored = await h.redis!.get(key);
+    }
+    expect(JSON.parse(stored ?? "null")).toMatchObject({ passport: { user: "1" } });
+    // h.redis works under either client, for a spec's own look at Redis.
+    expect(await h.redis!.ttl(key)).toBeGreaterThan(0);
+    const socket = await h.connect({ cookie });
+    expect((await ask(socket)).user).toMatchObject({ name: "Alice" });
   });
 });

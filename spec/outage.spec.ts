@@ -51,7 +51,8 @@ describe("a Redis outage", () => {
     expect((await h.refusal({ cookie: cookies[0] })).data).toEqual({ code: "store_unavailable", reconnect: true });
 
     await redis.restart();
-    // The app's ioredis client reconnects by itself; wait for it, then log in afresh (the restart lost the data).
+    // The app's Redis client (ioredis or node-redis) reconnects by itself; wait for it, then log in afresh (the
+    // restart lost the data).
     let cookie: string | undefined;
     for (let i = 0; i < 50 && !cookie; i++) cookie = await h.login("carol").catch(() => sleep(200).then(() => undefined));
     const socket = await h.connect({ cookie });

@@ -1,5 +1,5 @@
 import type { TestProject } from "vitest/node";
-import { startRedis } from "./redis-server.js";
+import { startRedis, type RedisServer } from "./redis-server.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -7,13 +7,24 @@ declare module "vitest" {
   }
 }
 
+// Every project of the run (vitest.config.ts) calls this setup; they share one redis-server, stopped after the last.
+const SHARED = Symbol.for("passport-socketio-bridge.spec.redis-server");
+type Shared = { server: Promise<RedisServer>; users: number };
+
 /** One Redis for the whole run: REDIS_URL when set, else a redis-server of our own. */
 export default async function setup(project: TestProject) {
   if (process.env.REDIS_URL) {
     project.provide("redisUrl", process.env.REDIS_URL);
     return;
   }
-  const redis = await startRedis();
+  const holder = globalThis as { [SHARED]?: Shared };
+  const shared = (holder[SHARED] ??= { server: startRedis(), users: 0 });
+  shared.users++;
+  const redis = await shared.server;
   project.provide("redisUrl", redis.url);
-  return () => redis.close();
+  return async () => {
+    if (--shared.users > 0) return;
+    delete holder[SHARED];
+    await redis.close();
+  };
 }

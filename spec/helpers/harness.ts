@@ -1,18 +1,20 @@
 /**
- * A real app for the integration tests: Express 5, express-session (connect-redis 8 + ioredis, or
- * MemoryStore), passport-local, Socket.IO with the bridge, listening on a free loopback port; and real
- * socket.io-client connections to it.
+ * A real app for the integration tests: Express 5, express-session (connect-redis 8 + ioredis, connect-redis 9 +
+ * node-redis, or MemoryStore), passport-local, Socket.IO with the bridge, listening on a free loopback port; and
+ * real socket.io-client connections to it.
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { RedisStore } from "connect-redis";
+import { RedisStore as RedisStore9 } from "connect-redis-9";
 import express from "express";
 import session, { type SessionOptions, type Store } from "express-session";
 import { Redis } from "ioredis";
 import passportSingleton, { Passport } from "passport";
 import { Strategy as LocalStrategy } from "passport-local";
+import { createClient } from "redis";
 import { Server, type ServerOptions, type Socket as ServerSocket } from "socket.io";
 import { io as ioClient, type ManagerOptions, type Socket as ClientSocket, type SocketOptions } from "socket.io-client";
 import { afterEach, expect, inject } from "vitest";
@@ -27,12 +29,81 @@ export interface User {
   role: string;
 }
 
+/** The client behind a Redis session store: ioredis 5 under connect-redis 8, or node-redis 5 under connect-redis 9. */
+export type RedisClientKind = "ioredis" | "node-redis";
+export const REDIS_CLIENTS: RedisClientKind[] = ["ioredis", "node-redis"];
+
+/**
+ * The Redis client of the stores a harness opens unless told otherwise: PSB_REDIS_CLIENT (which the vitest
+ * project "node-redis" sets, to run whole spec files over connect-redis 9 + node-redis), else ioredis.
+ */
+export const REDIS_CLIENT: RedisClientKind = (() => {
+  const value = process.env.PSB_REDIS_CLIENT || "ioredis";
+  if (!(REDIS_CLIENTS as string[]).includes(value)) {
+    throw new Error(`PSB_REDIS_CLIENT=${value}: expected one of ${REDIS_CLIENTS.join(", ")}`);
+  }
+  return value as RedisClientKind;
+})();
+
+export type NodeRedisClient = ReturnType<typeof createClient>;
+
+export interface RedisSessionStore {
+  store: Store;
+  client: RedisClientKind;
+  /** The store's own client: ioredis (connect-redis 8) or node-redis (connect-redis 9). */
+  ioredis?: Redis;
+  nodeRedis?: NodeRedisClient;
+  close(): Promise<void>;
+}
+
+/** A connect-redis store on its own connection: connect-redis 8 over ioredis, or connect-redis 9 over node-redis. */
+export async function openRedisStore(options: {
+  prefix: string;
+  url?: string;
+  client?: RedisClientKind;
+  disableTouch?: boolean;
+}): Promise<RedisSessionStore> {
+  const url = options.url ?? inject("redisUrl");
+  const kind = options.client ?? REDIS_CLIENT;
+  const storeOptions = { prefix: options.prefix, ...(options.disableTouch ? { disableTouch: true } : {}) };
+  if (kind === "node-redis") {
+    const client = createClient({ url });
+    // As with ioredis below: connection errors during outage tests are expected (and, unheard, would crash).
+    client.on("error", () => undefined);
+    await client.connect();
+    return {
+      store: new RedisStore9({ client, ...storeOptions }),
+      client: kind,
+      nodeRedis: client,
+      async close() {
+        if (client.isOpen) client.destroy();
+      },
+    };
+  }
+  const client = new Redis(url, { lazyConnect: false });
+  // Connection errors during outage tests are expected; an app would log them.
+  client.on("error", () => undefined);
+  return {
+    store: new RedisStore({ client, ...storeOptions }),
+    client: kind,
+    ioredis: client,
+    async close() {
+      client.disconnect();
+    },
+  };
+}
+
 export type Transport = "websocket" | "polling" | "upgrade";
 export const TRANSPORTS: Transport[] = ["websocket", "polling", "upgrade"];
 
 export interface HarnessOptions {
-  /** "redis" (default): connect-redis 8 over ioredis, with a key prefix of this harness's own. */
+  /**
+   * "redis" (default): connect-redis 8 over ioredis, or connect-redis 9 over node-redis (see `redisClient`),
+   * with a key prefix of this harness's own.
+   */
   store?: "redis" | "memory" | Store;
+  /** The client of the "redis" store. Default: PSB_REDIS_CLIENT, else ioredis. */
+  redisClient?: RedisClientKind;
   /** Another Redis than the run's shared one (for outage tests). */
   redisUrl?: string;
   /** Share the store's Redis key prefix with another harness (two nodes of one app). */
@@ -94,8 +165,15 @@ export interface Harness {
   users: Map<string, User>;
   store: Store;
   prefix: string;
-  /** The ioredis client behind the store (when the store is Redis). */
+  /**
+   * When the store is the harness's Redis store: an ioredis client on its Redis, for the spec's own reads and
+   * writes. Under ioredis it is the store's client; under node-redis, one of its own, opened on first use.
+   */
   redis: Redis | undefined;
+  /** Which client the harness's Redis store uses (undefined for another store). */
+  redisClient: RedisClientKind | undefined;
+  /** The store's node-redis client, under node-redis. */
+  nodeRedis: NodeRedisClient | undefined;
   sessionMiddleware: ReturnType<typeof session>;
   /** Logs in through POST /login and returns the `Cookie` header value that carries the session. */
   login(username: string, password?: string): Promise<string>;
@@ -127,19 +205,32 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const prefix = options.prefix ?? `sess:${randomUUID().slice(0, 8)}:`;
 
   const stack = { Server, session, Passport, express, ...options.modules };
-  let redis: Redis | undefined;
+  let redisStore: RedisSessionStore | undefined;
   let store: Store;
   if (options.store === "memory") {
     store = new stack.session.MemoryStore();
   } else if (typeof options.store === "object") {
     store = options.store;
   } else {
-    redis = new Redis(options.redisUrl ?? inject("redisUrl"), { lazyConnect: false });
-    // Connection errors during outage tests are expected; an app would log them.
-    redis.on("error", () => undefined);
-    cleanups.push(() => redis?.disconnect());
-    store = new RedisStore({ client: redis, prefix });
+    redisStore = await openRedisStore({
+      prefix,
+      ...(options.redisUrl ? { url: options.redisUrl } : {}),
+      ...(options.redisClient ? { client: options.redisClient } : {}),
+    });
+    cleanups.push(() => redisStore?.close());
+    store = redisStore.store;
   }
+  // Under node-redis, h.redis is an ioredis client of its own, opened only for a spec that asks for it.
+  let redis = redisStore?.ioredis;
+  const inspector = () => {
+    if (!redis && redisStore) {
+      const own = new Redis(options.redisUrl ?? inject("redisUrl"));
+      own.on("error", () => undefined);
+      cleanups.push(() => own.disconnect());
+      redis = own;
+    }
+    return redis;
+  };
 
   const sessionMiddleware = stack.session({
     secret: SECRET,
@@ -285,7 +376,11 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     users,
     store,
     prefix,
-    redis,
+    get redis() {
+      return inspector();
+    },
+    redisClient: redisStore?.client,
+    nodeRedis: redisStore?.nodeRedis,
     sessionMiddleware,
     login,
     client,
