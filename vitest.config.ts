@@ -12,6 +12,8 @@ const STORE_SPECS = [
   "spec/session-truth.spec.ts",
   "spec/live-sessions.spec.ts",
   "spec/outage.spec.ts",
+  // The example app on two processes, its sessions on connect-redis 9 + node-redis (REDIS_CLIENT).
+  "spec/example-cluster.spec.ts",
 ];
 
 export default defineConfig({

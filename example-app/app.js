@@ -1,5 +1,6 @@
 // The example app: Express + express-session + passport-local over HTTP, and Socket.IO authenticated by
 // passport-socketio-bridge with the very same session and user.
+import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { createRequire } from "node:module";
@@ -20,12 +21,14 @@ const CLIENT = clientModule();
 
 /**
  * Builds the app (not listening yet). Options: `databaseUrl` (default DATABASE_URL) keeps sessions in PostgreSQL
- * and connects the nodes through it; else `redisUrl` (default REDIS_URL) does so with Redis; `sessionMaxAgeMs`
- * is the idle timeout (default 8 h); `log` receives its log lines.
+ * and connects the nodes through it; else `redisUrl` (default REDIS_URL) does so with Redis, its sessions through
+ * `redisClient` (default REDIS_CLIENT, else "ioredis": connect-redis 8 + ioredis; "node-redis": connect-redis 9 +
+ * node-redis 5); `sessionMaxAgeMs` is the idle timeout (default 8 h); `log` receives its log lines.
  */
 export async function createApp({
   databaseUrl = process.env.DATABASE_URL,
   redisUrl = process.env.REDIS_URL,
+  redisClient = process.env.REDIS_CLIENT || "ioredis",
   secret = process.env.SESSION_SECRET ?? "example-app secret: set SESSION_SECRET in production",
   sessionMaxAgeMs = 8 * 60 * 60 * 1000,
   log = console.log,
@@ -50,21 +53,10 @@ export async function createApp({
     log(`Sessions and the Socket.IO adapter use PostgreSQL at ${withoutPassword(databaseUrl)}.`);
   } else if (redisUrl) {
     const { Redis } = await import("ioredis");
-    const { RedisStore } = await import("connect-redis");
     const { createAdapter } = await import("@socket.io/redis-adapter");
-    // Sessions: ioredis's defaults. While Redis is down a store command waits in ioredis's offline queue and
-    // fails after its 20 reconnection attempts (about 10 s); the bridge gives up sooner (storeTimeoutMs, 5 s)
-    // and refuses the handshake as store_unavailable (reconnect: true). HTTP requests get an error.
-    const client = new Redis(redisUrl);
-    // The adapter: maxRetriesPerRequest null, on both of its clients (duplicate() copies the options).
-    // @socket.io/redis-adapter drops the promise of every PUBLISH (io.emit, the bridge's cross-node commands),
-    // so with the default (20) an outage longer than about 10 s rejects them all as MaxRetriesPerRequestError,
-    // unhandled, and Node exits. With null they wait in memory until Redis is back, then go out (they may
-    // arrive late, or not at all: docs/deployment.md). Nothing rejects, so nothing is unhandled.
-    const pub = new Redis(redisUrl, { maxRetriesPerRequest: null });
-    const sub = pub.duplicate();
-    // ioredis reconnects by itself. One line when a client loses Redis and one when it is back, not one per retry.
-    for (const [name, c] of [["sessions", client], ["adapter pub", pub], ["adapter sub", sub]]) {
+    // Both kinds of client reconnect by themselves. One line when a client loses Redis and one when it is back,
+    // not one per retry.
+    const watch = (name, c) => {
       let down = false;
       c.on("error", (err) => {
         if (!down) log(`Redis (${name}): ${err.message}; reconnecting`);
@@ -74,11 +66,29 @@ export async function createApp({
         if (down) log(`Redis (${name}): reconnected`);
         down = false;
       });
+    };
+    const sessions = await redisSessionStore(redisUrl, redisClient);
+    watch(`sessions, ${redisClient}`, sessions.client);
+    closers.push(sessions.quit);
+    // node-redis must be connected before its first command (ioredis connects by itself); connect() retries until
+    // Redis answers. Awaited before the adapter's clients exist: an await between `new Redis` and createAdapter can
+    // land the adapter's SUBSCRIBE inside ioredis's ready check (status "connect"), whose INFO subscriber mode
+    // refuses ("Connection in subscriber mode"), and the subscriber reconnects.
+    await sessions.connect();
+    store = sessions.store;
+    // The adapter: ioredis whatever REDIS_CLIENT says, with maxRetriesPerRequest null on both of its clients
+    // (duplicate() copies the options). @socket.io/redis-adapter drops the promise of every PUBLISH (io.emit, the
+    // bridge's cross-node commands), so with the default (20) an outage longer than about 10 s rejects them all
+    // as MaxRetriesPerRequestError, unhandled, and Node exits. With null they wait in memory until Redis is back,
+    // then go out (they may arrive late, or not at all: docs/deployment.md). Nothing rejects, so nothing is unhandled.
+    const pub = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    const sub = pub.duplicate();
+    for (const [name, c] of [["adapter pub", pub], ["adapter sub", sub]]) {
+      watch(name, c);
       closers.push(() => quit(c));
     }
-    store = new RedisStore({ client, prefix: "example:sess:" });
     adapter = createAdapter(pub, sub);
-    log(`Sessions and the Socket.IO adapter use Redis at ${redisUrl}.`);
+    log(`Sessions (connect-redis over ${redisClient}) and the Socket.IO adapter use Redis at ${redisUrl}.`);
   } else {
     log("Sessions are kept in memory (express-session's MemoryStore); set DATABASE_URL (PostgreSQL) or REDIS_URL to share them.");
   }
@@ -200,8 +210,44 @@ function withoutPassword(url) {
   }
 }
 
+/**
+ * The Redis session store over the client REDIS_CLIENT names. connect-redis 8 takes ioredis (or node-redis 4);
+ * connect-redis 9 and later take only node-redis 5+ (10 needs Node 22).
+ */
+async function redisSessionStore(redisUrl, redisClient) {
+  if (redisClient === "node-redis") {
+    // This repository installs connect-redis 9 under the alias connect-redis-9; an app installs connect-redis@9.
+    const { RedisStore } = await import("connect-redis-9");
+    const { createClient } = await import("redis");
+    // Sessions: node-redis queues a command while Redis is down and never gives up on it by default; a 10 s
+    // timeout fails it as ioredis's defaults do. The bridge gives up sooner (storeTimeoutMs, 5 s) and refuses the
+    // handshake as store_unavailable (reconnect: true). HTTP requests get an error.
+    const client = createClient({ url: redisUrl, commandOptions: { timeout: 10_000 } });
+    const quit = async () => {
+      if (client.isReady) {
+        await Promise.race([client.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+      }
+      if (client.isOpen) client.destroy();
+    };
+    return { store: new RedisStore({ client, prefix: "example:sess:" }), client, connect: () => client.connect(), quit };
+  }
+  if (redisClient !== "ioredis") throw new Error(`REDIS_CLIENT=${redisClient}: use ioredis (the default) or node-redis.`);
+  const { Redis } = await import("ioredis");
+  const { RedisStore } = await import("connect-redis");
+  // Sessions: ioredis's defaults. While Redis is down a store command waits in ioredis's offline queue and
+  // fails after its 20 reconnection attempts (about 10 s); the bridge gives up sooner (storeTimeoutMs, 5 s)
+  // and refuses the handshake as store_unavailable (reconnect: true). HTTP requests get an error.
+  const client = new Redis(redisUrl);
+  return { store: new RedisStore({ client, prefix: "example:sess:" }), client, connect: async () => undefined, quit: () => quit(client) };
+}
+
 /** QUIT when Redis is there to answer (at most 2 s), then drop the connection (and stop reconnecting). */
 async function quit(client) {
+  // Closed right after it started: let a connecting client finish first (at most 2 s). Dropped now, it would
+  // reject the adapter's SUBSCRIBEs still queued, promises @socket.io/redis-adapter leaves unhandled.
+  if (client.status === "connecting" || client.status === "connect") {
+    await Promise.race([once(client, "ready"), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+  }
   if (client.status === "ready") {
     await Promise.race([client.quit().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
   }

@@ -17,6 +17,7 @@ import { freePort } from "./helpers/redis-server.js";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 let cluster: ChildProcess;
 let exited: Promise<number | string | null>;
+const REDIS_CLIENT = process.env.PSB_REDIS_CLIENT === "node-redis" ? "node-redis" : "ioredis";
 let output = "";
 let ports: number[];
 let nodes: string[];
@@ -29,7 +30,8 @@ beforeAll(async () => {
   nodes = ports.map((port) => `http://127.0.0.1:${port}`);
   cluster = spawn("npm", ["run", "example:cluster"], {
     cwd: root,
-    env: { ...process.env, PORTS: ports.join(","), REDIS_URL: inject("redisUrl"), DATABASE_URL: "", SKIP_BUILD: "1" },
+    // The node-redis project runs this file again with the example's sessions on connect-redis 9 + node-redis.
+    env: { ...process.env, PORTS: ports.join(","), REDIS_URL: inject("redisUrl"), DATABASE_URL: "", SKIP_BUILD: "1", REDIS_CLIENT: REDIS_CLIENT },
     stdio: "pipe",
     detached: true,
   });
@@ -37,6 +39,7 @@ beforeAll(async () => {
   cluster.stdout!.on("data", (chunk) => (output += chunk));
   cluster.stderr!.on("data", (chunk) => (output += chunk));
   await untilServing(cluster, nodes, "the cluster", 25_000);
+  expect(output).toContain(`Sessions (connect-redis over ${REDIS_CLIENT})`);
   pids = [cluster.pid!, ...descendants(cluster.pid!)];
 }, 30_000);
 
