@@ -7,7 +7,6 @@
 import { gzipSync } from "node:zlib";
 import { setTimeout as sleep } from "node:timers/promises";
 import { build } from "esbuild";
-import session from "express-session";
 import jwt from "jsonwebtoken";
 import { ExtractJwt, Strategy as JwtStrategy } from "passport-jwt";
 import { io as ioClient, type Socket as ClientSocket } from "socket.io-client";
@@ -15,6 +14,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ChannelError, withAuth, type EndedInfo, type PresenceMember, type RefusalInfo, type SocketAuth } from "../lib/client.js";
 import { harnessPerTest, nextEvent, type Harness, type HarnessOptions, type User } from "./helpers/harness.js";
 import { failOnLeaks } from "./helpers/leaks.js";
+import { FlakyStore } from "./helpers/stores.js";
 
 const start = harnessPerTest();
 failOnLeaks();
@@ -145,15 +145,6 @@ describe("refusals", () => {
     expect(fetches).toBeGreaterThanOrEqual(4);
   });
 });
-
-/** A MemoryStore whose reads fail while `failing` is set. */
-class FlakyStore extends session.MemoryStore {
-  failing = false;
-  override get(sid: string, callback: (err: unknown, session?: session.SessionData | null) => void): void {
-    if (this.failing) return void setImmediate(callback, new Error("the store is down"));
-    super.get(sid, callback);
-  }
-}
 
 describe("endings", () => {
   it("ended after a logout, and no reconnect", async () => {

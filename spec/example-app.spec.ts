@@ -2,7 +2,7 @@
  * The example app, run as shipped (from the built package), through HTTP forms and real sockets; and `npm start`
  * as a person or a process manager runs it, stopped by SIGTERM or Ctrl-C.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { dirname, resolve } from "node:path";
@@ -13,7 +13,7 @@ import { inject } from "vitest";
 // @ts-expect-error: the example app is plain JavaScript.
 import { createApp } from "../example-app/app.js";
 import { cookieFrom, nextEvent } from "./helpers/harness.js";
-import { untilServing } from "./helpers/processes.js";
+import { alive, commandOf, descendants, exampleLogin, parentOf, untilServing } from "./helpers/processes.js";
 import { freePort } from "./helpers/redis-server.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -33,15 +33,7 @@ async function start(redisUrl?: string) {
   app = (await createApp({ databaseUrl: "", redisUrl, log: (line: string) => logs.push(line) })) as App;
   await new Promise<void>((resolve) => app!.server.listen(0, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-  const login = async (username: string, password: string) => {
-    const res = await fetch(`${url}/login`, {
-      method: "POST",
-      body: new URLSearchParams({ username, password }),
-      redirect: "manual",
-    });
-    expect(res.headers.get("location")).toBe("/");
-    return cookieFrom(res);
-  };
+  const login = (username: string, password: string) => exampleLogin(url, username, password);
   const connect = (cookie: string): Socket => {
     const socket = ioClient(url, { forceNew: true, transports: ["websocket"], extraHeaders: { cookie } });
     sockets.push(socket);
@@ -183,31 +175,7 @@ describe("npm start", () => {
   });
 });
 
-/** The pids of every process below `pid` (children, theirs, and so on). */
-function descendants(pid: number): number[] {
-  const rows = execFileSync("ps", ["-e", "-o", "pid=,ppid="], { encoding: "utf8" })
-    .trim()
-    .split("\n")
-    .map((line) => line.trim().split(/\s+/).map(Number) as [number, number]);
-  const found: number[] = [];
-  for (let level = [pid]; level.length; ) {
-    level = rows.filter(([, ppid]) => level.includes(ppid)).map(([child]) => child);
-    found.push(...level);
-  }
-  return found;
-}
 
-const proc = (pid: number, file: string) => {
-  try {
-    return readFileSync(`/proc/${pid}/${file}`, "utf8");
-  } catch {
-    return "";
-  }
-};
-/** Running (a zombie, gone but not yet reaped, does not count). */
-const alive = (pid: number) => !/^\d+ \(.*\) Z/.test(proc(pid, "stat")) && proc(pid, "stat") !== "";
-const parentOf = (pid: number) => Number(proc(pid, "stat").replace(/^.*\) /, "").split(" ")[1]);
-const commandOf = (pid: number) => proc(pid, "cmdline").split("\0").join(" ");
 
 function stopGroup(group: number) {
   try {

@@ -3,15 +3,14 @@
  * sessions and the Socket.IO adapter. A user's sockets on both nodes get what one node sends to their user room,
  * a logout through one node ends them all, and presence sees every node. SIGTERM to npm stops it all cleanly.
  */
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { io as ioClient, type Socket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { cookieFrom, nextEvent } from "./helpers/harness.js";
-import { untilServing } from "./helpers/processes.js";
+import { nextEvent } from "./helpers/harness.js";
+import { alive, commandOf, descendants, exampleLogin as login, parentOf, untilServing } from "./helpers/processes.js";
 import { freePort } from "./helpers/redis-server.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -56,10 +55,6 @@ afterAll(async () => {
   }
 });
 
-async function login(url: string, username: string, password: string) {
-  const res = await fetch(`${url}/login`, { method: "POST", body: new URLSearchParams({ username, password }), redirect: "manual" });
-  return cookieFrom(res);
-}
 
 async function connect(url: string, cookie: string) {
   const socket = ioClient(url, { forceNew: true, transports: ["websocket"], extraHeaders: { cookie } });
@@ -119,31 +114,7 @@ describe("the example app on two processes", () => {
   });
 });
 
-/** The pids of every process below `pid` (children, theirs, and so on). */
-function descendants(pid: number): number[] {
-  const rows = execFileSync("ps", ["-e", "-o", "pid=,ppid="], { encoding: "utf8" })
-    .trim()
-    .split("\n")
-    .map((line) => line.trim().split(/\s+/).map(Number) as [number, number]);
-  const found: number[] = [];
-  for (let level = [pid]; level.length; ) {
-    level = rows.filter(([, ppid]) => level.includes(ppid)).map(([child]) => child);
-    found.push(...level);
-  }
-  return found;
-}
 
-const proc = (pid: number, file: string) => {
-  try {
-    return readFileSync(`/proc/${pid}/${file}`, "utf8");
-  } catch {
-    return "";
-  }
-};
-/** Running (a zombie, gone but not yet reaped, does not count). */
-const alive = (pid: number) => proc(pid, "stat") !== "" && !/^\d+ \(.*\) Z/.test(proc(pid, "stat"));
-const parentOf = (pid: number) => Number(proc(pid, "stat").replace(/^.*\) /, "").split(" ")[1]);
-const commandOf = (pid: number) => proc(pid, "cmdline").split("\0").join(" ");
 
 function portIsFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -18,7 +18,7 @@ import pg from "pg";
 import { io as ioClient, type Socket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startPostgres, type PostgresServer } from "./helpers/postgres-server.js";
-import { untilServing } from "./helpers/processes.js";
+import { exampleLogin as login, untilServing } from "./helpers/processes.js";
 import { freePort } from "./helpers/redis-server.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -77,18 +77,7 @@ afterAll(async () => {
   await server?.close();
 }, 30_000);
 
-function cookieFrom(res: Response): string {
-  return res.headers
-    .getSetCookie()
-    .map((c) => c.split(";")[0])
-    .join("; ");
-}
 
-async function login(url: string, username: string, password: string) {
-  const res = await fetch(`${url}/login`, { method: "POST", body: new URLSearchParams({ username, password }), redirect: "manual" });
-  expect(res.headers.get("location")).toBe("/");
-  return cookieFrom(res);
-}
 
 function once<T>(socket: Socket, event: string, ms = 5000): Promise<T> {
   return new Promise((resolve, reject) => {

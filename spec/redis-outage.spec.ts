@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { io as ioClient, type Socket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDurableRedis, type DurableRedis } from "./helpers/durable-redis.js";
-import { untilServing } from "./helpers/processes.js";
+import { alive, exampleLogin as login, untilServing } from "./helpers/processes.js";
 import { freePort } from "./helpers/redis-server.js";
 
 const OUTAGE_MS = 12_000;
@@ -55,18 +55,7 @@ afterAll(async () => {
   await redis?.close();
 });
 
-function cookieFrom(res: Response): string {
-  return res.headers
-    .getSetCookie()
-    .map((c) => c.split(";")[0])
-    .join("; ");
-}
 
-async function login(url: string, username: string, password: string) {
-  const res = await fetch(`${url}/login`, { method: "POST", body: new URLSearchParams({ username, password }), redirect: "manual" });
-  expect(res.headers.get("location")).toBe("/");
-  return cookieFrom(res);
-}
 
 /** A websocket-only client (no sticky sessions needed) that records the chat it receives. */
 function client(url: string, cookie: string, opts: { reconnection?: boolean } = {}) {
@@ -107,14 +96,6 @@ function nodePids(): number[] {
   return [...output.matchAll(/Node (\d+) serves port \d+\./g)].map((m) => Number(m[1]));
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe("the example cluster through a Redis outage", () => {
   it("keeps both nodes and their sockets up while Redis is down for 12 s, and chat and logout work again after", { timeout: 40_000 }, async () => {

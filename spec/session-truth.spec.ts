@@ -21,6 +21,7 @@ import {
 } from "./helpers/harness.js";
 import { monitorStore } from "./helpers/monitor.js";
 import { rawConnection, type RawConnection } from "./helpers/raw-engine.js";
+import { FlakyStore } from "./helpers/stores.js";
 import { captureWarnings } from "./helpers/warnings.js";
 
 const start = harnessPerTest();
@@ -156,15 +157,6 @@ class LateStore extends session.MemoryStore {
     if (this.lateReads <= 0) return super.get(sid, callback);
     this.lateReads--;
     super.get(sid, (err, record) => void setTimeout(callback, 400, err, record));
-  }
-}
-
-/** A MemoryStore whose reads fail while `failing` is set. */
-class FlakyStore extends session.MemoryStore {
-  failing = false;
-  override get(sid: string, callback: (err: unknown, session?: session.SessionData | null) => void): void {
-    if (this.failing) return void setImmediate(callback, new Error("the store is down"));
-    super.get(sid, callback);
   }
 }
 
