@@ -13,7 +13,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import inspector from "node:inspector";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
-import { writeHeapSnapshot } from "node:v8";
+import { pathToFileURL } from "node:url";
+import { GCProfiler, getHeapStatistics, writeHeapSnapshot } from "node:v8";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { RedisStore } from "connect-redis";
 import cookieParser from "cookie-parser";
@@ -25,7 +26,11 @@ import { Strategy as LocalStrategy } from "passport-local";
 // @ts-expect-error: passport.socketio has no types.
 import passportSocketIo from "passport.socketio";
 import { Server } from "socket.io";
-import { bridge } from "passport-socketio-bridge";
+
+// The build bench/run.ts snapshotted when it began (other builds may rewrite dist/ meanwhile), else the package's.
+const { bridge } = (await import(
+  process.env.BENCH_DIST ? pathToFileURL(join(process.env.BENCH_DIST, "index.js")).href : "passport-socketio-bridge"
+)) as typeof import("passport-socketio-bridge");
 
 export type Variant = "a" | "b" | "c" | "d" | "e";
 
@@ -109,27 +114,42 @@ io.on("connection", (socket) => {
   socket.on("ping", (ack: () => void) => ack());
 });
 
+type GcHeap = { heapStatistics: { usedHeapSize: number } };
 let cpu: NodeJS.CpuUsage | undefined;
+// GC time and bytes allocated in the measured window: each GC's cost, and the heap's growth plus what GCs freed.
+let gcProfiler: GCProfiler | undefined;
+let heapAtStart = 0;
 // BENCH_CPU_PROF=<dir>: a V8 CPU profile of each measured window (the handshakes only) goes to <dir>.
 const profileDir = process.env.BENCH_CPU_PROF;
 const profiler = profileDir ? new inspector.Session() : undefined;
 profiler?.connect();
-const post = (method: "Profiler.enable" | "Profiler.start" | "Profiler.stop") =>
-  new Promise<any>((resolve, reject) => profiler!.post(method, (err, result) => (err ? reject(err) : resolve(result))));
+const post = (method: "Profiler.enable" | "Profiler.start" | "Profiler.stop" | "Profiler.setSamplingInterval", params?: object) =>
+  new Promise<any>((resolve, reject) => profiler!.post(method, params ?? {}, (err, result) => (err ? reject(err) : resolve(result))));
 process.on("message", (command: Command) => {
   switch (command.type) {
     case "cpu-start":
-      if (profiler) void post("Profiler.enable").then(() => post("Profiler.start"));
+      if (profiler) {
+        void post("Profiler.enable")
+          .then(() => post("Profiler.setSamplingInterval", { interval: 200 }))
+          .then(() => post("Profiler.start"));
+      }
+      gcProfiler = new GCProfiler();
+      gcProfiler.start();
+      heapAtStart = getHeapStatistics().used_heap_size;
       cpu = process.cpuUsage();
       return process.send!({ type: "cpu-start" });
     case "cpu-stop": {
       const used = process.cpuUsage(cpu);
+      const heapNow = getHeapStatistics().used_heap_size;
+      const { statistics } = gcProfiler!.stop() as unknown as { statistics: Array<{ cost: number; beforeGC: GcHeap; afterGC: GcHeap }> };
+      const gcMicros = statistics.reduce((sum, gc) => sum + gc.cost, 0);
+      const freed = statistics.reduce((sum, gc) => sum + gc.beforeGC.heapStatistics.usedHeapSize - gc.afterGC.heapStatistics.usedHeapSize, 0);
       if (profiler) {
         void post("Profiler.stop").then(({ profile }) =>
           writeFileSync(join(profileDir!, `${variant}-${process.pid}.cpuprofile`), JSON.stringify(profile)),
         );
       }
-      return process.send!({ type: "cpu", micros: used.user + used.system });
+      return process.send!({ type: "cpu", micros: used.user + used.system, gcMicros, bytes: heapNow - heapAtStart + freed });
     }
     case "snapshot":
       for (let i = 0; i < 3; i++) global.gc?.();

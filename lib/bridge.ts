@@ -14,7 +14,7 @@ import { LiveSessions } from "./live-sessions.js";
 import { Endings } from "./endings.js";
 import { closeConnection, onCleanup, ownRequest, wireEveryNamespace } from "./namespaces.js";
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from "./options.js";
-import { checkNoSocketsYet, probeSession, warnLeftoverEngineMiddlewares } from "./setup-checks.js";
+import { checkNoSocketsYet, EngineLeftovers, probeSession } from "./setup-checks.js";
 import { Gate, type Admission } from "./policy.js";
 import {
   endLocalSockets,
@@ -74,8 +74,16 @@ export class SocketBridge<TUser = Express.User> {
   private readonly channels: Channels<TUser>;
   private readonly live: LiveSessions;
   private readonly cluster: Cluster<Commands>;
-  /** The admissions of sockets admitted with an identity. */
-  private readonly admissions = new WeakMap<AnySocket, Admission>();
+  /**
+   * Where a socket's admission is kept on the socket. (A property, not a WeakMap: a WeakMap entry per socket
+   * makes every young-generation GC walk them all.)
+   */
+  private readonly admission = Symbol("passport-socketio-bridge:admission");
+  /** Gives a socket's admission ticket back (its cleanup hook, one function for all sockets). */
+  private readonly finishAdmission = (socket: AnySocket): void => {
+    const admission = (socket as unknown as Record<symbol, Admission | undefined>)[this.admission];
+    if (admission) this.gate.finish(admission);
+  };
   /** Endings that admissions in flight must still see. */
   private readonly endings = new Endings();
   private store: SessionStore | undefined;
@@ -96,7 +104,8 @@ export class SocketBridge<TUser = Express.User> {
     const handshake = new Handshake(this.options as ResolvedOptions<unknown>, () => this.store !== undefined);
     this.tokens = new Tokens(this.options as ResolvedOptions<unknown>);
     this.channels = new Channels<TUser>(io, this.options, (socket) => this.user(socket));
-    this.gate = new Gate(this.options, handshake, this.tokens, this.endings, (socket) => this.admissions.get(socket));
+    const leftovers = new EngineLeftovers(io, this.options.session, this.options.userProperty);
+    this.gate = new Gate(this.options, handshake, this.tokens, this.endings, (socket) => this.admissionOf(socket), leftovers);
     this.live = new LiveSessions({
       options: this.options as ResolvedOptions<unknown>,
       store: () => this.store,
@@ -117,7 +126,7 @@ export class SocketBridge<TUser = Express.User> {
       users: () => usersHere(io),
     });
     if (this.options.session) this.useStore(probeSession(this.options.session, io.path()));
-    warnLeftoverEngineMiddlewares(io, this.options.session);
+    leftovers.checkInstalled();
     Object.defineProperty(io, INSTALLED, { value: this });
     let firstHandshake = true;
 
@@ -127,18 +136,24 @@ export class SocketBridge<TUser = Express.User> {
         // Engine middlewares added after bridge() show by the first handshake.
         if (firstHandshake) {
           firstHandshake = false;
-          warnLeftoverEngineMiddlewares(io, this.options.session);
+          leftovers.checkInstalled();
         }
         this.gate.admit(socket).then(
           (admission) => {
             // Whatever happens next (a later middleware refusing, the client leaving), the ticket goes back.
-            onCleanup(socket, () => this.gate.finish(admission));
-            return Promise.resolve(this.admitted(socket, admission)).then(
+            (socket as unknown as Record<symbol, Admission | undefined>)[this.admission] = admission;
+            onCleanup(socket, this.finishAdmission);
+            let joined: Promise<void> | void;
+            try {
+              joined = this.admitted(socket, admission);
+            } catch (err) {
+              return this.unjoined(admission, next, err);
+            }
+            // The in-memory adapter joins at once; only an adapter that joins asynchronously is waited for.
+            if (typeof (joined as PromiseLike<void> | undefined)?.then !== "function") return next();
+            (joined as PromiseLike<void>).then(
               () => next(),
-              (err: unknown) => {
-                this.gate.finish(admission);
-                next(unregistered(err));
-              },
+              (err: unknown) => this.unjoined(admission, next, err),
             );
           },
           (refusal: RefusalError) => {
@@ -164,7 +179,7 @@ export class SocketBridge<TUser = Express.User> {
 
   /** The user of an admitted socket, typed; undefined for anonymous sockets. */
   user(socket: AnySocket): TUser | undefined {
-    if (!this.admissions.has(socket)) return undefined;
+    if (!this.admissionOf(socket)) return undefined;
     return (socket.request as Request)[this.options.userProperty] as TUser | undefined;
   }
 
@@ -272,10 +287,11 @@ export class SocketBridge<TUser = Express.User> {
       return;
     }
     if (handshake.request !== socket.request) ownRequest(socket, handshake.request);
-    this.admissions.set(socket, admission);
     (socket.request as Request)[this.options.userProperty] = identity.user;
     this.useStore((socket.request as Request).sessionStore);
-    return joinIdentity(socket, identity);
+    // A session with sockets here already: the room names they joined (one copy of each name per session).
+    const rooms = identity.sessionId === undefined ? undefined : this.live.roomsOf(identity as SessionIdentity);
+    return joinIdentity(socket, identity, rooms);
   }
 
   /** A socket the app now sees: track its session, unless it was ended while its admission ran. */
@@ -284,7 +300,7 @@ export class SocketBridge<TUser = Express.User> {
       this.channels.watch(socket);
       if (socket.recovered) this.channels.recovered(socket).catch((err: unknown) => debug("channels of a recovered socket: %O", err));
     }
-    const admission = this.admissions.get(socket);
+    const admission = this.admissionOf(socket);
     const identity = admission?.identity;
     if (!admission || !identity) return;
     const ended = this.gate.endedSince(admission);
@@ -302,6 +318,18 @@ export class SocketBridge<TUser = Express.User> {
       this.gate.forget(ended);
       endSocket(ended, { code: "token_expired", event: this.options.endedEvent });
     });
+  }
+
+  /** The adapter failed to put an admitted socket in its rooms: refused, its ticket given back. */
+  private unjoined(admission: Admission, next: (err?: Error) => void, err: unknown): void {
+    this.gate.finish(admission);
+    next(unregistered(err));
+  }
+
+  /** The admission of a socket admitted with an identity (not anonymously). */
+  private admissionOf(socket: AnySocket): Admission | undefined {
+    const admission = (socket as unknown as Record<symbol, Admission | undefined>)[this.admission];
+    return admission?.identity ? admission : undefined;
   }
 
   /** Starts watching the session store, once it is known. */

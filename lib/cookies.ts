@@ -29,9 +29,18 @@ export function cookiePairs(header: string | undefined): Array<[string, string]>
 export function claimsSessionId(header: string | undefined, id: unknown): boolean {
   if (typeof header !== "string" || typeof id !== "string" || id === "") return false;
   // The usual header says so verbatim (a generated id is random, so it never does); others are parsed.
-  if (header.includes(`=s%3A${id}.`) || header.includes(`=s:${id}.`)) return true;
+  if (spelledSigned(header, id)) return true;
   for (const [, value] of cookiePairs(header)) {
     if (value.startsWith("s:") && value.lastIndexOf(".") === 2 + id.length && value.startsWith(id, 2)) return true;
+  }
+  return false;
+}
+
+/** Whether `header` contains `=s%3A<id>.` or `=s:<id>.` (found without building either string). */
+function spelledSigned(header: string, id: string): boolean {
+  for (let at = header.indexOf(id); at !== -1; at = header.indexOf(id, at + 1)) {
+    if (header.charCodeAt(at + id.length) !== 46 /* . */) continue;
+    if ((at >= 5 && header.startsWith("=s%3A", at - 5)) || (at >= 3 && header.startsWith("=s:", at - 3))) return true;
   }
   return false;
 }

@@ -38,6 +38,7 @@ export class Endings {
     if (holders === undefined) return;
     if (holders > 1) return void this.inFlight.set(ticket, holders - 1);
     this.inFlight.delete(ticket);
+    if (this.log.size === 0) return;
     const oldest = this.inFlight.keys().next().value ?? Infinity;
     for (const [room, ending] of this.log) {
       if (ending.at > oldest) break;

@@ -10,7 +10,7 @@
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import { claimsSessionId, cookiePairs } from "./cookies.js";
-import { rejectionsTo, within } from "./deadline.js";
+import { DeadlineError, DeadlineList, rejectionsTo, type Deadline } from "./deadline.js";
 import { RefusalError, sessionMissing, type RefusalCode, type SessionMissingReason } from "./errors.js";
 import type { ResolvedOptions } from "./options.js";
 import { hasDeserializer } from "./setup-checks.js";
@@ -40,16 +40,33 @@ export interface Identity {
 
 type Request = IncomingMessage & Record<string | symbol, any>;
 
+/** Told when an authentication settles (policy.ts's Handshaken). */
+interface Settling {
+  settled: boolean;
+  readAt?: number | undefined;
+}
+
+/** An authentication's phases: reading the session, deserializing the user, done. */
+const READING = 1;
+const DESERIALIZING = 2;
+const DONE = 3;
+/** No answer yet (a middleware answers success with `undefined`). */
+const NO_ANSWER = Symbol("no answer");
+
 export class Handshake {
-  private readonly passportSession: SessionMiddleware;
+  /** Passport's session middleware. */
+  readonly passportSession: SessionMiddleware;
+  /** The deadlines of every handshake's session read and deserialization, `storeTimeoutMs` each: one timer. */
+  readonly deadlines: DeadlineList;
   private warnedNoDeserializer = false;
 
   constructor(
-    private readonly options: ResolvedOptions<unknown>,
+    readonly options: ResolvedOptions<unknown>,
     /** Whether the bridge watches the session store (so the session id express-session asked for is known). */
-    private readonly watched: () => boolean,
+    readonly watched: () => boolean,
   ) {
     this.passportSession = options.passport.session();
+    this.deadlines = new DeadlineList(options.storeTimeoutMs);
     // Now, so that HTTP requests are covered before the first socket connects (and again per handshake,
     // for deserializers registered later).
     guardDeserializers(options.passport);
@@ -57,73 +74,33 @@ export class Handshake {
 
   /**
    * Loads the session and the Passport user onto `req`. Resolves with the identity, or rejects with the
-   * RefusalError that explains why there is none. Never rejects with anything else.
+   * RefusalError that explains why there is none. Never rejects with anything else. `settling` learns the
+   * moment it settles, either way (and the identity's readAt).
    */
-  async authenticate(req: IncomingMessage): Promise<SessionIdentity> {
+  authenticate(req: IncomingMessage, settling?: Settling): Promise<SessionIdentity> {
     const request = req as Request;
-    const { session, storeTimeoutMs, userProperty, passportKey } = this.options;
-    // A service without sessions: tokens or anonymity (policy.ts) decide.
-    if (!session) {
-      giveIsAuthenticated(request, userProperty);
-      throw new RefusalError("session_missing");
-    }
-    // A connection authenticated again starts clean: express-session skips requests that already carry a
-    // session. A request of its own over the connection's (policy.ts) shadows what it would inherit.
-    // (Only when there is something to clear: a delete turns the request into a slower, larger dictionary.)
-    for (const key of ["session", "sessionID", userProperty]) {
-      if (Object.hasOwn(request, key)) delete (request as Record<string, unknown>)[key];
-      if (key in request) Object.defineProperty(request, key, { value: undefined, writable: true, configurable: true, enumerable: true });
-    }
-
-    const read: ReadTicket = {};
-    const startedAt = Date.now();
-    await runMiddleware((req, res, next) => sharedRead(() => session(req, res, next), read), request, storeTimeoutMs, "store_unavailable");
-    if (!request.session) {
-      // express-session skips requests while its store reports `disconnect`.
-      throw new RefusalError("store_unavailable", { cause: new Error("express-session skipped the request") });
-    }
-    // express-session wraps reload() and save() in closures over the whole request scope, response included,
-    // to save at the response's end; a socket's session has no response. Session.prototype's own methods
-    // work alone, and the scope can go (a few KB per connection). Its parsed-URL cache can go too.
-    unwrapSession(request.session);
-    request._parsedOriginalUrl = request._parsedUrl = undefined;
-    const loaded = claimsSessionId(request.headers.cookie, request.sessionID);
-    // Read before Passport runs: it deletes the serialized user when deserializeUser finds nobody.
-    const serialized: unknown = (request.session as Record<string, any>)[passportKey]?.user;
-    if (loaded && (serialized || serialized === 0)) this.checkDeserializer();
-    // Passport runs even when nobody is logged in: it gives every socket's request isAuthenticated().
-    request._userProperty = userProperty;
-    guardDeserializers(this.options.passport);
-    try {
-      await runMiddleware(this.passportSession, request, storeTimeoutMs, "deserialize_failed");
-    } catch (refusal) {
-      // A deserializer that answers after the deadline must not put a user on this request any more.
-      Object.defineProperty(request, userProperty, { configurable: true, get: () => undefined, set: () => {} });
-      throw refusal;
-    }
-    if (!loaded) {
-      const reason = missingReason(request.headers.cookie, read.sid, this.watched());
-      debug("session_missing (%s): %s", reason, REASON_LOGS[reason]);
-      throw sessionMissing(reason);
-    }
-    // Passport's own test: a serialized user is anything truthy, or 0.
-    if (!serialized && serialized !== 0) throw new RefusalError("unauthenticated");
-    const user: unknown = request[userProperty];
-    if (!user) throw new RefusalError("user_not_found");
-    return {
-      user,
-      userId: userIdOf(this.options, user, serialized),
-      sessionId: request.sessionID,
-      // (A store the bridge does not watch answers outside the ticket: at best as fresh as the handshake.)
-      readAt: read.readAt ?? startedAt,
-    };
+    const { session, userProperty } = this.options;
+    return new Promise<SessionIdentity>((resolve, reject) => {
+      // A service without sessions: tokens or anonymity (policy.ts) decide.
+      if (!session) {
+        giveIsAuthenticated(request, userProperty);
+        if (settling) settling.settled = true;
+        return reject(new RefusalError("session_missing"));
+      }
+      // A connection authenticated again starts clean: express-session skips requests that already carry a
+      // session. A request of its own over the connection's (policy.ts) shadows what it would inherit.
+      startClean(request, "session");
+      startClean(request, "sessionID");
+      startClean(request, userProperty);
+      new Authentication(this, request, resolve, reject, settling).run(session);
+    });
   }
 
   /**
    * A Passport without deserializers (the singleton, when the app made its own with `new Passport()` and did
    * not pass it) can never load a user: refused for good, with one warning, instead of "retry later".
    */
-  private checkDeserializer(): void {
+  checkDeserializer(): void {
     if (hasDeserializer(this.options.passport)) return;
     const message =
       "The Passport the bridge uses has no deserializeUser. If your app makes its own with `new Passport()`, " +
@@ -134,6 +111,167 @@ export class Handshake {
     }
     debug("no deserializer registered");
     throw new RefusalError("deserialize_failed", { message, data: { reconnect: false, reason: "no_deserializer" } });
+  }
+}
+
+/**
+ * One handshake's authentication: the session middleware, then `passport.session()`, each within
+ * `storeTimeoutMs`. A plain state machine on callbacks (the middlewares' own style): one object, one response
+ * and two callbacks per handshake, no promise per step and no timer of its own (the handshake's DeadlineList).
+ * Late and repeated answers are ignored: only the first answer of the current step counts.
+ */
+class Authentication implements Deadline, ReadTicket {
+  // What its store read asked for, and how fresh the answer is (ReadTicket, filled in by the store hooks).
+  sid?: string;
+  readAt?: number;
+  // Its place in the deadlines (Deadline).
+  deadlineAt?: number;
+  deadlinePrev?: Deadline;
+  deadlineNext?: Deadline;
+
+  private phase = READING;
+  /** Set while the session middleware runs: an answer it gives before returning is taken once it has returned. */
+  private inside = false;
+  private early: unknown = NO_ANSWER;
+  private loaded = false;
+  private serialized: unknown;
+  private readonly startedAt = Date.now();
+  private readonly response = new DetachedResponse();
+  private readonly onSession = (err?: unknown): void => {
+    if (!this.inside) return this.read(err);
+    if (this.early === NO_ANSWER) this.early = err;
+  };
+  private readonly onPassport = (err?: unknown): void => this.deserialized(err);
+
+  constructor(
+    private readonly handshake: Handshake,
+    private readonly request: Request,
+    private readonly resolve: (identity: SessionIdentity) => void,
+    private readonly reject: (refusal: RefusalError) => void,
+    private readonly settling: Settling | undefined,
+  ) {}
+
+  run(session: SessionMiddleware): void {
+    this.handshake.deadlines.start(this);
+    let thrown: unknown = NO_ANSWER;
+    this.inside = true;
+    try {
+      sharedRead(this, session, this.request, this.response, this.onSession);
+    } catch (err) {
+      thrown = err ?? new Error("threw a falsy value");
+    }
+    this.inside = false;
+    // The first answer counts: one given before the middleware returned, else its throw.
+    if (this.early !== NO_ANSWER) this.read(this.early);
+    else if (thrown !== NO_ANSWER) this.read(thrown);
+  }
+
+  /** The session middleware answered. */
+  private read(err: unknown): void {
+    if (this.phase !== READING) return;
+    this.handshake.deadlines.stop(this);
+    if (err !== undefined && err !== null) return this.fail("store_unavailable", err);
+    const { request } = this;
+    const { options } = this.handshake;
+    try {
+      if (!request.session) {
+        // express-session skips requests while its store reports `disconnect`.
+        throw new RefusalError("store_unavailable", { cause: new Error("express-session skipped the request") });
+      }
+      // express-session wraps reload() and save() in closures over the whole request scope, response included,
+      // to save at the response's end; a socket's session has no response. Session.prototype's own methods
+      // work alone, and the scope can go (a few KB per connection). Its parsed-URL cache can go too.
+      unwrapSession(request.session);
+      // (Only where express-session cached one: a new property would only grow the request.)
+      if (request._parsedOriginalUrl !== undefined) request._parsedOriginalUrl = undefined;
+      if (request._parsedUrl !== undefined) request._parsedUrl = undefined;
+      this.loaded = claimsSessionId(request.headers.cookie, request.sessionID);
+      // Read before Passport runs: it deletes the serialized user when deserializeUser finds nobody.
+      const serialized: unknown = (request.session as Record<string, any>)[options.passportKey]?.user;
+      this.serialized = serialized;
+      if (this.loaded && (serialized || serialized === 0)) this.handshake.checkDeserializer();
+      // Passport runs even when nobody is logged in: it gives every socket's request isAuthenticated().
+      request._userProperty = options.userProperty;
+      guardDeserializers(options.passport);
+    } catch (refusal) {
+      return this.settle(refusal as RefusalError);
+    }
+    this.phase = DESERIALIZING;
+    this.handshake.deadlines.start(this);
+    try {
+      this.handshake.passportSession(request, this.response, this.onPassport);
+    } catch (err) {
+      this.deserialized(err ?? new Error("threw a falsy value"));
+    }
+  }
+
+  /** passport.session() answered. */
+  private deserialized(err: unknown): void {
+    if (this.phase !== DESERIALIZING) return;
+    this.handshake.deadlines.stop(this);
+    if (err !== undefined && err !== null) return this.deserializeFailed(err);
+    let identity: SessionIdentity;
+    try {
+      identity = this.identity();
+    } catch (refusal) {
+      return this.settle(refusal as RefusalError);
+    }
+    this.phase = DONE;
+    if (this.settling) {
+      this.settling.settled = true;
+      this.settling.readAt = identity.readAt;
+    }
+    this.resolve(identity);
+  }
+
+  private identity(): SessionIdentity {
+    const { request } = this;
+    const { options } = this.handshake;
+    if (!this.loaded) {
+      const reason = missingReason(request.headers.cookie, this.sid, this.handshake.watched());
+      debug("session_missing (%s): %s", reason, REASON_LOGS[reason]);
+      throw sessionMissing(reason);
+    }
+    const serialized = this.serialized;
+    // Passport's own test: a serialized user is anything truthy, or 0.
+    if (!serialized && serialized !== 0) throw new RefusalError("unauthenticated");
+    const user: unknown = request[options.userProperty];
+    if (!user) throw new RefusalError("user_not_found");
+    return {
+      user,
+      userId: userIdOf(options, user, serialized),
+      sessionId: request.sessionID,
+      // (A store the bridge does not watch answers outside the ticket: at best as fresh as the handshake.)
+      readAt: this.readAt ?? this.startedAt,
+    };
+  }
+
+  /** The current step took longer than storeTimeoutMs. */
+  expired(): void {
+    const cause = new DeadlineError(`no answer within ${this.handshake.deadlines.ms} ms`);
+    if (this.phase === READING) this.fail("store_unavailable", cause);
+    else if (this.phase === DESERIALIZING) this.deserializeFailed(cause);
+  }
+
+  private deserializeFailed(cause: unknown): void {
+    // A deserializer that answers after the deadline must not put a user on this request any more.
+    Object.defineProperty(this.request, this.handshake.options.userProperty, {
+      configurable: true,
+      get: () => undefined,
+      set: () => {},
+    });
+    this.fail("deserialize_failed", cause);
+  }
+
+  private fail(code: RefusalCode, cause: unknown): void {
+    debug("%s: %O", code, cause);
+    this.settle(new RefusalError(code, { cause }));
+  }
+
+  private settle(refusal: RefusalError): void {
+    this.phase = DONE;
+    if (this.settling) this.settling.settled = true;
+    this.reject(refusal);
   }
 }
 
@@ -187,10 +325,23 @@ export function giveIsAuthenticated(request: IncomingMessage, userProperty: stri
 /** Puts Session.prototype's reload and save back in place of express-session's per-request wrappers. */
 function unwrapSession(session: object): void {
   const proto = Object.getPrototypeOf(session) as Record<"reload" | "save", unknown>;
-  for (const method of ["reload", "save"] as const) {
-    // Assigned over (not deleted), which keeps the object's fast shape.
-    if (Object.hasOwn(session, method)) Object.defineProperty(session, method, { value: proto[method] });
+  // Assigned over (not deleted), which keeps the object's fast shape.
+  if (Object.hasOwn(session, "reload") && !Reflect.set(session, "reload", proto.reload)) {
+    Object.defineProperty(session, "reload", { value: proto.reload });
   }
+  if (Object.hasOwn(session, "save") && !Reflect.set(session, "save", proto.save)) {
+    Object.defineProperty(session, "save", { value: proto.save });
+  }
+}
+
+/**
+ * Clears what `request` would carry into a new authentication: its own `key`, and one it inherits (a request
+ * of its own over the connection's) shadowed by undefined. Only when there is something to clear: a delete
+ * turns the request into a slower, larger dictionary.
+ */
+function startClean(request: Request, key: string): void {
+  if (Object.hasOwn(request, key)) delete request[key];
+  if (key in request) Object.defineProperty(request, key, { value: undefined, writable: true, configurable: true, enumerable: true });
 }
 
 const GUARDED = Symbol.for("passport-socketio-bridge:guarded");
@@ -204,8 +355,9 @@ const GUARDED = Symbol.for("passport-socketio-bridge:guarded");
 export function guardDeserializers(passport: PassportLike): void {
   const stack = (passport as { _deserializers?: unknown })._deserializers;
   if (!Array.isArray(stack)) return;
-  stack.forEach((fn: ((...args: any[]) => unknown) & { [GUARDED]?: true }, i) => {
-    if (typeof fn !== "function" || fn[GUARDED]) return;
+  for (let i = 0; i < stack.length; i++) {
+    const fn = stack[i] as ((...args: any[]) => unknown) & { [GUARDED]?: true };
+    if (typeof fn !== "function" || fn[GUARDED]) continue;
     const guarded: typeof fn =
       fn.length === 3
         ? function (this: unknown, req: unknown, id: unknown, done: (err: unknown) => void) {
@@ -216,48 +368,33 @@ export function guardDeserializers(passport: PassportLike): void {
           };
     guarded[GUARDED] = true;
     stack[i] = guarded;
-  });
-}
-
-/**
- * Runs a Connect-style middleware on `req` with a detached response, within `ms`. Resolves when it calls
- * `next()`; rejects with a RefusalError of `code` when it calls `next(err)`, throws, or takes too long.
- */
-export async function runMiddleware(
-  middleware: SessionMiddleware,
-  req: IncomingMessage,
-  ms: number,
-  code: RefusalCode,
-): Promise<void> {
-  try {
-    await within(ms, (done) => middleware(req, detachedResponse(), done));
-  } catch (cause) {
-    debug("%s: %O", code, cause);
-    throw new RefusalError(code, { cause });
   }
 }
 
 /**
  * A response that is never sent. express-session wraps its `writeHead` and `end` to save the session and set
- * the cookie; since nobody calls them, it does neither. A fresh one per call, as those wrappers hold `req`.
+ * the cookie; since nobody calls them, it does neither. A fresh one per handshake (its two middlewares share
+ * it), as those wrappers hold `req`; its methods are the class's, so it is one small object.
  */
-export function detachedResponse() {
-  return {
-    statusCode: 200,
-    headersSent: false,
-    writeHead() {
-      return this;
-    },
-    setHeader() {},
-    getHeader() {
-      return undefined;
-    },
-    removeHeader() {},
-    write() {
-      return true;
-    },
-    end() {
-      return this;
-    },
-  };
+class DetachedResponse {
+  statusCode = 200;
+  headersSent = false;
+  writeHead(): this {
+    return this;
+  }
+  setHeader(): void {}
+  getHeader(): undefined {
+    return undefined;
+  }
+  removeHeader(): void {}
+  write(): boolean {
+    return true;
+  }
+  end(): this {
+    return this;
+  }
+}
+
+export function detachedResponse(): DetachedResponse {
+  return new DetachedResponse();
 }

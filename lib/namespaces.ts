@@ -82,16 +82,35 @@ export function ownRequest(socket: AnySocket, view: IncomingMessage, own: Record
   Object.defineProperty(socket, "request", { value: view, configurable: true });
 }
 
+type Cleanable = AnySocket & { _cleanup?: (this: AnySocket) => unknown };
+
+/** For each hook given to onCleanup, the one `_cleanup` that runs it: shared by every socket, nothing per socket. */
+const hooked = new WeakMap<(socket: AnySocket) => void, (this: Cleanable) => unknown>();
+
 /**
- * Calls `fn` once `socket` will never connect or is gone: refused by a later middleware, its connection
- * closed before it connected, or disconnected (socket.io's `_cleanup` runs in each case).
+ * Calls `fn(socket)` once `socket` will never connect or is gone: refused by a later middleware, its
+ * connection closed before it connected, or disconnected (socket.io's `_cleanup` runs in each case). Give a
+ * function shared by all sockets (not a closure per socket): then hooking a socket allocates nothing.
  */
-export function onCleanup(socket: AnySocket, fn: () => void): void {
-  const target = socket as unknown as { _cleanup?: (this: AnySocket) => void };
+export function onCleanup(socket: AnySocket, fn: (socket: AnySocket) => void): void {
+  const target = socket as Cleanable;
   const cleanup = target._cleanup;
   if (typeof cleanup !== "function") return;
+  if (!Object.hasOwn(target, "_cleanup")) {
+    let shared = hooked.get(fn);
+    if (!shared) {
+      shared = function (this: Cleanable) {
+        fn(this);
+        return (Object.getPrototypeOf(this) as Cleanable)._cleanup!.call(this);
+      };
+      hooked.set(fn, shared);
+    }
+    target._cleanup = shared;
+    return;
+  }
+  // Already hooked (or wrapped by someone else): wrap what is there.
   target._cleanup = function (this: AnySocket) {
-    fn();
+    fn(this);
     return cleanup.call(this);
   };
 }

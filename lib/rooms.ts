@@ -79,11 +79,11 @@ export function isReservedRoom(socket: AnySocket, room: string): boolean {
  * Marks an admitted socket with its identity: `socket.data` for remote lookups, and its two rooms. Some
  * adapters join asynchronously; the caller awaits, so a failed join refuses the socket.
  */
-export function joinIdentity(socket: AnySocket, identity: Identity): Promise<void> | void {
+export function joinIdentity(socket: AnySocket, identity: Identity, rooms: readonly string[] = roomsOf(identity)): Promise<void> | void {
   const data = socket.data as BridgeSocketData;
   data.userId = identity.userId;
   if (identity.sessionId !== undefined) data.sessionId = identity.sessionId;
-  return socket.join(roomsOf(identity));
+  return socket.join(rooms as string[]);
 }
 
 /** The rooms of an identity: its user's, and its session's (token connections have none). */

@@ -67,6 +67,17 @@ export class Security {
   }
 
   /**
+   * screen(), without waiting when nothing needs to: with the default origin check or a list (or none), and
+   * no failure limit, the decision is synchronous. Then it returns undefined once the request passed (there
+   * is nothing to call once decided), or throws the refusal; otherwise it returns screen()'s promise.
+   */
+  screenNow(req: IncomingMessage): Promise<() => void> | undefined {
+    if (this.limiter || typeof this.options.origins === "function") return this.screen(req);
+    this.checkListedOrigin(req);
+    return undefined;
+  }
+
+  /**
    * Refuses a client over its failure limit, counted per address across its connections and namespaces.
    * Returns the function to call once the attempt is decided.
    */
@@ -117,6 +128,27 @@ export class Security {
   }
 
   private async checkOrigin(req: IncomingMessage): Promise<void> {
+    const { origins, requireOrigin } = this.options;
+    if (typeof origins !== "function") return this.checkListedOrigin(req);
+    const origin = req.headers.origin;
+    if (origin === undefined) {
+      if (requireOrigin) throw refuse(undefined, "no Origin header");
+      return;
+    }
+    let allowed: unknown;
+    try {
+      allowed = await within<boolean>(this.options.timeoutMs, (done) =>
+        Promise.resolve(origins(origin, req)).then((answer) => done(null, answer), done),
+      );
+    } catch (err) {
+      debug(err instanceof DeadlineError ? "the origins function did not answer" : "the origins function threw: %O", err);
+    }
+    if (allowed === true) return;
+    throw refuse(origin, "refused by the origins function");
+  }
+
+  /** The Origin check without an origins function: the request's own origin, a listed one, or none. */
+  private checkListedOrigin(req: IncomingMessage): void {
     const { origins, requireOrigin, trustProxy } = this.options;
     if (origins === false) return;
     const origin = req.headers.origin;
@@ -126,19 +158,7 @@ export class Security {
       if (requireOrigin) throw refuse(undefined, "no Origin header");
       return;
     }
-    if (typeof origins === "function") {
-      let allowed: unknown;
-      try {
-        allowed = await within<boolean>(this.options.timeoutMs, (done) =>
-          Promise.resolve(origins(origin, req)).then((answer) => done(null, answer), done),
-        );
-      } catch (err) {
-        debug(err instanceof DeadlineError ? "the origins function did not answer" : "the origins function threw: %O", err);
-      }
-      if (allowed === true) return;
-      throw refuse(origin, "refused by the origins function");
-    }
-    if (origin !== "null" && (origin === ownOrigin(req, trustProxy) || this.listed?.has(origin))) return;
+    if (origin !== "null" && (isOwnOrigin(req, origin, trustProxy) || this.listed?.has(origin))) return;
     throw refuse(origin, "not allowed");
   }
 
@@ -245,6 +265,20 @@ export function exactOrigin(origin: string): string {
     );
   }
   return url.origin;
+}
+
+/**
+ * Whether `origin` is the origin this request was made to. Browsers send Origin serialized (lower case, no
+ * default port), so a browser's Origin that spells the request's own scheme and Host exactly is its origin,
+ * with no URL to parse; anything else is compared with the parsed, normalized origin.
+ */
+function isOwnOrigin(req: IncomingMessage, origin: string, trustProxy: TrustProxy): boolean {
+  if (!trustProxy) {
+    const host = req.headers.host;
+    const proto = (req.socket as { encrypted?: boolean } | undefined)?.encrypted ? "https://" : "http://";
+    if (host && origin.length === proto.length + host.length && origin.startsWith(proto) && origin.endsWith(host)) return true;
+  }
+  return origin === ownOrigin(req, trustProxy);
 }
 
 /** The origin this request was made to: what a same-origin page sends as Origin. */

@@ -34,21 +34,28 @@ export interface StoreObserver {
   /** A session was renewed through this node: rewritten (`set`, `written`) or only touched. */
   renewed(sid: string, session: SessionRecord | undefined, written: boolean): void;
   /**
-   * A fresh enough copy of a session this observer keeps alive (its sockets are connected), if it has one,
-   * and when it was read from (or written to) the store.
+   * A fresh enough copy of a session this observer keeps alive (its sockets are connected), if it has one:
+   * the record as JSON, and when it was read from (or written to) the store. Read only.
    */
-  recordOf(sid: string): { record: SessionRecord; at: number } | undefined;
+  recordOf(sid: string): RecordCopy | undefined;
   /** A handshake's store read that began at `startedAt` (ms since the epoch) found `session`. */
   read(sid: string, session: SessionRecord, startedAt: number): void;
   /** How long this observer's handshakes wait for a store read (no later handshake joins a read older than that). */
   readTimeoutMs: number;
 }
 
+/** A copy of a session record as JSON (each handshake parses its own), and when it was read or written. */
+export interface RecordCopy {
+  json: string;
+  at: number;
+}
+
 /** When a session record expires, in ms since the epoch; undefined for browser-session cookies. */
 export function expiresOf(session: SessionRecord | null | undefined): number | undefined {
   const expires = session?.cookie?.expires;
   if (expires === null || expires === undefined) return undefined;
-  const ms = new Date(expires).getTime();
+  // (express-session's Cookie holds a Date already; a stored record, its JSON string.)
+  const ms = expires instanceof Date ? expires.getTime() : new Date(expires).getTime();
   return Number.isFinite(ms) ? ms : undefined;
 }
 
@@ -128,8 +135,6 @@ function wrap(
   Object.defineProperty(store, method, { value: wrapped, writable: true, configurable: true });
 }
 
-/** Set while a handshake runs the session middleware: the store reads it makes may be shared. */
-let handshakeDepth = 0;
 /** What a handshake's read asked a watched store for, and how fresh the answer it got is. */
 export interface ReadTicket {
   /** The session id asked for: express-session asks only for a cookie whose signature verified. */
@@ -138,22 +143,27 @@ export interface ReadTicket {
   readAt?: number;
 }
 
-/** The running handshake's ticket. */
+/** The ticket of the handshake running the session middleware, if one is: its store reads may be shared. */
 let ticket: ReadTicket | undefined;
 
 /**
- * Runs `read` (the session middleware, which calls `store.get` synchronously) as a handshake's read, which
- * may be shared: see shareHandshakeReads. HTTP requests are not affected. `into` learns what it asked and,
- * once answered, how fresh the answer is.
+ * Runs `middleware(req, res, next)` (the session middleware, which calls `store.get` synchronously) as a
+ * handshake's read, which may be shared: see shareHandshakeReads. HTTP requests are not affected. `into`
+ * learns what it asked and, once answered, how fresh the answer is.
  */
-export function sharedRead(read: () => unknown, into: ReadTicket): void {
-  handshakeDepth++;
+export function sharedRead<Req, Res, Next>(
+  into: ReadTicket,
+  middleware: (req: Req, res: Res, next: Next) => unknown,
+  req: Req,
+  res: Res,
+  next: Next,
+): void {
+  const outer = ticket;
   ticket = into;
   try {
-    read();
+    middleware(req, res, next);
   } finally {
-    handshakeDepth--;
-    ticket = undefined;
+    ticket = outer;
   }
 }
 
@@ -172,7 +182,7 @@ interface Read {
 
 interface SharedReads {
   /** A fresh enough copy of a session whose sockets are connected here, and when it was read. */
-  copy(sid: string): { record: SessionRecord; at: number } | undefined;
+  copy(sid: string): RecordCopy | undefined;
   /** How long a handshake waits for a read (no later handshake joins a read older than that). */
   timeoutMs(): number;
   /** A read answered with a session. */
@@ -210,20 +220,24 @@ function shareHandshakeReads(store: SessionStore, shared: SharedReads): void {
       }
       if (!err && session) shared.read(sid, session, current.started);
       for (const t of tickets) t.readAt = current.started;
-      // Each handshake gets its own copy: express-session turns the record into its Session in place.
-      for (const waiter of callbacks) waiter(err, session ? structuredClone(session) : session);
+      // Each handshake gets its own copy, as express-session turns the record into its Session in place: the
+      // last one the store's own (as on HTTP), the others structured clones (Dates stay Dates).
+      const last = callbacks.length - 1;
+      for (let i = 0; i < last; i++) callbacks[i]!(err, session ? structuredClone(session) : session);
+      callbacks[last]!(err, session);
     });
   };
   const sharedGet = function (this: SessionStore, sid: string, callback: GetCallback) {
-    if (handshakeDepth === 0 || typeof sid !== "string" || typeof callback !== "function") {
+    const into = ticket;
+    if (into === undefined || typeof sid !== "string" || typeof callback !== "function") {
       return get.call(this, sid, callback);
     }
-    const into = ticket ?? {};
     into.sid = sid;
     const copy = shared.copy(sid);
     if (copy) {
       into.readAt = copy.at;
-      return void setImmediate(callback, null, copy.record);
+      // Answered asynchronously, as a store would; a parse of its own for each handshake.
+      return void process.nextTick(callback, null, JSON.parse(copy.json) as SessionRecord);
     }
     return read(this, sid, callback, into);
   };
