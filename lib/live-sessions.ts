@@ -18,7 +18,8 @@ import { BridgeError, type EndCode } from "./errors.js";
 import { guardDeserializers, type SessionIdentity } from "./handshake.js";
 import type { ResolvedOptions } from "./options.js";
 import { eventHook } from "./namespaces.js";
-import { expiresOf, type SessionRecord, type SessionStore } from "./store-hooks.js";
+import { roomsOf } from "./rooms.js";
+import { expiresOf, type RecordCopy, type SessionRecord, type SessionStore } from "./store-hooks.js";
 import type { AnySocket } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:live");
@@ -43,6 +44,8 @@ type Session = NonNullable<IncomingMessage["session"]>;
 interface LiveSession {
   id: string;
   userId: string;
+  /** Its sockets' rooms (rooms.ts's roomsOf), named once for all of them. */
+  rooms: readonly string[];
   sockets: Set<AnySocket>;
   /** When the next expiry check is due: the session's expiry as last known (ms since the epoch). */
   expires: number | undefined;
@@ -110,6 +113,7 @@ export class LiveSessions {
       live = {
         id: identity.sessionId,
         userId: identity.userId,
+        rooms: roomsOf(identity),
         sockets: new Set(),
         expires: undefined,
         lifetime: undefined,
@@ -147,6 +151,12 @@ export class LiveSessions {
     this.sessions.delete(live.id);
   }
 
+  /** The rooms of a session identity that has sockets here: the names its other sockets joined. */
+  roomsOf(identity: SessionIdentity): readonly string[] | undefined {
+    const live = this.sessions.get(identity.sessionId);
+    return live && live.userId === identity.userId ? live.rooms : undefined;
+  }
+
   /** The session was logged out, destroyed or expired: no withSession may write it again. */
   ended(sessionId: string): void {
     const live = this.sessions.get(sessionId);
@@ -158,13 +168,14 @@ export class LiveSessions {
    * `sessionCacheMs` (writes made through other nodes or behind the bridge's back show after that), and
    * none once the session ended or expired.
    */
-  recordOf(sessionId: string): { record: SessionRecord; at: number } | undefined {
+  recordOf(sessionId: string): RecordCopy | undefined {
     const live = this.sessions.get(sessionId);
     const record = live?.record;
+    if (!record || live.ended) return undefined;
     const now = Date.now();
-    if (!record || live.ended || now - record.at >= this.deps.options.sessionCacheMs) return undefined;
-    if ((record.expires ?? Infinity) <= now) return undefined;
-    return { record: JSON.parse(record.json) as SessionRecord, at: record.at };
+    if (now - record.at >= this.deps.options.sessionCacheMs || (record.expires ?? Infinity) <= now) return undefined;
+    // (Each handshake parses its own: none shares objects with another.)
+    return record;
   }
 
   /** A handshake read the session from the store: a copy newer than the one kept. */
@@ -277,10 +288,15 @@ export class LiveSessions {
     const session = (socket?.request as Request | undefined)?.session as Session | undefined;
     if (!session?.cookie) return;
     // Renew the cookie's expiry the way express-session does on a request, then write only the TTL.
-    session.touch();
-    store.touch(live.id, session as unknown as SessionRecord, (err?: unknown) => {
-      if (err) debug("keep-alive touch of %s failed: %O", live.id, err);
-    });
+    // (A client's event runs this: a store that throws must not take the event, or the process, with it.)
+    try {
+      session.touch();
+      store.touch(live.id, session as unknown as SessionRecord, (err?: unknown) => {
+        if (err) debug("keep-alive touch of %s failed: %O", live.id, err);
+      });
+    } catch (err) {
+      debug("keep-alive touch of %s threw: %O", live.id, err);
+    }
   }
 
   /** Checks the session just after `at` (its known expiry, by default). */

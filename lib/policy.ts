@@ -8,10 +8,11 @@ import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import type { Endings } from "./endings.js";
 import { RefusalError, sessionMissing, type EndCode } from "./errors.js";
-import type { Handshake, Identity } from "./handshake.js";
+import type { Handshake, Identity, SessionIdentity } from "./handshake.js";
 import { connectedSiblings } from "./namespaces.js";
 import type { ResolvedOptions } from "./options.js";
 import { Security } from "./security.js";
+import type { EngineLeftovers } from "./setup-checks.js";
 import { roomsOf } from "./rooms.js";
 import { presentedToken, type Tokens } from "./tokens.js";
 import type { AnySocket } from "./types.js";
@@ -53,11 +54,18 @@ export interface Handshaken {
   ticket: number;
   /** When it began (ms since the epoch). */
   startedAt: number;
+  /** When the store read behind its identity began (the copy's own time, for a copy), once it has one. */
+  readAt?: number | undefined;
   settled: boolean;
 }
 
 export class Gate<TUser> {
-  private readonly handshakes = new WeakMap<IncomingMessage, Handshaken>();
+  /**
+   * Where a connection's handshake is kept on its request. (A property, not a WeakMap: a WeakMap with an
+   * entry per connection makes every young-generation GC walk its entries, which cost more than the rest of
+   * the handshake together.)
+   */
+  private readonly kept = Symbol("passport-socketio-bridge:handshake");
 
   private readonly security: Security;
 
@@ -68,6 +76,7 @@ export class Gate<TUser> {
     private readonly endings: Endings,
     /** The admission of a connected socket, if it was admitted with an identity. */
     private readonly admissionOf: (socket: AnySocket) => Admission | undefined,
+    private readonly leftovers: EngineLeftovers,
   ) {
     this.security = new Security(options.security);
   }
@@ -90,7 +99,7 @@ export class Gate<TUser> {
       try {
         // (CSRF protects cookie sessions; a token is a credential no other site's page holds.)
         if (identity.sessionId !== undefined) this.security.checkCsrf(socket);
-        await onAccept?.(socket, identity.user as TUser);
+        if (onAccept) await onAccept(socket, identity.user as TUser);
         admission.identity = identity;
         return admission;
       } catch (err) {
@@ -128,12 +137,17 @@ export class Gate<TUser> {
 
   /** How the admission's identity ended while it was in flight, if it did. */
   endedSince(admission: Admission): EndCode | undefined {
-    return admission.identity && this.endings.endedSince(roomsOf(admission.identity), admission.ticket);
+    return admission.identity && this.endedAfter(admission.identity, admission.ticket);
+  }
+
+  private endedAfter(identity: Identity, ticket: number): EndCode | undefined {
+    // (No ending kept, nothing to look up: the usual case.)
+    return this.endings.size === 0 ? undefined : this.endings.endedSince(roomsOf(identity), ticket);
   }
 
   /** A handshake whose session or user ended while it ran is refused as if it had read the store now. */
   private checkNotEnded(identity: Identity, admission: Admission): void {
-    const ended = this.endings.endedSince(roomsOf(identity), admission.ticket);
+    const ended = this.endedAfter(identity, admission.ticket);
     if (ended === undefined) return;
     debug("%s ended (%s) while its handshake ran", identity.userId, ended);
     throw REFUSED_AS[ended]();
@@ -155,7 +169,8 @@ export class Gate<TUser> {
 
   /** Forgets the socket's connection's handshake: the next namespace it joins reads the session again. */
   forget(socket: AnySocket): void {
-    this.handshakes.delete(socket.client.request);
+    const req = socket.client.request as unknown as Record<symbol, Handshaken | undefined>;
+    if (req[this.kept] !== undefined) req[this.kept] = undefined;
   }
 
   /**
@@ -165,35 +180,62 @@ export class Gate<TUser> {
    */
   private handshakeOf(socket: AnySocket): { handshake: Handshaken; fresh: boolean } {
     const req = socket.client.request;
-    const kept = this.handshakes.get(req);
+    const kept = (req as unknown as Record<symbol, Handshaken | undefined>)[this.kept];
+    if (!kept) this.leftovers.check(req);
     if (kept && !kept.settled) return { handshake: { ...kept, ticket: this.endings.share(kept.ticket) }, fresh: false };
     if (kept && this.held(socket, kept)) return { handshake: { ...kept, ticket: this.endings.begin() }, fresh: false };
     // A connection with sockets on it is authenticated again on a request of its own, leaving theirs alone.
     const target = kept && !isEmpty(connectedSiblings(socket)) ? (Object.create(req) as IncomingMessage) : req;
-    // Origin and failure limits are decided from the request alone, before the store is read.
-    const identity = this.security.screen(req).then((decided) => {
-      const authenticated = this.authenticate(socket, target);
-      authenticated.then(decided, decided);
-      return authenticated;
-    });
     const handshake: Handshaken = {
-      identity,
+      identity: undefined as unknown as Promise<Identity>,
       request: target,
       ticket: this.endings.begin(),
       startedAt: Date.now(),
+      readAt: undefined,
       settled: false,
     };
-    this.handshakes.set(req, handshake);
-    const settle = () => {
-      handshake.settled = true;
-    };
-    identity.then(settle, settle);
+    handshake.identity = this.start(socket, req, handshake);
+    (req as unknown as Record<symbol, Handshaken | undefined>)[this.kept] = handshake;
     return { handshake, fresh: true };
+  }
+
+  /**
+   * Runs a new handshake: the screening of the request, then the session (or a token). Without an origins
+   * function, a failure limit or token strategies, nothing in it waits but the middlewares themselves.
+   */
+  private start(socket: AnySocket, req: IncomingMessage, handshake: Handshaken): Promise<Identity> {
+    // Origin and failure limits are decided from the request alone, before the store is read.
+    let screened: Promise<() => void> | undefined;
+    try {
+      screened = this.security.screenNow(req);
+    } catch (refusal) {
+      handshake.settled = true;
+      return Promise.reject(refusal as RefusalError);
+    }
+    if (!screened && !this.tokens.enabled) return this.handshake.authenticate(handshake.request, handshake);
+    const identity = screened
+      ? screened.then((decided) => {
+          const authenticated = this.authenticate(socket, handshake.request);
+          authenticated.then(decided, decided);
+          return authenticated;
+        })
+      : this.authenticate(socket, handshake.request);
+    identity.then(
+      (found) => {
+        handshake.settled = true;
+        handshake.readAt = (found as Partial<SessionIdentity>).readAt;
+      },
+      () => {
+        handshake.settled = true;
+      },
+    );
+    return identity;
   }
 
   /** Whether a settled handshake may still serve a new namespace of its connection. */
   private held(socket: AnySocket, handshake: Handshaken): boolean {
-    if (Date.now() - handshake.startedAt >= this.options.sessionCacheMs) return false;
+    // As old as the session data it holds: a copy's own time, for a handshake served from a copy.
+    if (Date.now() - (handshake.readAt ?? handshake.startedAt) >= this.options.sessionCacheMs) return false;
     for (const sibling of connectedSiblings(socket)) {
       if (this.admissionOf(sibling)?.handshake.identity === handshake.identity) return true;
     }

@@ -90,31 +90,55 @@ export function checkNoSocketsYet(io: Server): void {
   );
 }
 
-const warned = new WeakSet<object>();
-
 /**
- * Warns, once per middleware, about session and Passport middlewares still on `io.engine` from the Socket.IO
- * recipe: the bridge already does their work once per connection, and they read the store on every request
- * (and the recipe's 401 makes clients retry forever).
+ * Session and Passport middlewares still on `io.engine` from the Socket.IO recipe: the bridge already does
+ * their work once per connection, and they read the store on every Engine.IO request (and the recipe's 401
+ * makes clients retry forever). One warning per cause, for a bridge: seen on `io.engine.middlewares` at
+ * bridge() and again at the first handshake (for those added later), or, for the recipe's own
+ * `onlyForHandshake(...)` wrapper, which hides the middleware, by its work: a connection's first handshake
+ * arriving with a session (or a user) already on its request.
  */
-export function warnLeftoverEngineMiddlewares(io: Server, session: SessionMiddleware | undefined): void {
-  const middlewares = (io.engine as unknown as { middlewares?: Middleware[] } | undefined)?.middlewares;
-  if (!Array.isArray(middlewares)) return;
-  for (const middleware of middlewares) {
-    if (warned.has(middleware)) continue;
-    const isSession = middleware === session || middleware.name === "session";
-    const isPassport = middleware.name === "authenticate";
-    if (!isSession && !isPassport) continue;
-    warned.add(middleware);
+export class EngineLeftovers {
+  private readonly warned = new Set<string>();
+
+  constructor(
+    private readonly io: Server,
+    private readonly session: SessionMiddleware | undefined,
+    private readonly userProperty: string,
+  ) {}
+
+  /** The middlewares installed on `io.engine` now. */
+  checkInstalled(): void {
+    const middlewares = (this.io.engine as unknown as { middlewares?: Middleware[] } | undefined)?.middlewares;
+    if (!Array.isArray(middlewares)) return;
+    for (const middleware of middlewares) {
+      if (middleware === this.session || middleware.name === "session") this.warn(SESSION);
+      else if (middleware.name === "authenticate") this.warn(PASSPORT);
+    }
+  }
+
+  /** A connection's request, before the bridge's first handshake on it. */
+  check(req: object): void {
+    if (this.warned.size === 2) return;
+    if (Object.hasOwn(req, "session")) this.warn(SESSION);
+    if (Object.hasOwn(req, this.userProperty)) this.warn(PASSPORT);
+  }
+
+  private warn({ code, what }: { code: string; what: string }): void {
+    if (this.warned.has(code)) return;
+    this.warned.add(code);
     process.emitWarning(
-      `io.engine.use(${isSession ? "sessionMiddleware" : "passport.session()"}) is still installed: the bridge ` +
-        "already loads the session and the user once per connection, and this middleware reads the store again " +
-        "on every Engine.IO request (each poll, each upgrade) and sends Set-Cookie on handshakes. Remove it " +
-        "(see docs/migrating-from-the-socket.io-recipe.md).",
-      { code: isSession ? "PSB_ENGINE_SESSION" : "PSB_ENGINE_PASSPORT" },
+      `${what} is still installed on io.engine (the Socket.IO recipe's io.engine.use(...), or its ` +
+        "onlyForHandshake(...) wrapper): the bridge already loads the session and the user once per connection, " +
+        "and this middleware reads the store again on Engine.IO requests and sends Set-Cookie on handshakes. " +
+        "Remove it (see docs/migrating-from-the-socket.io-recipe.md).",
+      { code },
     );
   }
 }
+
+const SESSION = { code: "PSB_ENGINE_SESSION", what: "A session middleware" };
+const PASSPORT = { code: "PSB_ENGINE_PASSPORT", what: "passport.session()" };
 
 /** Whether `passport` has a deserializer yet (apps may register theirs after calling bridge()). */
 export function hasDeserializer(passport: PassportLike): boolean {

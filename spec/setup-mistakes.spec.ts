@@ -88,6 +88,30 @@ describe("a half-finished migration from the Socket.IO recipe", () => {
   });
 });
 
+describe("the Socket.IO recipe's own form, onlyForHandshake(...), which hides the middleware", () => {
+  it("is seen by its work, at the first handshake: one warning per cause", async () => {
+    const h = await start({ bridge: false });
+    // As the Socket.IO docs write it.
+    const onlyForHandshake =
+      (middleware: (req: any, res: any, next: (err?: unknown) => void) => void) =>
+      (req: { _query: { sid?: string } }, res: unknown, next: (err?: unknown) => void) => {
+        if (req._query.sid === undefined) middleware(req, res, next);
+        else next();
+      };
+    h.io.engine.use(onlyForHandshake(h.sessionMiddleware));
+    h.io.engine.use(onlyForHandshake(h.passport.session()));
+    bridge(h.io, { session: h.sessionMiddleware, passport: h.passport });
+    await settle();
+    expect(warnings).toEqual([]);
+    const cookie = await h.login("alice");
+    await h.connect({ cookie });
+    await h.connect({ cookie });
+    await settle();
+    expect(warnings.map(([code]) => code)).toEqual(["PSB_ENGINE_SESSION", "PSB_ENGINE_PASSPORT"]);
+    expect(warnings[0]![1]).toMatch(/onlyForHandshake/);
+  });
+});
+
 describe("session_missing says which mistake it was", () => {
   it("no_cookie, bad_signature and unknown_session, each with its own sentence", async () => {
     const h = await start();
