@@ -35,13 +35,13 @@
 import { createHook } from "node:async_hooks";
 import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { EventEmitter } from "node:events";
 import { cpSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, IncomingMessage } from "node:http";
+import { createServer } from "node:http";
 import inspector from "node:inspector";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import v8 from "node:v8";
+import { FakeConnection, handshakeRequest, openConnection } from "../spec/helpers/fake-engine.js";
 
 const here = fileURLToPath(import.meta.url);
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -264,34 +264,7 @@ async function child(config: Config, kind: StoreKind, redisUrl: string): Promise
   });
 
   // One handshake: a fake Engine.IO connection with a real IncomingMessage, then a CONNECT to "/".
-  const peer = { remoteAddress: "127.0.0.1", encrypted: false, readableHighWaterMark: 16384 };
-  let connId = 0;
   let refused = 0;
-  class FakeConnection extends EventEmitter {
-    readonly id = `conn${++connId}`;
-    readyState = "open";
-    readonly protocol = 4;
-    readonly transport = { name: "websocket", writable: true };
-    readonly remoteAddress = "127.0.0.1";
-    answered!: (ok: boolean) => void;
-    constructor(readonly request: IncomingMessage) {
-      super();
-    }
-    write(packet: unknown) {
-      if (typeof packet !== "string") return;
-      if (packet[0] === "0") this.answered(true);
-      else if (packet[0] === "4") this.answered(false);
-    }
-    close() {
-      if (this.readyState !== "open") return;
-      this.readyState = "closed";
-      process.nextTick(() => this.emit("close", "forced close"));
-    }
-    end() {
-      this.readyState = "closed";
-      this.emit("close", "transport close");
-    }
-  }
   const detached = () => ({
     statusCode: 200,
     writeHead() {
@@ -311,10 +284,7 @@ async function child(config: Config, kind: StoreKind, redisUrl: string): Promise
   });
   const engine = io.engine as unknown as { _applyMiddlewares(req: unknown, res: unknown, cb: (err?: unknown) => void): void };
   const handshake = (i: number): Promise<FakeConnection> => {
-    const req = new IncomingMessage(peer as never);
-    req.method = "GET";
-    req.url = "/socket.io/?EIO=4&transport=websocket";
-    req.headers = {
+    const req = handshakeRequest({
       host: "127.0.0.1:3000",
       connection: "Upgrade",
       upgrade: "websocket",
@@ -323,18 +293,14 @@ async function child(config: Config, kind: StoreKind, redisUrl: string): Promise
       "sec-websocket-extensions": "permessage-deflate; client_max_window_bits",
       ...(WITH_ORIGIN ? { origin: "http://127.0.0.1:3000" } : {}),
       cookie: cookies[i % cookies.length]!,
-    };
-    (req as unknown as { _query: Record<string, string> })._query = { EIO: "4", transport: "websocket" };
+    });
     const conn = new FakeConnection(req);
     return new Promise<FakeConnection>((resolve) => {
       conn.answered = (ok) => {
         if (!ok) refused++;
         resolve(conn);
       };
-      const open = () => {
-        (io as unknown as { onconnection(conn: unknown): void }).onconnection(conn);
-        conn.emit("data", "0");
-      };
+      const open = () => openConnection(io, conn);
       if (config === "b") engine._applyMiddlewares(req, detached(), (err) => (err ? conn.answered(false) : open()));
       else open();
     });

@@ -8,8 +8,7 @@
  */
 import { createHook } from "node:async_hooks";
 import { randomBytes } from "node:crypto";
-import { EventEmitter } from "node:events";
-import { createServer, IncomingMessage } from "node:http";
+import { createServer } from "node:http";
 import v8 from "node:v8";
 import { sign } from "cookie-signature";
 import session from "express-session";
@@ -17,35 +16,11 @@ import { Passport } from "passport";
 import { Server } from "socket.io";
 import { describe, expect, it } from "vitest";
 import { bridge } from "../lib/index.js";
+import { FakeConnection, handshakeRequest, openConnection } from "./helpers/fake-engine.js";
 
 const SECRET = "cost secret";
 const SESSIONS = 10;
 const HANDSHAKES = 400;
-
-class FakeConnection extends EventEmitter {
-  private static count = 0;
-  readonly id = `fake${++FakeConnection.count}`;
-  readyState = "open";
-  readonly protocol = 4;
-  readonly transport = { name: "websocket", writable: true };
-  readonly remoteAddress = "127.0.0.1";
-  answered: (ok: boolean) => void = () => undefined;
-  constructor(readonly request: IncomingMessage) {
-    super();
-  }
-  write(packet: unknown) {
-    if (typeof packet === "string" && (packet[0] === "0" || packet[0] === "4")) this.answered(packet[0] === "0");
-  }
-  close() {
-    if (this.readyState !== "open") return;
-    this.readyState = "closed";
-    process.nextTick(() => this.emit("close", "forced close"));
-  }
-  end() {
-    this.readyState = "closed";
-    this.emit("close", "transport close");
-  }
-}
 
 /** A Socket.IO server that never listens, the app's session and Passport, and SESSIONS logged-in sessions. */
 async function setup(withBridge: boolean) {
@@ -63,18 +38,11 @@ async function setup(withBridge: boolean) {
     await new Promise<void>((resolve) => store.set(sid, record as never, () => resolve()));
     cookies.push(`connect.sid=${encodeURIComponent(`s:${sign(sid, SECRET)}`)}`);
   }
-  const peer = { remoteAddress: "127.0.0.1", encrypted: false, readableHighWaterMark: 16384 };
   const handshake = (i: number) => {
-    const req = new IncomingMessage(peer as never);
-    req.method = "GET";
-    req.url = "/socket.io/?EIO=4&transport=websocket";
-    req.headers = { host: "localhost:3000", origin: "http://localhost:3000", cookie: cookies[i % SESSIONS]! };
-    (req as unknown as { _query: object })._query = { EIO: "4", transport: "websocket" };
-    const conn = new FakeConnection(req);
+    const conn = new FakeConnection(handshakeRequest({ host: "localhost:3000", origin: "http://localhost:3000", cookie: cookies[i % SESSIONS]! }));
     return new Promise<FakeConnection>((resolve, reject) => {
       conn.answered = (ok) => (ok ? resolve(conn) : reject(new Error("refused")));
-      (io as unknown as { onconnection(conn: unknown): void }).onconnection(conn);
-      conn.emit("data", "0");
+      openConnection(io, conn);
     });
   };
   /** `total` handshakes, 20 at a time; the sockets stay connected. */
