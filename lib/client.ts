@@ -292,7 +292,7 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
     const exp = claims.exp * 1000;
     const lifetime = exp - (claims.iat ? claims.iat * 1000 : Date.now());
     const at = exp - lifetime * (0.1 + Math.random() * 0.1);
-    this.refreshTimer = setTimeout(() => void this.refresh(exp), Math.max(0, at - Date.now()));
+    this.refreshTimer = setTimeout(() => this.refresh(exp).catch(() => undefined), Math.max(0, at - Date.now()));
   }
 
   private async refresh(exp: number): Promise<void> {
@@ -311,7 +311,7 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
     if (this.current !== "connected") return;
     // Worth another try while the token lasts; past that, the server ends the socket with token_expired.
     if (RETRYABLE_REFRESH.has(code) && Date.now() < exp) {
-      this.refreshTimer = setTimeout(() => void this.refresh(exp), Math.min(5000, Math.max(0, (exp - Date.now()) / 2)));
+      this.refreshTimer = setTimeout(() => this.refresh(exp).catch(() => undefined), Math.min(5000, Math.max(0, (exp - Date.now()) / 2)));
       return;
     }
     this.socket.disconnect();

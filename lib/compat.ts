@@ -125,7 +125,7 @@ export function authorize(options: AuthorizeOptions): (socket: AnySocket, next: 
       if (failure) fail(failure.message, failure.critical);
       else succeed();
     };
-    void decide();
+    decide().catch((err: unknown) => debug("authorize: %O", err));
   };
 }
 

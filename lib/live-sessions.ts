@@ -303,7 +303,7 @@ export class LiveSessions {
   private scheduleExpiry(live: LiveSession, at = live.expires): void {
     clearTimeout(live.expiryTimer);
     if (at === undefined) return;
-    live.expiryTimer = setTimeout(() => void this.checkExpiry(live), delayUntil(at + GRACE_MS)).unref();
+    live.expiryTimer = setTimeout(() => this.checkExpiry(live).catch((err: unknown) => debug("expiry check: %O", err)), delayUntil(at + GRACE_MS)).unref();
   }
 
   /**
