@@ -44,7 +44,9 @@ beforeAll(async () => {
     cwd: checkout,
     maxBuffer: 1 << 24,
   });
-  [packed] = JSON.parse(pack.stdout.slice(pack.stdout.indexOf("[")));
+  // npm prints the prepack build's output first (in colour under CI=true, escape codes and all), then the
+  // JSON: an array whose opening bracket stands alone on its line.
+  [packed] = JSON.parse(pack.stdout.slice(pack.stdout.search(/^\[$/m)));
   tarball = join(work, `${NAME}-${packed.version}.tgz`);
 }, 60_000);
 
