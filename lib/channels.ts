@@ -14,7 +14,7 @@ import createDebug from "debug";
 import type { Server } from "socket.io";
 import { BridgeError, ConfigError } from "./errors.js";
 import type { ResolvedOptions } from "./options.js";
-import { isReservedRoom } from "./rooms.js";
+import { isReservedRoom, leaveQuietly } from "./rooms.js";
 import type { AnySocket, BridgeSocketData } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:channels");
@@ -250,7 +250,7 @@ export class Channels<TUser> {
     const gone: Array<{ channel: string; member: Member }> = [];
     for (const [channel, joinedAs] of Object.entries(data.channels ?? {})) {
       if (joinedAs === (userId ?? null)) continue;
-      this.leaveRoom(socket, channel);
+      leaveQuietly(socket, channel);
       this.forget(socket, channel);
       gone.push({ channel, member: { ...this.presenceOf(socket, channel), userId: joinedAs ?? undefined } });
     }
@@ -349,7 +349,7 @@ export class Channels<TUser> {
       // Not half in: out of the room again, and nothing for the members to see.
       this.forget(socket, channel);
       if (dataOf(socket).presence) delete dataOf(socket).presence![channel];
-      this.leaveRoom(socket, channel);
+      leaveQuietly(socket, channel);
       throw err;
     }
   }
@@ -473,11 +473,6 @@ export class Channels<TUser> {
   private async members(socket: AnySocket, channel: string): Promise<Array<Member & { socketId: string }>> {
     const sockets = await this.viaAdapter("fetchSockets", () => this.io.of(socket.nsp.name).in(channel).fetchSockets());
     return sockets.map((s) => ({ socketId: s.id, ...memberOf(dataOf(s), channel) }));
-  }
-
-  /** Out of a room without waiting, for when nothing can be done if the adapter fails: logged, never thrown. */
-  private leaveRoom(socket: AnySocket, channel: string): void {
-    this.viaAdapter("leave", () => socket.leave(channel)).catch((err: unknown) => debug("leaving %s: %O", channel, err));
   }
 
   /**
