@@ -127,7 +127,7 @@ export class LiveSessions {
       this.scheduleRevalidation(live);
     }
     live.sockets.add(socket);
-    if (!live.record || live.record.at < readAt) live.record = snapshot(session, readAt);
+    this.keepCopy(live, session, readAt);
     live.lifetime = session?.cookie?.originalMaxAge ?? this.storeTtl() ?? live.lifetime;
     const cookieExpires = expiresOf(session as unknown as SessionRecord);
     // Browser-session cookies expire with the store's TTL, counted from the last renewal (this page load, at best).
@@ -181,7 +181,7 @@ export class LiveSessions {
   /** A handshake read the session from the store: a copy newer than the one kept. */
   wasRead(sessionId: string, session: SessionRecord, startedAt: number): void {
     const live = this.sessions.get(sessionId);
-    if (live && !live.ended && (!live.record || live.record.at < startedAt)) live.record = snapshot(session, startedAt);
+    if (live) this.keepCopy(live, session, startedAt);
   }
 
   /**
@@ -194,7 +194,7 @@ export class LiveSessions {
     const cookieExpires = expiresOf(session);
     const expires = cookieExpires ?? (ttl ? now + ttl : undefined);
     const live = this.sessions.get(sessionId);
-    if (live && written && session && !live.ended) live.record = snapshot(session, now);
+    if (live && written) this.keepCopy(live, session, now);
     // A write with an expiry already past (a store deleting on save) renews nothing.
     if (expires === undefined || expires <= now) return;
     this.renewals.delete(sessionId);
@@ -391,7 +391,7 @@ export class LiveSessions {
       // Now someone else's: the same.
       if (options.userId(user, serialized) !== live.userId) return await this.endLive(live, "logged_out");
       const store = this.deps.store();
-      live.record = snapshot(record, readAt);
+      this.keepCopy(live, record, readAt);
       for (const req of new Set([...live.sockets].map((socket) => socket.request as Request))) {
         if (store?.createSession) store.createSession(req, structuredClone(record));
         req[options.userProperty] = user;
@@ -402,6 +402,16 @@ export class LiveSessions {
       debug("revalidating session %s failed: %O", live.id, err);
       return false;
     }
+  }
+
+  /**
+   * The one way the copy changes: to a session read from (or written to) the store at `at`, if that is newer
+   * than the copy kept, and never once the session ended. (A read that began before a write made through this
+   * node cannot put the older data back.)
+   */
+  private keepCopy(live: LiveSession, session: unknown, at: number): void {
+    if (live.ended || (live.record && live.record.at >= at)) return;
+    live.record = snapshot(session, at) ?? live.record;
   }
 
   /** The session is over: nothing may write it again, and its sockets on this node end. Resolves false. */
