@@ -198,7 +198,17 @@ describe("the docs' PostgreSQL setup", () => {
     await new Promise<void>((resolve, reject) => setups[0]!.store.set("s1", session as never, (err) => (err ? reject(err) : resolve())));
     expect(await get(setups[3]!.store, "s1")).toMatchObject({ n: 1 });
 
-    // The graceful close: io.close() releases the adapter's LISTEN client, so the pools end at once.
+    // The graceful close of serving nodes: io.close() releases the adapter's LISTEN client, so the pools end at
+    // once. (A node closed while its adapter is still acquiring that client leaves it checked out, and close()
+    // then takes its 2 s bound: so first, every node's adapter is listening.)
+    const listening = () =>
+      setups[0]!.sessionPool
+        .query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle' AND query LIKE 'LISTEN%'")
+        .then((result) => (result.rows[0] as { n: number }).n);
+    for (let tries = 0; (await listening()) < setups.length; tries++) {
+      if (tries > 200) throw new Error("the adapters never listened");
+      await sleep(25);
+    }
     const closing = Date.now();
     await Promise.all(servers.map((io) => io.close()));
     await Promise.all(setups.map((s) => s.close()));
