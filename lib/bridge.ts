@@ -19,7 +19,6 @@ import { Gate, type Admission } from "./policy.js";
 import {
   endLocalSockets,
   endSocket,
-  forgetIdentity,
   joinIdentity,
   localSocketsIn,
   onlineHere,
@@ -28,6 +27,7 @@ import {
   userRoom,
   usersHere,
 } from "./rooms.js";
+import { claim, holdMissedPackets, replay, settle } from "./recovery.js";
 import { csrfTokenOf } from "./security.js";
 import { invalidateReads, isSessionStore, observeStore, type SessionStore } from "./store-hooks.js";
 import { Tokens } from "./tokens.js";
@@ -138,6 +138,7 @@ export class SocketBridge<TUser = Express.User> {
           firstHandshake = false;
           leftovers.checkInstalled();
         }
+        claim(socket);
         this.gate.admit(socket).then(
           (admission) => {
             // Whatever happens next (a later middleware refusing, the client leaving), the ticket goes back.
@@ -164,6 +165,7 @@ export class SocketBridge<TUser = Express.User> {
         );
       },
       (socket) => this.connected(socket),
+      holdMissedPackets,
     );
   }
 
@@ -247,7 +249,7 @@ export class SocketBridge<TUser = Express.User> {
    * `auth:left`. Resolves with how many sockets left.
    */
   async leave(target: AnySocket | UserId, channel: string): Promise<number> {
-    if (typeof target === "object") {
+    if (typeof target === "object" && target !== null && "rooms" in target) {
       if (!target.rooms.has(channel)) return 0;
       await this.channels.leave(target, channel);
       return 1;
@@ -275,10 +277,7 @@ export class SocketBridge<TUser = Express.User> {
   private admitted(socket: AnySocket, admission: Admission): Promise<void> | void {
     const { identity, handshake } = admission;
     // A recovered connection comes back with its old rooms and data, restored before any middleware ran.
-    if (socket.recovered) {
-      forgetIdentity(socket);
-      this.channels.forsake(socket, identity?.userId);
-    }
+    settle(socket, identity);
     if (!identity) {
       // An anonymous socket never shows a user, whatever another namespace of its connection admits. No
       // ending concerns it, so its ticket goes back now (held, it would keep every later ending in memory).
@@ -296,6 +295,7 @@ export class SocketBridge<TUser = Express.User> {
 
   /** A socket the app now sees: track its session, unless it was ended while its admission ran. */
   private connected(socket: AnySocket): void {
+    replay(socket);
     if (this.channels.active && socket.connected) {
       this.channels.watch(socket);
       if (socket.recovered) this.channels.recovered(socket).catch((err: unknown) => debug("channels of a recovered socket: %O", err));

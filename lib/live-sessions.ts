@@ -35,6 +35,8 @@ const TTL_ROUNDING_MS = 1000;
 const GRACE_MS = 50;
 /** How long an expiry check waits for other nodes' renewal hints. */
 const HINTS_WAIT_MS = 300;
+/** How much of `revalidateEveryMs` a revalidation may come early, at random (so storms spread). */
+const REVALIDATION_JITTER = 0.25;
 /** When a session's lifetime is unknown, how long until the next look at it. */
 const UNKNOWN_LIFETIME_MS = 60_000;
 
@@ -354,13 +356,18 @@ export class LiveSessions {
     }
   }
 
+  /**
+   * The next revalidation, after a random 75-100% of `revalidateEveryMs`: sessions that connected in one storm
+   * would otherwise be read together at every interval, for ever. Never later than the interval.
+   */
   private scheduleRevalidation(live: LiveSession): void {
     const every = this.deps.options.revalidateEveryMs;
     if (!every) return;
+    const delay = every * (1 - REVALIDATION_JITTER * Math.random());
     live.revalidateTimer = setTimeout(async () => {
       await this.queued(live, () => this.revalidate(live));
       if (this.sessions.get(live.id) === live) this.scheduleRevalidation(live);
-    }, every).unref();
+    }, delay).unref();
   }
 
   /**

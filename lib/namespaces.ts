@@ -1,9 +1,10 @@
 /**
  * Transport wiring: put the bridge's middleware first in every namespace, present and future, so the app's
  * own `use()` middlewares and `connection` handlers always see the user; and notice a socket's incoming
- * events. Socket.IO's private members this relies on (`_nsps`, `_fns`, `onevent`, stable across 4.x) are
- * touched here only.
+ * events. Socket.IO's private members this relies on (`_nsps`, `_fns`, `onevent`, `packet`, `pid`, stable across
+ * 4.6-4.8) are touched here only.
  */
+import { randomBytes } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Namespace, Server } from "socket.io";
 import type { AnySocket } from "./types.js";
@@ -16,15 +17,17 @@ export function namespacesOf(io: Server): Iterable<Namespace> {
 }
 
 /**
- * In every namespace, including those created later: runs `middleware` before any other, and calls
- * `onConnection` for each socket that connects.
+ * In every namespace, including those created later: calls `onNamespace` with it, runs `middleware` before any
+ * other, and calls `onConnection` for each socket that connects.
  */
 export function wireEveryNamespace(
   io: Server,
   middleware: Middleware,
   onConnection: (socket: AnySocket) => void,
+  onNamespace: (nsp: Namespace) => void,
 ): void {
   const wire = (nsp: Namespace) => {
+    onNamespace(nsp);
     prepend(nsp, middleware);
     nsp.on("connection", onConnection);
   };
@@ -121,4 +124,19 @@ export function onCleanup(socket: AnySocket, fn: (socket: AnySocket) => void): v
  */
 export function closeConnection(socket: AnySocket): void {
   socket.conn.close();
+}
+
+/** Sends `data` (an event's name and arguments) to the socket as Socket.IO sends a missed packet on recovery. */
+export function sendEvent(socket: AnySocket, data: unknown): void {
+  // PacketType.EVENT; `packet` is how Socket.IO's own recovery writes missed packets.
+  (socket as unknown as { packet(packet: { type: number; data: unknown }): void }).packet({ type: 2, data });
+}
+
+/**
+ * Gives a socket that may not resume its old state a new private session id (what socket.io sends in CONNECT
+ * as `pid`): the client then knows it did not recover, and the old id resumes nothing through this socket.
+ */
+export function renewRecoveryId(socket: AnySocket): void {
+  // Socket.IO's own ids: 15 random bytes, base64url (20 characters).
+  Object.defineProperty(socket, "pid", { value: randomBytes(15).toString("base64url"), writable: true, configurable: true });
 }

@@ -12,9 +12,17 @@ import type { AnySocket, BridgeSocketData } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:rooms");
 
-/** An id an app passes to the API (`disconnectUser(1)`), as a string. */
+/**
+ * An id an app passes to the API (`disconnectUser(1)`), as a string. Anything but a string or a number (a user
+ * object, say) would name a room nobody is in (`user:[object Object]`), silently: that is a TypeError.
+ */
 export function toUserId(id: unknown): string {
-  return typeof id === "string" ? id : String(id);
+  if (typeof id === "string") return id;
+  if (typeof id === "number" || typeof id === "bigint") return String(id);
+  throw new TypeError(
+    `A user id must be a string or a number, not ${id === null ? "null" : typeof id}: pass the user's id ` +
+      "(what the userId option, or Passport's serialized value, gives), not the user object.",
+  );
 }
 
 /** The id a user's rooms and presence go by, from the deserialized user and Passport's serialized value. */
@@ -72,7 +80,12 @@ export const sessionRoom = (sessionId: string): string => `${SESSION_PREFIX}${se
 
 /** The rooms the bridge keeps for itself: a socket's own, and the user and session rooms revocation relies on. */
 export function isReservedRoom(socket: AnySocket, room: string): boolean {
-  return room === socket.id || room.startsWith(USER_PREFIX) || room.startsWith(SESSION_PREFIX);
+  return room === socket.id || isIdentityRoom(room);
+}
+
+/** A user's or a session's room: what names a socket's identity. */
+export function isIdentityRoom(room: string): boolean {
+  return room.startsWith(USER_PREFIX) || room.startsWith(SESSION_PREFIX);
 }
 
 /**
@@ -93,16 +106,6 @@ export function roomsOf(identity: Identity): string[] {
   return rooms;
 }
 
-/** Takes back what joinIdentity gave: the identity in `socket.data` and the user and session rooms. */
-export function forgetIdentity(socket: AnySocket): void {
-  const data = socket.data as BridgeSocketData;
-  delete data.userId;
-  delete data.sessionId;
-  for (const room of socket.rooms) {
-    if (room !== socket.id && isReservedRoom(socket, room)) leaveQuietly(socket, room);
-  }
-}
-
 /** Leaves `room` without waiting; an adapter that fails to (the sharded one can reject) is only logged. */
 export function leaveQuietly(socket: AnySocket, room: string): void {
   try {
@@ -118,9 +121,9 @@ export function leaveQuietly(socket: AnySocket, room: string): void {
  * `disconnect` handlers run inside, with the user still on the socket; one that throws must not keep the
  * next socket connected, so its error is only logged.
  */
-export function endSocket(socket: AnySocket, ending: { code: EndCode; event: string }): void {
+export function endSocket(socket: AnySocket, ending: { code: EndCode; event: string }, told = false): void {
+  if (!told) tell(socket, ending);
   try {
-    socket.emit(ending.event, { code: ending.code });
     socket.disconnect();
   } catch (err) {
     debug("a disconnect handler of %s threw: %O", socket.id, err);
@@ -128,7 +131,15 @@ export function endSocket(socket: AnySocket, ending: { code: EndCode; event: str
   closeConnection(socket);
 }
 
-/** Ends this node's sockets in `room`, in every namespace, then calls `afterEnd` with each. Returns how many. */
+function tell(socket: AnySocket, ending: { code: EndCode; event: string }): void {
+  if (socket.connected) socket.emit(ending.event, { code: ending.code });
+}
+
+/**
+ * Ends this node's sockets in `room`, in every namespace, then calls `afterEnd` with each. Returns how many.
+ * Every socket is told before any connection closes: a connection carries several namespaces' sockets, and
+ * closing it for the first would leave the others with a bare "transport close".
+ */
 export function endLocalSockets(
   io: Server,
   room: string,
@@ -136,8 +147,9 @@ export function endLocalSockets(
   afterEnd: (socket: AnySocket) => void,
 ): number {
   const sockets = localSocketsIn(io, room);
+  for (const socket of sockets) tell(socket, ending);
   for (const socket of sockets) {
-    endSocket(socket, ending);
+    endSocket(socket, ending, true);
     afterEnd(socket);
   }
   if (sockets.length) debug("ended %d socket(s) of %s: %s", sockets.length, room, ending.code);

