@@ -29,7 +29,8 @@ import {
 } from "./rooms.js";
 import { claim, holdMissedPackets, replay, settle } from "./recovery.js";
 import { csrfTokenOf } from "./security.js";
-import { invalidateReads, isSessionStore, observeStore, type SessionStore } from "./store-hooks.js";
+import { invalidateReads, isSessionStore, observeStore, type SessionRecord, type SessionStore } from "./store-hooks.js";
+import { rememberUser, userTakenAway } from "./user-writes.js";
 import { Tokens } from "./tokens.js";
 import type { AnySocket, UserId } from "./types.js";
 
@@ -337,16 +338,34 @@ export class SocketBridge<TUser = Express.User> {
     if (this.store || !isSessionStore(store)) return;
     this.store = store;
     observeStore(store, {
-      destroyed: (sessionId) => {
-        this.cluster
-          .tell("endSession", { sessionId, code: "logged_out" })
-          .catch((err: unknown) => debug("logout of %s: %O", sessionId, err));
+      destroyed: (sessionId) => this.loggedOut(sessionId),
+      renewed: (sessionId, session, written) => {
+        this.live.renewed(sessionId, session, written);
+        if (written) this.written(sessionId, session);
       },
-      renewed: (sessionId, session, written) => this.live.renewed(sessionId, session, written),
+      loaded: (session) => rememberUser(session, this.options.passportKey),
       recordOf: (sessionId) => this.live.recordOf(sessionId),
       read: (sessionId, session, startedAt) => this.live.wasRead(sessionId, session, startedAt),
       readTimeoutMs: this.options.storeTimeoutMs,
     });
+  }
+
+  /**
+   * This node wrote a session: its connections' held handshakes believe the old data, so the next namespace
+   * reads again (from the fresh copy). A write that took the user away is a logout, on every node.
+   */
+  private written(sessionId: string, session: SessionRecord | undefined): void {
+    for (const socket of localSocketsIn(this.io, sessionRoom(sessionId))) this.gate.forget(socket);
+    if (!userTakenAway(session, this.options.passportKey)) return;
+    debug("session %s was written without its user: a logout", sessionId);
+    this.loggedOut(sessionId);
+  }
+
+  /** Session `sessionId` was logged out through this node: its sockets end on every node. */
+  private loggedOut(sessionId: string): void {
+    this.cluster
+      .tell("endSession", { sessionId, code: "logged_out" })
+      .catch((err: unknown) => debug("logout of %s: %O", sessionId, err));
   }
 
   /**

@@ -38,6 +38,11 @@ export interface StoreObserver {
    * the record as JSON, and when it was read from (or written to) the store. Read only.
    */
   recordOf(sid: string): RecordCopy | undefined;
+  /**
+   * express-session (or the bridge) made `session` from a record it read through this node: the session object
+   * a later `set` of it will write, so an observer can tell what a write changes.
+   */
+  loaded(session: SessionRecord): void;
   /** A handshake's store read that began at `startedAt` (ms since the epoch) found `session`. */
   read(sid: string, session: SessionRecord, startedAt: number): void;
   /** How long this observer's handshakes wait for a store read (no later handshake joins a read older than that). */
@@ -98,6 +103,7 @@ export function observeStore(store: SessionStore, observer: StoreObserver): () =
       notify((o) => o.destroyed(sid));
     });
     wrap(store, "set", (sid, session) => notify((o) => o.renewed(sid, session, true)));
+    watchLoads(store, (session) => notify((o) => o.loaded(session)));
     if (typeof store.touch === "function") {
       wrap(store, "touch", (sid, session) => notify((o) => o.renewed(sid, session, false)));
     }
@@ -133,6 +139,21 @@ function wrap(
     return result;
   };
   Object.defineProperty(store, method, { value: wrapped, writable: true, configurable: true });
+}
+
+/**
+ * Reports each session express-session makes from a stored record (its `inflate` calls `store.createSession`,
+ * on HTTP requests and handshakes alike).
+ */
+function watchLoads(store: SessionStore, report: (session: SessionRecord) => void): void {
+  const createSession = store.createSession;
+  if (typeof createSession !== "function") return;
+  const wrapped = function (this: SessionStore, req: unknown, record: SessionRecord) {
+    const session = createSession.call(this, req, record);
+    if (session && typeof session === "object") report(session as SessionRecord);
+    return session;
+  };
+  Object.defineProperty(store, "createSession", { value: wrapped, writable: true, configurable: true });
 }
 
 /** What a handshake's read asked a watched store for, and how fresh the answer it got is. */

@@ -70,3 +70,67 @@ describe("revalidation is spread out", () => {
     expect(Math.max(...reads) - Math.max(...handshakes)).toBeLessThanOrEqual(2000 + 100);
   });
 });
+
+describe("writes through a node", () => {
+  it("a flag dropped over HTTP is not honoured on the live connection's next namespace", async () => {
+    const h = await start();
+    h.app.post("/grant", (req, res) => {
+      (req.session as unknown as Record<string, unknown>).canChat = true;
+      res.sendStatus(204);
+    });
+    h.app.post("/revoke", (req, res) => {
+      delete (req.session as unknown as Record<string, unknown>).canChat;
+      res.sendStatus(204);
+    });
+    h.io.of("/chat").use((socket, next) =>
+      next((socket.request.session as unknown as Record<string, unknown>).canChat ? undefined : new Error("no chat for you")),
+    );
+    const cookie = await h.login("alice");
+    await h.request("/grant", { method: "POST", cookie });
+    const main = h.client({ cookie, transport: "websocket" });
+    await nextEvent(main, "connect");
+    await h.request("/revoke", { method: "POST", cookie });
+    // Well within sessionCacheMs (2 s): the connection's handshake is still held for its next namespace.
+    const chat = main.io.socket("/chat");
+    const refused = await nextEvent<Error>(chat, "connect_error");
+    expect(refused.message).toBe("no chat for you");
+  });
+
+  for (const [what, change] of [
+    ["deletes req.session.passport (a logout that keeps the session)", (s: Record<string, any>) => delete s.passport],
+    ["deletes the user only (Passport 0.5's logout)", (s: Record<string, any>) => delete s.passport.user],
+    ["puts another user in place", (s: Record<string, any>) => (s.passport.user = "2")],
+  ] as const) {
+    it(`a write on node A that ${what} ends the session's sockets on both nodes as a logout`, async () => {
+      const [a, b] = await cluster();
+      a.app.post("/change", (req, res) => {
+        change(req.session as unknown as Record<string, any>);
+        res.sendStatus(204);
+      });
+      const alice = await a.login("alice");
+      const bob = await a.login("bob");
+      const [onA, onB, bobB] = await Promise.all([
+        a.connect({ cookie: alice }),
+        b.connect({ cookie: alice }),
+        b.connect({ cookie: bob }),
+      ]);
+      const since = Date.now();
+      const ended = Promise.all([nextEvent(onA, "auth:ended"), nextEvent(onB, "auth:ended")]);
+      expect((await a.request("/change", { method: "POST", cookie: alice })).status).toBe(204);
+      expect(await ended).toEqual([{ code: "logged_out" }, { code: "logged_out" }]);
+      expect(Date.now() - since).toBeLessThan(1000);
+      await sleep(100);
+      expect(bobB.connected).toBe(true);
+    });
+  }
+
+  it("a write that keeps the user ends nothing", async () => {
+    const h = await start();
+    const cookie = await h.login("alice");
+    const socket = await h.connect({ cookie });
+    await h.request("/visit", { method: "POST", cookie });
+    await h.request("/visit", { method: "POST", cookie });
+    await sleep(200);
+    expect(socket.connected).toBe(true);
+  });
+});
