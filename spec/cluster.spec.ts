@@ -3,10 +3,11 @@
  * @socket.io/redis-adapter. What one node asks, every node does, and a node whose subscriber connection
  * dropped catches up on the endings it missed as soon as it is subscribed again.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { Redis } from "ioredis";
 import { describe, expect, inject, it } from "vitest";
-import { harnessPerTest, nextEvent, sessionIdOf, type WhoAmI } from "./helpers/harness.js";
+import { harnessPerTest, nextEvent, sessionIdOf, type Harness, type WhoAmI } from "./helpers/harness.js";
 
 const start = harnessPerTest();
 
@@ -57,11 +58,11 @@ describe("across nodes", () => {
 });
 
 describe("a node whose Redis subscriber connection dropped", () => {
-  it("catches up on a logout made through another node meanwhile, as soon as it is subscribed again", async () => {
-    // Revalidation far away: only the catch-up can end the socket within this test.
-    const bridge = { revalidateEveryMs: 600_000 };
-    const a = await start({ redisAdapter: true, bridge });
-    // Node B's subscriber reconnects 1 s after it drops (ioredis's default is 50 ms: too short to log out in).
+  // Revalidation far away: only the catch-up can end a socket or read a session within these tests.
+  const bridge = { revalidateEveryMs: 600_000 };
+
+  /** Node B of node A's cluster, on a subscriber of the spec's own that reconnects 1 s after it drops (ioredis's default is 50 ms: too short to log out in). */
+  async function nodeB(a: Harness) {
     const pub = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
     const sub = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null, retryStrategy: () => 1000 });
     const b = await start({
@@ -72,12 +73,12 @@ describe("a node whose Redis subscriber connection dropped", () => {
         return () => (pub.disconnect(), sub.disconnect());
       },
     });
-    const alice = await a.login("alice");
-    const bob = await a.login("bob");
-    const aliceOnB = await b.connect({ cookie: alice });
-    const bobOnB = await b.connect({ cookie: bob });
     if (sub.status !== "ready") await nextEvent(sub, "ready");
+    return { b, sub };
+  }
 
+  /** Kills the subscriber's connection in Redis; resolves once the client has seen it close. */
+  async function drop(sub: Redis): Promise<void> {
     const admin = new Redis(inject("redisUrl"));
     try {
       const closed = nextEvent(sub, "close");
@@ -86,10 +87,20 @@ describe("a node whose Redis subscriber connection dropped", () => {
     } finally {
       admin.disconnect();
     }
+  }
+
+  it("catches up on a logout made through another node meanwhile, as soon as it is subscribed again", async () => {
+    const a = await start({ redisAdapter: true, bridge });
+    const { b, sub } = await nodeB(a);
+    const alice = await a.login("alice");
+    const bob = await a.login("bob");
+    const aliceOnB = await b.connect({ cookie: alice });
+    const bobOnB = await b.connect({ cookie: bob });
+
+    await drop(sub);
     const ready = nextEvent(sub, "ready");
     const notice = nextEvent<{ code: string }>(aliceOnB, "auth:ended", 5000);
     const gone = nextEvent<string>(aliceOnB, "disconnect", 5000);
-
     // The logout's endSession command is published while B is not subscribed: B never hears it.
     expect((await a.request("/logout", { method: "POST", cookie: alice })).status).toBe(204);
     expect(sub.status).not.toBe("ready");
@@ -104,5 +115,40 @@ describe("a node whose Redis subscriber connection dropped", () => {
     expect(bobOnB.connected).toBe(true);
     expect(((await bobOnB.timeout(2000).emitWithAck("whoami")) as WhoAmI).user).toMatchObject({ name: "Bob" });
   });
-});
 
+  it("reads each live session once per reconnection, at most 8 at a time, and coalesces reconnections during a catch-up", async () => {
+    const a = await start({ redisAdapter: true, bridge });
+    const { b, sub } = await nodeB(a);
+    const cookies = await Promise.all(Array.from({ length: 20 }, (_, i) => a.login(["alice", "bob", "carol"][i % 3]!)));
+    await b.connectSessions(cookies, 40, () => "websocket");
+    // Count B's store reads, and how many are under way at once (a 20 ms store).
+    let reads = 0;
+    let inFlight = 0;
+    let most = 0;
+    const get = b.store.get.bind(b.store);
+    b.store.get = (sid, done) => {
+      reads++;
+      most = Math.max(most, ++inFlight);
+      setTimeout(() => get(sid, (err, session) => (inFlight--, done(err, session))), 20);
+    };
+    const readsReach = async (n: number) => {
+      for (let i = 0; reads < n || inFlight > 0; i++) {
+        if (i > 250) throw new Error(`${reads} store reads, not ${n}, within 5 s`);
+        await sleep(20);
+      }
+      await sleep(200);
+      return reads;
+    };
+
+    await drop(sub);
+    await nextEvent(sub, "ready");
+    expect(await readsReach(20)).toBe(20);
+    expect(most).toBe(8);
+
+    // Three reconnections reported during one catch-up: one more catch-up after it, not three.
+    reads = 0;
+    for (let i = 0; i < 3; i++) sub.emit("ready");
+    expect(await readsReach(40)).toBe(40);
+    expect(most).toBe(8);
+  });
+});
