@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import createDebug from "debug";
 import type { Namespace, Server } from "socket.io";
+import { watchReconnects } from "./adapter-watch.js";
 import { Channels, type ChannelAuthorizer } from "./channels.js";
 import { Cluster } from "./cluster.js";
 import { ConfigError, RefusalError, type EndCode } from "./errors.js";
@@ -126,6 +127,8 @@ export class SocketBridge<TUser = Express.User> {
       leaveChannel: ({ userId, channel }) => this.leaveHere(userRoom(userId), channel),
       users: () => usersHere(io),
     });
+    // The endings other nodes sent while this node's adapter was reconnecting never came: re-read its sessions.
+    watchReconnects(io, () => this.live.revalidateAll());
     if (this.options.session) this.useStore(probeSession(this.options.session, io.path()));
     leftovers.checkInstalled();
     Object.defineProperty(io, INSTALLED, { value: this });

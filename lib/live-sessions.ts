@@ -224,6 +224,23 @@ export class LiveSessions {
   }
 
   /**
+   * Revalidates every session live here, `concurrency` at a time (after this node missed other nodes' messages:
+   * see adapter-watch.ts). Resolves with how many are still valid.
+   */
+  async revalidateAll(concurrency = 8): Promise<number> {
+    const all = [...this.sessions.values()];
+    let next = 0;
+    let valid = 0;
+    const worker = async () => {
+      for (let live = all[next++]; live; live = all[next++]) {
+        if (await this.queued(live, () => this.revalidate(live))) valid++;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, all.length) }, worker));
+    return valid;
+  }
+
+  /**
    * Reloads the socket's session, runs `fn` on it, then touches and saves it. Calls for one session run
    * one at a time on this node, and nothing is saved once the session has ended.
    */

@@ -7,6 +7,8 @@
  * - Handshake cost, counted around the session pool's `query`: one SELECT per session per node, none per event.
  * - Logout on node A ends the session's sockets on node B within 1 s; expiry, renewal, presence, refresh,
  *   disconnectSession and disconnectUser cross nodes.
+ * - A node whose LISTEN connection ended catches up when it listens again: a logout made through the other node
+ *   during the gap ends its socket then, not at the next revalidation.
  * - The docs' table setup holds when several nodes start at once on an empty database (createTableIfMissing alone
  *   does not: docs/deployment.md).
  * - Postgres stopped and started again: no crash (the adapter's LISTEN client has no "error" listener of its own,
@@ -179,6 +181,14 @@ function ending(socket: ClientSocket, since = Date.now()) {
 const whoami = (socket: ClientSocket) => socket.timeout(5000).emitWithAck("whoami") as Promise<WhoAmI>;
 const nameOf = (me: WhoAmI) => (me.user as { name?: string } | null)?.name;
 
+/**
+ * The pg client a node's @socket.io/postgres-adapter (0.5) keeps checked out for LISTEN (its private
+ * `client.client`), while it has one.
+ */
+function listenClientOf(h: Harness): { processID?: number } | undefined {
+  return (h.io.of("/").adapter as { client?: { client?: { processID?: number } } }).client?.client;
+}
+
 describe("the docs' PostgreSQL setup", () => {
   it("gives every node working tables when four start at once on an empty database, and closes at once", async () => {
     const url = await database();
@@ -331,6 +341,42 @@ describe("two nodes on PostgreSQL", () => {
     expect(bobOnB.connected).toBe(true);
     expect(await b.auth.onlineUsers()).toEqual(["2"]);
     expect(await a.auth.isOnline("1")).toBe(false);
+  });
+
+  it("a node whose LISTEN connection dropped catches up on a logout made through another node meanwhile, once it listens again", async () => {
+    // Revalidation far away: only the catch-up can end the socket within this test.
+    const [a, b] = await cluster({ bridge: { revalidateEveryMs: 600_000 } });
+    const alice = await a.login("alice");
+    const bob = await a.login("bob");
+    const aliceOnB = await b.connect({ cookie: alice });
+    const bobOnB = await b.connect({ cookie: bob });
+    const listener = listenClientOf(b);
+    expect(listener?.processID).toBeGreaterThan(0);
+
+    // B's LISTEN backend ends (as in a network cut or a failover); its adapter listens again 1 to 3 s later.
+    await admin.query("SELECT pg_terminate_backend($1)", [listener!.processID]);
+    for (let i = 0; listenClientOf(b); i++) {
+      if (i > 250) throw new Error("node B's adapter never noticed its LISTEN connection ended");
+      await sleep(20);
+    }
+    const ended = ending(aliceOnB);
+    // The logout's NOTIFY goes out while B is not listening: B never hears it.
+    expect((await a.request("/logout", { method: "POST", cookie: alice })).status).toBe(204);
+    expect(listenClientOf(b)).toBeUndefined();
+    expect(aliceOnB.connected).toBe(true);
+
+    for (let i = 0; !listenClientOf(b); i++) {
+      if (i > 250) throw new Error("node B's adapter did not listen again within 5 s");
+      await sleep(20);
+    }
+    const back = Date.now();
+    const end = await ended;
+    // A row that vanished reads as expired to revalidation: either code says the session is over.
+    expect(["logged_out", "session_expired"]).toContain(end.code);
+    expect(end.reason).toBe("io server disconnect");
+    expect(Date.now() - back).toBeLessThan(1500);
+    expect(bobOnB.connected).toBe(true);
+    expect(nameOf(await whoami(bobOnB))).toBe("Bob");
   });
 });
 
