@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import createDebug from "debug";
 import type { Namespace, Server } from "socket.io";
-import { Channels, type ChannelAuthorizer } from "./channels.js";
+import { Channels, type ChannelAuthorizer, type MemberAt, type MembersQuery } from "./channels.js";
 import { Cluster } from "./cluster.js";
 import { ConfigError, RefusalError, type EndCode } from "./errors.js";
 import { Handshake, type SessionIdentity } from "./handshake.js";
@@ -48,6 +48,7 @@ type Commands = {
   online: (userId: string) => boolean;
   users: () => string[];
   leaveChannel: (payload: { userId: string; channel: string }) => Promise<number>;
+  members: (query: MembersQuery) => MemberAt[];
 };
 
 /**
@@ -103,7 +104,7 @@ export class SocketBridge<TUser = Express.User> {
     authenticateRecoveredConnections(io);
     const handshake = new Handshake(this.options as ResolvedOptions<unknown>, () => this.store !== undefined);
     this.tokens = new Tokens(this.options as ResolvedOptions<unknown>);
-    this.channels = new Channels<TUser>(io, this.options, (socket) => this.user(socket));
+    this.channels = new Channels<TUser>(io, this.options, (socket) => this.user(socket), (query) => this.cluster.run("members", query));
     const leftovers = new EngineLeftovers(io, this.options.session, this.options.userProperty);
     this.gate = new Gate(this.options, handshake, this.tokens, this.endings, (socket) => this.admissionOf(socket), leftovers);
     this.live = new LiveSessions({
@@ -124,6 +125,7 @@ export class SocketBridge<TUser = Express.User> {
       online: (userId) => onlineHere(io, userId),
       leaveChannel: ({ userId, channel }) => this.leaveHere(userRoom(userId), channel),
       users: () => usersHere(io),
+      members: (query) => this.channels.membersHere(query),
     });
     if (this.options.session) this.useStore(probeSession(this.options.session, io.path()));
     leftovers.checkInstalled();
