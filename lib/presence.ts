@@ -76,8 +76,8 @@ export class Presence {
   /** This node's members of a channel: the answer to the `members` cluster command. */
   here(query: MembersQuery): MemberAt[] {
     const { nsp: name, channel } = (query ?? {}) as Partial<MembersQuery>;
-    let nsp;
-    for (const candidate of namespacesOf(this.io)) if (candidate.name === name) nsp = candidate;
+    // Found, never created: `io.of(name)` would make a namespace for any name another node sends.
+    const nsp = [...namespacesOf(this.io)].find((candidate) => candidate.name === name);
     const members: MemberAt[] = [];
     if (!nsp || typeof channel !== "string") return members;
     for (const id of nsp.adapter.rooms.get(channel) ?? []) {
