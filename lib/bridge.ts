@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import createDebug from "debug";
 import type { Namespace, Server } from "socket.io";
 import { watchReconnects } from "./adapter-watch.js";
-import { Channels, type ChannelAuthorizer } from "./channels.js";
+import { Channels, type ChannelAuthorizer, type MemberAt, type MembersQuery } from "./channels.js";
 import { Cluster } from "./cluster.js";
 import { ConfigError, RefusalError, type EndCode } from "./errors.js";
 import { Handshake, type SessionIdentity } from "./handshake.js";
@@ -50,6 +50,7 @@ type Commands = {
   online: (userId: string) => boolean;
   users: () => string[];
   leaveChannel: (payload: { userId: string; channel: string }) => Promise<number>;
+  members: (query: MembersQuery) => MemberAt[];
 };
 
 /**
@@ -105,7 +106,7 @@ export class SocketBridge<TUser = Express.User> {
     authenticateRecoveredConnections(io);
     const handshake = new Handshake(this.options as ResolvedOptions<unknown>, () => this.store !== undefined);
     this.tokens = new Tokens(this.options as ResolvedOptions<unknown>);
-    this.channels = new Channels<TUser>(io, this.options, (socket) => this.user(socket));
+    this.channels = new Channels<TUser>(io, this.options, (socket) => this.user(socket), (query) => this.cluster.run("members", query));
     const leftovers = new EngineLeftovers(io, this.options.session, this.options.userProperty);
     this.gate = new Gate(this.options, handshake, this.tokens, this.endings, (socket) => this.admissionOf(socket), leftovers);
     this.live = new LiveSessions({
@@ -126,6 +127,7 @@ export class SocketBridge<TUser = Express.User> {
       online: (userId) => onlineHere(io, userId),
       leaveChannel: ({ userId, channel }) => this.leaveHere(userRoom(userId), channel),
       users: () => usersHere(io),
+      members: (query) => this.channels.membersHere(query),
     });
     // The endings other nodes sent while this node's adapter was reconnecting never came: re-read its sessions.
     watchReconnects(io, () => this.live.revalidateAll());

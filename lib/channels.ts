@@ -1,21 +1,23 @@
 /**
  * Private channels: rooms a socket may join only after the app says so. `auth.channel("orders:{orderId}",
- * authorize)` declares them; clients ask with `auth:join` and get `{ ok, code? }`. Presence channels
- * (`presence:...`) tell their members who joins and leaves, across nodes. And the Pusher scheme for a realtime
+ * authorize)` declares them; clients ask with `auth:join` and get `{ ok }` or `{ ok: false, code, message }`.
+ * Presence channels (presence.ts) tell their members who joins and leaves, across nodes. And the Pusher scheme for a realtime
  * service that cannot read the app's session: the app signs a ticket for one socket and one channel
  * (`signChannel`, `channelAuthHandler()`), and the socket presents it.
  *
  * Everything a client can trigger here answers its ack with a code and never rejects unhandled: the adapter
- * calls (join, leave, fetchSockets) fail when other nodes are silent or Redis is down.
+ * calls (join, leave, the members lookup) fail when other nodes are silent or Redis is down.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import createDebug from "debug";
 import type { Server } from "socket.io";
+import { compileChannelPattern, isChannelName, isReservedChannel, isReservedName, MAX_CHANNEL_LENGTH, type ChannelPattern } from "./channel-patterns.js";
 import { BridgeError, ConfigError } from "./errors.js";
 import type { ResolvedOptions } from "./options.js";
-import { isReservedRoom, leaveQuietly } from "./rooms.js";
-import type { AnySocket, BridgeSocketData } from "./types.js";
+import { dataOf, isPresence, Presence, viaAdapter, type Member, type MembersLookup, type MembersQuery, type MemberAt } from "./presence.js";
+import { leaveQuietly } from "./rooms.js";
+import type { AnySocket } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:channels");
 
@@ -23,11 +25,9 @@ export const JOIN_EVENT = "auth:join";
 export const LEAVE_EVENT = "auth:leave";
 /** Sent to a socket that was taken out of a channel (access gone, or `auth.leave`): `{ channel }`. */
 export const LEFT_EVENT = "auth:left";
-export const PRESENCE_JOIN_EVENT = "presence:join";
-export const PRESENCE_LEAVE_EVENT = "presence:leave";
+export { PRESENCE_JOIN_EVENT, PRESENCE_LEAVE_EVENT, type Member, type MemberAt, type MembersQuery } from "./presence.js";
+export { compileChannelPattern, MAX_CHANNEL_LENGTH, type ChannelPattern } from "./channel-patterns.js";
 
-/** The longest channel name anything here accepts: a client's join or leave, a ticket request, signChannel. */
-export const MAX_CHANNEL_LENGTH = 200;
 /** Signed into every ticket: tickets of another format (v1 signed `socketId:channel[:data]` unframed) never verify. */
 const TICKET_VERSION = "psb-ticket-v2";
 /** `<hexmac>`, or `<expiresAtMs>.<hexmac>` for a ticket with an expiry. Bounded, so it cannot backtrack. */
@@ -44,87 +44,31 @@ export type ChannelAuthorizer<TUser> = (
   socket: AnySocket | undefined,
 ) => boolean | { info?: unknown } | Promise<boolean | { info?: unknown }>;
 
-export type ChannelAnswer = { ok: true; members?: Member[] } | { ok: false; code: string };
-/** What presence members see of each other: the user's id (`socket.data.userId`) and the app's `info`, never more. */
-export interface Member {
-  userId: string | undefined;
-  info?: unknown;
-}
+/** What each code an `auth:join` or `auth:leave` can be refused with means, as a sentence that says what to do. */
+export const CHANNEL_REFUSALS = {
+  channel_unknown:
+    `Send { channel } with the name of a declared channel (a non-empty string of at most ${MAX_CHANNEL_LENGTH} ` +
+    "characters), or with a ticket for it.",
+  channel_forbidden: "The app's authorize refused this channel to this user (or the socket left while it joined). Ask as a user who may join it.",
+  channel_reserved:
+    "This name is, or could be, a room the bridge or Socket.IO keeps (a socket id, a user: or session: room), " +
+    'which no client may join. Name channels with a prefix of their own, as in "orders:42".',
+  ticket_invalid: "The ticket does not verify for this socket id, channel and data. Get a new one for this socket from the app.",
+  ticket_expired: "The ticket expired. Get a new one for this socket from the app.",
+  too_many_channels: "This socket is in `maxChannelsPerSocket` channels already. Leave one with auth:leave first.",
+  cluster_unavailable: "Other Socket.IO nodes did not answer (or Redis is down). Retry in a moment.",
+  server_error: "The server failed to answer this request. Retry; DEBUG=passport-socketio-bridge:channels logs why.",
+} as const;
+export type ChannelRefusalCode = keyof typeof CHANNEL_REFUSALS;
 
-/** A compiled channel pattern: `names` of its `{params}`, and a matcher linear in the name's length. */
-export interface ChannelPattern {
-  readonly names: readonly string[];
-  /** The params of `name`, or undefined if it does not match. `meter.steps` counts the name's positions visited. */
-  match(name: string, meter?: { steps: number }): Record<string, string> | undefined;
-}
-
-/**
- * Compiles `"dm:{a}-{b}"`: literals, and `{params}` that are non-empty, hold no `:`, `{` or `}`, and never
- * hold the literal that follows them. So each param ends where its literal first appears, and matching is one
- * forward pass with no backtracking (a regex of `([^:]+)-([^:]+)` was quadratic on a long non-matching name).
- * Two params with nothing between them could split a name many ways: a ConfigError, as is a repeated name.
- */
-export function compileChannelPattern(pattern: string): ChannelPattern {
-  // Even indexes are literals (maybe empty), odd ones `{param}`s.
-  const parts = pattern.split(/(\{\w+\})/);
-  const head = parts[0]!;
-  const params: Array<{ name: string; next: string }> = [];
-  for (let i = 1; i < parts.length; i += 2) {
-    const name = parts[i]!.slice(1, -1);
-    if (i > 1 && parts[i - 1] === "") {
-      throw new ConfigError(`Channel pattern "${pattern}" puts two parameters side by side; separate them with a literal, as in "{a}-{b}".`);
-    }
-    if (params.some((param) => param.name === name)) throw new ConfigError(`Channel pattern "${pattern}" names {${name}} twice.`);
-    params.push({ name, next: parts[i + 1]! });
-  }
-  const names = params.map((param) => param.name);
-  return {
-    names,
-    match(channel, meter = { steps: 0 }) {
-      if (!channel.startsWith(head)) return undefined;
-      let pos = head.length;
-      const values: string[] = [];
-      for (const { next } of params) {
-        const start = pos;
-        // Checking the literal first lets it begin with a character a param may not hold (":").
-        while (pos < channel.length && !(next !== "" && channel.startsWith(next, pos))) {
-          meter.steps++;
-          if (PARAM_FORBIDS.has(channel.charCodeAt(pos))) return undefined;
-          pos++;
-        }
-        if (pos === start || (next !== "" && pos === channel.length)) return undefined;
-        values.push(channel.slice(start, pos));
-        pos += next.length;
-      }
-      if (pos !== channel.length) return undefined;
-      return Object.fromEntries(names.map((name, i) => [name, values[i]!]));
-    },
-  };
-}
-const PARAM_FORBIDS = new Set([":", "{", "}"].map((c) => c.charCodeAt(0)));
+export type ChannelAnswer = { ok: true; members?: Member[] } | { ok: false; code: ChannelRefusalCode; message: string };
 
 interface Channel<TUser> {
   pattern: ChannelPattern;
   authorize: ChannelAuthorizer<TUser>;
 }
 
-const isPresence = (channel: string) => channel.startsWith("presence:");
-const isChannelName = (name: unknown): name is string => typeof name === "string" && name !== "" && name.length <= MAX_CHANNEL_LENGTH;
-const refused = (code: string): ChannelAnswer => ({ ok: false, code });
-
-/** What a socket's `data` carries about its channels (it travels with recovered connections and fetchSockets). */
-type ChannelData = BridgeSocketData & {
-  /** Presence channels: what the other members see of this socket. */
-  presence?: Record<string, unknown>;
-  /** Channels joined with `auth:join`, and the user (null: anonymous) they were joined as. */
-  channels?: Record<string, string | null>;
-};
-const dataOf = (socket: { data: unknown }) => socket.data as ChannelData;
-
-/** What the members see of a socket in `channel`: only its user's id and the app's info. */
-function memberOf(data: ChannelData, channel: string): Member {
-  return { userId: typeof data.userId === "string" ? data.userId : undefined, info: data.presence?.[channel] };
-}
+const refused = (code: ChannelRefusalCode): ChannelAnswer => ({ ok: false, code, message: CHANNEL_REFUSALS[code] });
 
 /**
  * A socket's channels on this node, kept so that a join costs the same however many it is in: how many
@@ -140,22 +84,16 @@ interface Membership {
 export class Channels<TUser> {
   private readonly channels: Array<Channel<TUser>> = [];
   private readonly memberships = new WeakMap<AnySocket, Membership>();
-  /** Shared by every socket in a presence channel: called with the socket as `this`. */
-  private readonly onDisconnecting: (this: AnySocket, reason: string) => void;
+  private readonly presence: Presence;
 
+  /** `lookup` asks every node for its members of a presence channel (the bridge's `members` cluster command). */
   constructor(
     private readonly io: Server,
     private readonly options: Pick<ResolvedOptions<TUser>, "channelSecret" | "userProperty" | "maxChannelsPerSocket">,
     private readonly userOf: (socket: AnySocket) => TUser | undefined,
+    lookup: MembersLookup,
   ) {
-    const departed = (socket: AnySocket, room: string) =>
-      this.departed(socket, room, this.presenceOf(socket, room), true).catch((err: unknown) => debug("presence leave: %O", err));
-    this.onDisconnecting = function (this: AnySocket, reason: string) {
-      // Not while the server shuts down: the app closes its adapter's Redis next, and the adapter would turn
-      // the broadcast on a closed connection into an unhandled rejection. (A crashed node says nothing either.)
-      if (reason === "server shutting down") return;
-      for (const room of this.rooms) if (isPresence(room)) void departed(this, room);
-    };
+    this.presence = new Presence(io, lookup);
   }
 
   /** Whether sockets need the join/leave events: some channel is declared, or tickets can be checked. */
@@ -170,12 +108,22 @@ export class Channels<TUser> {
     this.channels.push({ pattern: compileChannelPattern(pattern), authorize });
   }
 
-  /** Listens for a socket's join and leave requests; each answers its ack, whatever fails. */
+  /** This node's members of a presence channel: the answer to the `members` cluster command. */
+  membersHere(query: MembersQuery): MemberAt[] {
+    return this.presence.here(query);
+  }
+
+  /**
+   * Listens for a socket's join and leave requests; each answers its ack, whatever fails. The ack is the last
+   * argument: sent with no payload (`emit("auth:join", ack)`), it comes first, and is answered all the same.
+   */
   watch(socket: AnySocket): void {
-    socket.on(JOIN_EVENT, (payload: unknown, ack?: (answer: ChannelAnswer) => void) => {
+    socket.on(JOIN_EVENT, (...args: unknown[]) => {
+      const [payload, ack] = request(args);
       answer("join", this.join(socket, payload), ack);
     });
-    socket.on(LEAVE_EVENT, (payload: unknown, ack?: (answer: ChannelAnswer) => void) => {
+    socket.on(LEAVE_EVENT, (...args: unknown[]) => {
+      const [payload, ack] = request(args);
       answer("leave", this.requestLeave(socket, payload), ack);
     });
   }
@@ -189,6 +137,7 @@ export class Channels<TUser> {
     if (!isChannelName(channel)) {
       throw new ConfigError(`A channel name is a non-empty string of at most ${MAX_CHANNEL_LENGTH} characters; no client could join this one.`);
     }
+    if (isReservedName(channel)) throw new ConfigError(`"${channel}" is reserved: ${CHANNEL_REFUSALS.channel_reserved}`);
     const expiresInMs = options?.expiresInMs;
     let expiresAt: number | undefined;
     if (expiresInMs !== undefined) {
@@ -202,12 +151,15 @@ export class Channels<TUser> {
   async join(socket: AnySocket, payload: unknown): Promise<ChannelAnswer> {
     const { channel, auth: ticket, data } = (payload ?? {}) as { channel?: unknown; auth?: unknown; data?: unknown };
     if (!isChannelName(channel)) return refused("channel_unknown");
-    if (isReservedRoom(socket, channel)) return refused("channel_forbidden");
+    // Before any pattern: however broad, none may put a socket in another's own room, or a user's or session's.
+    if (isReservedChannel(this.io, socket, channel)) return refused("channel_reserved");
     const membership = this.membership(socket);
     // The same channel asked again while its first join runs: one authorize, one announcement, one answer.
     const pending = membership.pending.get(channel);
     if (pending) return pending;
-    if (this.isJoined(socket, channel)) return isPresence(channel) ? { ok: true, members: unique(await this.members(socket, channel)) } : { ok: true };
+    // Already in: nothing to check or announce, and nothing asked of other nodes (the members came with the
+    // first join, and every change since with presence:join and presence:leave).
+    if (this.isJoined(socket, channel)) return { ok: true };
     if (!this.hasRoom(socket, membership)) return refused("too_many_channels");
     const joining = this.admit(socket, channel, ticket, data).finally(() => membership.pending.delete(channel));
     membership.pending.set(channel, joining);
@@ -216,17 +168,17 @@ export class Channels<TUser> {
 
   /** Takes a socket out of a channel (telling it with `auth:left`), and tells the presence members if it was the user's last. */
   async leave(socket: AnySocket, channel: string): Promise<void> {
-    await this.viaAdapter("leave", () => socket.leave(channel));
+    await viaAdapter("leave", () => socket.leave(channel));
     this.forget(socket, channel);
     socket.emit(LEFT_EVENT, { channel });
-    if (isPresence(channel)) await this.departed(socket, channel, this.presenceOf(socket, channel));
+    if (isPresence(channel)) await this.presence.departed(socket, channel, this.presence.forget(socket, channel));
   }
 
   /** Re-runs `authorize` for each declared channel the socket is in; leaves those it may no longer join. */
   async recheck(socket: AnySocket): Promise<void> {
     for (const room of [...socket.rooms]) {
       // However broad a pattern, the rooms revocation relies on are never taken away.
-      if (isReservedRoom(socket, room)) continue;
+      if (isReservedChannel(this.io, socket, room)) continue;
       const match = this.match(room);
       if (!match) continue;
       let allowed: unknown;
@@ -241,37 +193,13 @@ export class Channels<TUser> {
   }
 
   /**
-   * A recovered connection keeps its rooms, but it was authenticated again and may be someone else now (or
-   * anonymous). Before it is connected (so it gets none of their broadcasts), it leaves the channels it joined
-   * as another user; `recovered()` tells it and the presence members once it is.
+   * A socket recovered as the same identity (recovery.ts starts any other afresh), now connected: its declared
+   * channels checked again, and the presence channels it is still in told that it is back (they heard it leave
+   * when its transport closed).
    */
-  forsake(socket: AnySocket, userId: string | undefined): void {
-    const data = dataOf(socket);
-    const gone: Array<{ channel: string; member: Member }> = [];
-    for (const [channel, joinedAs] of Object.entries(data.channels ?? {})) {
-      if (joinedAs === (userId ?? null)) continue;
-      leaveQuietly(socket, channel);
-      this.forget(socket, channel);
-      gone.push({ channel, member: { ...this.presenceOf(socket, channel), userId: joinedAs ?? undefined } });
-    }
-    if (gone.length) this.forsaken.set(socket, gone);
-  }
-
-  private readonly forsaken = new WeakMap<AnySocket, Array<{ channel: string; member: Member }>>();
-
-  /** A recovered socket, now connected: the news of what `forsake` took, and its declared channels checked again. */
   async recovered(socket: AnySocket): Promise<void> {
-    const gone = this.forsaken.get(socket) ?? [];
-    this.forsaken.delete(socket);
-    await Promise.all(
-      gone.map(async ({ channel, member }) => {
-        socket.emit(LEFT_EVENT, { channel });
-        if (isPresence(channel)) {
-          await this.departed(socket, channel, member).catch((err: unknown) => debug("presence leave of %s: %O", channel, err));
-        }
-      }),
-    );
     await this.recheck(socket);
+    await this.presence.recovered(socket);
   }
 
   /** The Express handler that issues tickets for the logged-in user, shaped like Pusher's `{ auth }`. */
@@ -298,6 +226,7 @@ export class Channels<TUser> {
     if (typeof socketId !== "string" || !/^[\w-]{1,64}$/.test(socketId) || !isChannelName(channel)) {
       return [400, { error: `Send socket_id and channel_name (at most ${MAX_CHANNEL_LENGTH} characters).` }];
     }
+    if (isReservedName(channel)) return [403, { error: "channel_reserved" }];
     const match = this.match(channel);
     if (!match) return [404, { error: "channel_unknown" }];
     const verdict = await match.channel.authorize(user, match.params, undefined);
@@ -339,36 +268,30 @@ export class Channels<TUser> {
     }
     if (!socket.connected) return refused("channel_forbidden");
     try {
-      await this.viaAdapter("join", () => socket.join(channel));
+      await viaAdapter("join", () => socket.join(channel));
       if (!isPresence(channel)) {
         this.record(socket, channel);
         return { ok: true };
       }
-      return await this.arrive(socket, channel, info);
+      const members = await this.presence.arrive(socket, channel, info);
+      if (members) {
+        this.record(socket, channel);
+        return { ok: true, members };
+      }
+      // Disconnected or taken out meanwhile: it is not in, and nobody was told.
+      this.unadmit(socket, channel);
+      return refused("channel_forbidden");
     } catch (err) {
-      // Not half in: out of the room again, and nothing for the members to see.
-      this.forget(socket, channel);
-      if (dataOf(socket).presence) delete dataOf(socket).presence![channel];
-      leaveQuietly(socket, channel);
+      this.unadmit(socket, channel);
       throw err;
     }
   }
 
-  /** Into a presence channel (already in its room): who is in it, on every node, and news of this member for the others. */
-  private async arrive(socket: AnySocket, channel: string, info: unknown): Promise<ChannelAnswer> {
-    const data = dataOf(socket);
-    (data.presence ??= {})[channel] = info;
-    // Before the members are fetched: if it disconnects meanwhile, those who saw it hear that it left.
-    if (!socket.listeners("disconnecting").includes(this.onDisconnecting)) socket.on("disconnecting", this.onDisconnecting);
-    const members = await this.members(socket, channel);
-    // Disconnected or taken out meanwhile: it is not in, and must not be announced.
-    if (!socket.connected || !socket.rooms.has(channel)) return refused("channel_forbidden");
-    this.record(socket, channel);
-    const me = memberOf(data, channel);
-    if (me.userId === undefined || !members.some((m) => m.userId === me.userId && m.socketId !== socket.id)) {
-      socket.to(channel).emit(PRESENCE_JOIN_EVENT, { channel, member: me });
-    }
-    return { ok: true, members: unique(members) };
+  /** Not half in: out of the room again, and nothing for the members to see. */
+  private unadmit(socket: AnySocket, channel: string): void {
+    this.forget(socket, channel);
+    this.presence.forget(socket, channel);
+    leaveQuietly(socket, channel);
   }
 
   private match(channel: string): { channel: Channel<TUser>; params: Record<string, string> } | undefined {
@@ -381,7 +304,7 @@ export class Channels<TUser> {
 
   /** Whether a client may leave `room` with `auth:leave`: a channel it joined, or a declared one; never a reserved room. */
   private isChannel(socket: AnySocket, room: string): boolean {
-    if (isReservedRoom(socket, room)) return false;
+    if (isReservedChannel(this.io, socket, room)) return false;
     return Object.hasOwn(dataOf(socket).channels ?? {}, room) || this.match(room) !== undefined || isPresence(room);
   }
 
@@ -443,7 +366,7 @@ export class Channels<TUser> {
   }
 
   /** Why a presented ticket does not admit `socketId` to `channel` with `data`; undefined when it does. */
-  private ticketRefusal(ticket: string, socketId: string, channel: string, data: string | undefined): string | undefined {
+  private ticketRefusal(ticket: string, socketId: string, channel: string, data: string | undefined): ChannelRefusalCode | undefined {
     const parts = TICKET_FORMAT.exec(ticket);
     if (!this.options.channelSecret || !parts) return "ticket_invalid";
     const expiresAt = parts[1] === undefined ? undefined : Number(parts[1]);
@@ -452,50 +375,25 @@ export class Channels<TUser> {
     // Only a genuine ticket is told it expired.
     return expiresAt !== undefined && expiresAt <= Date.now() ? "ticket_expired" : undefined;
   }
+}
 
-  /** Who the socket was in a presence channel it is leaving (and it is no longer). */
-  private presenceOf(socket: AnySocket, channel: string): Member {
-    const data = dataOf(socket);
-    const me = memberOf(data, channel);
-    if (data.presence) delete data.presence[channel];
-    return me;
-  }
+type Ack = (answer: ChannelAnswer) => void;
 
-  /** After a socket left a presence channel as `me`: if that user has no other socket there, the members hear of it. */
-  private async departed(socket: AnySocket, channel: string, me: Member, leaving = false): Promise<void> {
-    // While disconnecting, the socket is still in the room: wait until it is gone.
-    if (leaving) await new Promise((resolve) => setImmediate(resolve));
-    const remaining = await this.members(socket, channel);
-    if (me.userId !== undefined && remaining.some((m) => m.userId === me.userId && m.socketId !== socket.id)) return;
-    this.io.of(socket.nsp.name).to(channel).emit(PRESENCE_LEAVE_EVENT, { channel, member: me });
-  }
-
-  private async members(socket: AnySocket, channel: string): Promise<Array<Member & { socketId: string }>> {
-    const sockets = await this.viaAdapter("fetchSockets", () => this.io.of(socket.nsp.name).in(channel).fetchSockets());
-    return sockets.map((s) => ({ socketId: s.id, ...memberOf(dataOf(s), channel) }));
-  }
-
-  /**
-   * An adapter call, whose failure (another node silent past `requestsTimeout`, Redis down; a synchronous
-   * throw too) becomes `cluster_unavailable`.
-   */
-  private async viaAdapter<T>(what: string, call: () => T | Promise<T>): Promise<T> {
-    try {
-      return await call();
-    } catch (cause) {
-      throw new BridgeError("cluster_unavailable", `The Socket.IO adapter failed (${what}): other nodes did not answer.`, { cause });
-    }
-  }
+/** A client request's payload and ack: the ack is the last argument, and the payload (if any) the first before it. */
+function request(args: unknown[]): [payload: unknown, ack: Ack | undefined] {
+  const last = args[args.length - 1];
+  if (typeof last !== "function") return [args[0], undefined];
+  return [args.length > 1 ? args[0] : undefined, last as Ack];
 }
 
 /** Answers a client's request through its ack (if it sent one); a failure becomes a code and a debug line, never a rejection. */
-function answer(what: string, answering: Promise<ChannelAnswer>, ack: ((answer: ChannelAnswer) => void) | undefined): void {
+function answer(what: string, answering: Promise<ChannelAnswer>, ack: Ack | undefined): void {
   answering
     .catch((err: unknown): ChannelAnswer => {
       debug("%s failed: %O", what, err);
-      return refused(err instanceof BridgeError ? err.code : "server_error");
+      return refused(err instanceof BridgeError && Object.hasOwn(CHANNEL_REFUSALS, err.code) ? (err.code as ChannelRefusalCode) : "server_error");
     })
-    .then((result) => (typeof ack === "function" ? ack(result) : undefined))
+    .then((result) => ack?.(result))
     .catch((err: unknown) => debug("answering %s failed: %O", what, err));
 }
 
@@ -505,19 +403,6 @@ function parseInfo(data: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** One entry per user (anonymous members each count). */
-function unique(members: Array<Member & { socketId: string }>): Member[] {
-  const seen = new Set<string>();
-  const result: Member[] = [];
-  for (const { socketId, ...member } of members) {
-    const key = member.userId ?? `socket:${socketId}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    result.push(member);
-  }
-  return result;
 }
 
 function send(res: ServerResponse, status: number, body: Record<string, unknown>): void {
