@@ -5,9 +5,16 @@
  *
  * Each admission holds a ticket, numbered on one clock shared with the endings. An ending is kept exactly
  * as long as an admission that began before it is still in flight, and no longer: there is no cap and no
- * time window that a flood of endings or a wait could get past.
+ * time window that a flood of endings or a wait could get past. An admission that lingers (an app middleware
+ * that never calls `next()`) gives its ticket back and watches its own rooms instead: it then pins nothing.
  */
 import type { EndCode } from "./errors.js";
+
+/** A lingering admission's own rooms, and how one of them ended since it began, once one did. */
+export interface Watch {
+  rooms: readonly string[];
+  code: EndCode | undefined;
+}
 
 export class Endings {
   private clock = 0;
@@ -46,8 +53,35 @@ export class Endings {
     }
   }
 
+  /** Lingering admissions by room. */
+  private readonly watching = new Map<string, Set<Watch>>();
+
+  /**
+   * An admission holding `ticket` for `rooms` gives the ticket back, and from now on hears only of its own
+   * rooms' endings (what it missed so far included).
+   */
+  watch(ticket: number, rooms: readonly string[]): Watch {
+    const watch: Watch = { rooms, code: this.endedSince(rooms, ticket) };
+    for (const room of rooms) {
+      let watches = this.watching.get(room);
+      if (!watches) this.watching.set(room, (watches = new Set()));
+      watches.add(watch);
+    }
+    this.finish(ticket);
+    return watch;
+  }
+
+  /** The watching admission is done (connected or refused). */
+  unwatch(watch: Watch): void {
+    for (const room of watch.rooms) {
+      const watches = this.watching.get(room);
+      if (watches?.delete(watch) && watches.size === 0) this.watching.delete(room);
+    }
+  }
+
   /** `room` (a user's or a session's) ended now. */
   record(room: string, code: EndCode): void {
+    if (this.watching.size !== 0) for (const watch of this.watching.get(room) ?? []) watch.code ??= code;
     if (this.inFlight.size === 0) return;
     this.log.delete(room);
     this.log.set(room, { at: ++this.clock, code });

@@ -6,7 +6,8 @@
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
-import type { Endings } from "./endings.js";
+import { DeadlineList, type Deadline } from "./deadline.js";
+import type { Endings, Watch } from "./endings.js";
 import { RefusalError, sessionMissing, type EndCode } from "./errors.js";
 import type { Handshake, Identity, SessionIdentity } from "./handshake.js";
 import { connectedSiblings } from "./namespaces.js";
@@ -31,15 +32,32 @@ const REFUSED_AS: Record<EndCode, () => RefusalError> = {
   token_expired: () => new RefusalError("token_expired"),
 };
 
-/** An admitted socket: with an identity, or anonymous (`identity` undefined). */
-export interface Admission {
-  identity: Identity | undefined;
-  /** The admission's ticket with the endings (endings.ts): an ending after it must still reach the socket. */
-  ticket: number;
-  /** Set once the ticket was given back. */
-  finished: boolean;
-  /** The connection's handshake this admission used. */
-  handshake: Handshaken;
+/**
+ * An admitted socket: with an identity, or anonymous (`identity` undefined). Admitted with an identity, it waits
+ * for its `connection` on the Gate's lingering list: past `storeTimeoutMs` (an app middleware after the bridge
+ * that is slow, or never calls `next()`) it trades its ticket for a watch on its own rooms.
+ */
+export class Admission implements Deadline {
+  identity: Identity | undefined = undefined;
+  /** Set once the ticket (or the watch) was given back. */
+  finished = false;
+  /** Its own rooms' endings, once it lingered (endings.ts). */
+  watch: Watch | undefined = undefined;
+  deadlineAt?: number | undefined;
+  deadlinePrev?: Deadline | undefined;
+  deadlineNext?: Deadline | undefined;
+
+  constructor(
+    /** The admission's ticket with the endings (endings.ts): an ending after it must still reach the socket. */
+    readonly ticket: number,
+    /** The connection's handshake this admission used. */
+    readonly handshake: Handshaken,
+    private readonly lingered: (admission: Admission) => void,
+  ) {}
+
+  expired(): void {
+    this.lingered(this);
+  }
 }
 
 /**
@@ -68,6 +86,8 @@ export class Gate<TUser> {
   private readonly kept = Symbol("passport-socketio-bridge:handshake");
 
   private readonly security: Security;
+  /** Admissions between the bridge's middleware and their `connection`. */
+  private readonly lingering: DeadlineList;
 
   constructor(
     private readonly options: ResolvedOptions<TUser>,
@@ -79,6 +99,7 @@ export class Gate<TUser> {
     private readonly leftovers: EngineLeftovers,
   ) {
     this.security = new Security(options.security);
+    this.lingering = new DeadlineList(options.storeTimeoutMs);
   }
 
   /**
@@ -88,7 +109,7 @@ export class Gate<TUser> {
   async admit(socket: AnySocket): Promise<Admission> {
     const { allowAnonymous, onAccept, onReject } = this.options;
     const { handshake, fresh } = this.handshakeOf(socket);
-    const admission: Admission = { identity: undefined, ticket: handshake.ticket, finished: false, handshake };
+    const admission = new Admission(handshake.ticket, handshake, this.linger);
     let refusal: RefusalError;
     let decided: (() => void) | undefined;
     try {
@@ -101,6 +122,7 @@ export class Gate<TUser> {
         if (identity.sessionId !== undefined) this.security.checkCsrf(socket);
         if (onAccept) await onAccept(socket, identity.user as TUser);
         admission.identity = identity;
+        this.lingering.start(admission);
         return admission;
       } catch (err) {
         refusal = RefusalError.from(err);
@@ -128,17 +150,27 @@ export class Gate<TUser> {
     throw refusal;
   }
 
-  /** Gives the admission's ticket back: the socket is connected, or will never be. */
+  /** Gives the admission's ticket (or watch) back: the socket is connected, or will never be. */
   finish(admission: Admission): void {
     if (admission.finished) return;
     admission.finished = true;
-    this.endings.finish(admission.ticket);
+    this.lingering.stop(admission);
+    if (admission.watch) this.endings.unwatch(admission.watch);
+    else this.endings.finish(admission.ticket);
   }
 
   /** How the admission's identity ended while it was in flight, if it did. */
   endedSince(admission: Admission): EndCode | undefined {
+    if (admission.watch) return admission.watch.code;
     return admission.identity && this.endedAfter(admission.identity, admission.ticket);
   }
+
+  /** An admission still on its way to `connection` after storeTimeoutMs: it stops pinning later endings. */
+  private readonly linger = (admission: Admission): void => {
+    if (admission.finished || !admission.identity || admission.watch) return;
+    debug("an admission of %s is still not connected: watching its rooms instead", admission.identity.userId);
+    admission.watch = this.endings.watch(admission.ticket, roomsOf(admission.identity));
+  };
 
   private endedAfter(identity: Identity, ticket: number): EndCode | undefined {
     // (No ending kept, nothing to look up: the usual case.)

@@ -5,9 +5,10 @@
  * nothing. Real Redis, real clients; two nodes on the Redis adapter where a node is involved.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { harnessPerTest, nextEvent, type Harness, type HarnessOptions } from "./helpers/harness.js";
 import { monitorPerTest } from "./helpers/monitor.js";
+import { rawConnection } from "./helpers/raw-engine.js";
 
 const start = harnessPerTest();
 const monitorStore = monitorPerTest();
@@ -132,5 +133,30 @@ describe("writes through a node", () => {
     await h.request("/visit", { method: "POST", cookie });
     await sleep(200);
     expect(socket.connected).toBe(true);
+  });
+});
+
+describe("an admission that never finishes", () => {
+  it("pins no ending once it waited storeTimeoutMs, and still learns of its own session's logout", async () => {
+    const h = await start({ bridge: { storeTimeoutMs: 300 } });
+    // An app middleware after the bridge that holds the socket (say, waiting on a service that hangs).
+    const held: Array<() => void> = [];
+    h.io.of("/stuck").use((_socket, next) => void held.push(() => next()));
+    const cookie = await h.login("alice");
+    const raw = await rawConnection(h.url, { cookie });
+    const answer = raw.connect("/stuck");
+    await vi.waitFor(() => expect(held).toHaveLength(1));
+    const endings = () => (h.auth as unknown as { endings: { size: number } }).endings.size;
+
+    await sleep(400);
+    for (let i = 0; i < 200; i++) await h.request("/logout", { method: "POST" });
+    // (The endings are private: their count is the memory this bounds.)
+    expect(endings()).toBe(0);
+
+    await h.request("/logout", { method: "POST", cookie });
+    held[0]!();
+    expect(await answer).toMatchObject({ ok: true });
+    await vi.waitFor(() => expect(raw.events).toContainEqual(["/stuck", "auth:ended", { code: "logged_out" }]));
+    raw.close();
   });
 });
