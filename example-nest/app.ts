@@ -24,10 +24,13 @@ export interface ExampleOptions {
   /** bridge() options beyond session and passport (the example admits anonymous sockets by default). */
   bridge?: Partial<BridgeOptions>;
   store?: session.Store;
+  /** More gateways to run beside the example's (the specs run the README's sample this way). */
+  gateways?: Array<new (...args: never[]) => unknown>;
 }
 
 export async function createApp(options: ExampleOptions = {}): Promise<INestApplication> {
-  const app = await NestFactory.create(AppModule, { logger: ["error", "warn"] });
+  const root = options.gateways ? { module: AppModule, providers: options.gateways } : AppModule;
+  const app = await NestFactory.create(root, { logger: ["error", "warn"] });
   const sessionMiddleware = session({
     secret: process.env.SESSION_SECRET ?? "nest example secret",
     resave: false,

@@ -1,9 +1,18 @@
 /**
- * Two gateways on one Socket.IO server: the main namespace greets the user by name, and /admin answers
- * `secret` only to logged-in users (the adapter admits anonymous sockets, so the guard decides per handler).
+ * Two gateways on one Socket.IO server: the main namespace greets the user by name (anonymous sockets too), and
+ * every handler of /admin needs a logged-in user. The adapter admits anonymous sockets, so without the guard
+ * they could call those handlers: list who is online, or kick anyone.
  */
 import { UseGuards } from "@nestjs/common";
-import { ConnectedSocket, SubscribeMessage, WebSocketGateway, WebSocketServer, type OnGatewayConnection } from "@nestjs/websockets";
+import {
+  ConnectedSocket,
+  MessageBody,
+  SubscribeMessage,
+  WebSocketGateway,
+  WebSocketServer,
+  WsException,
+  type OnGatewayConnection,
+} from "@nestjs/websockets";
 import { bridgeOf } from "passport-socketio-bridge";
 import { SocketUser, WsAuthenticatedGuard } from "passport-socketio-bridge/nest";
 import type { Namespace, Server, Socket } from "socket.io";
@@ -30,10 +39,10 @@ export class ChatGateway implements OnGatewayConnection {
 }
 
 @WebSocketGateway({ namespace: "/admin" })
+@UseGuards(WsAuthenticatedGuard) // every handler here: anonymous sockets get a WsException { code: "unauthenticated" }
 export class AdminGateway {
   @WebSocketServer() namespace!: Namespace;
 
-  @UseGuards(WsAuthenticatedGuard)
   @SubscribeMessage("secret")
   secret(@SocketUser() user: User) {
     return { secret: `for ${user.name} only` };
@@ -42,5 +51,12 @@ export class AdminGateway {
   @SubscribeMessage("users")
   async users() {
     return bridgeOf(this.namespace)?.onlineUsers();
+  }
+
+  @SubscribeMessage("kick")
+  async kick(@SocketUser() user: User, @MessageBody() id: string) {
+    // The guard says who is logged in; what that user may do is the app's own check.
+    if (user.role !== "admin") throw new WsException({ code: "forbidden", message: "Only admins may kick users." });
+    return bridgeOf(this.namespace)?.disconnectUser(id);
   }
 }

@@ -3,13 +3,14 @@ export interface User {
   id: string;
   username: string;
   name: string;
+  role: "admin" | "user";
 }
 
 export const USERS = new Map<string, User>(
   [
-    { id: "1", username: "alice", name: "Alice" },
-    { id: "2", username: "bob", name: "Bob" },
-  ].map((user) => [user.id, user]),
+    { id: "1", username: "alice", name: "Alice", role: "admin" },
+    { id: "2", username: "bob", name: "Bob", role: "user" },
+  ].map((user) => [user.id, user as User]),
 );
 
 export function verify(username: string, password: string): User | undefined {

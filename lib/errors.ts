@@ -48,8 +48,10 @@ export const REFUSALS = {
       "`await auth.csrfToken(req)` and connect with `io({ auth: { csrf: token } })`.",
   },
   too_many_attempts: {
-    reconnect: false,
-    message: "Too many refused connections came from this address. Wait a minute, then try again.",
+    reconnect: true,
+    message:
+      "Too many connections from this address were refused lately, or too many are being tried at once. Try " +
+      "again after `err.data.retryAfterMs` milliseconds (withAuth waits that long by itself).",
   },
   token_invalid: {
     reconnect: false,
@@ -127,7 +129,7 @@ export class RefusalError extends BridgeError {
   override name = "RefusalError";
   readonly data: RefusalData;
 
-  constructor(code: RefusalCode, options?: { cause?: unknown; message?: string });
+  constructor(code: RefusalCode, options?: { cause?: unknown; message?: string; data?: Record<string, unknown> });
   constructor(code: string, options: { cause?: unknown; message: string; data?: Record<string, unknown> });
   constructor(code: string, options: { cause?: unknown; message?: string; data?: Record<string, unknown> } = {}) {
     const known: { reconnect: boolean; message: string } | undefined = REFUSALS[code as RefusalCode];

@@ -5,19 +5,24 @@
  * loads Nest.
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import type { INestApplication } from "@nestjs/common";
 import { io as ioClient, type Socket as ClientSocket } from "socket.io-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { createApp, type ExampleOptions } from "../example-nest/app.js";
 import { cookieFrom, nextEvent } from "./helpers/harness.js";
 
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const apps: INestApplication[] = [];
 const sockets: ClientSocket[] = [];
+const dirs: string[] = [];
 afterEach(async () => {
   for (const socket of sockets.splice(0)) socket.disconnect();
   await Promise.all(apps.splice(0).map((app) => app.close()));
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
 async function start(options: ExampleOptions = {}) {
@@ -41,6 +46,23 @@ async function start(options: ExampleOptions = {}) {
     return client;
   };
   return { url, login, socket, connected };
+}
+
+/**
+ * The README's Nest gateway, extracted verbatim and loaded (on its own namespace, beside the example's /admin):
+ * written next to a tsconfig with Nest's decorators, as an app would compile it.
+ */
+async function readmeGateway(): Promise<new () => unknown> {
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  const match = /```ts\n(\/\/ a gateway\n[\s\S]*?)```/.exec(readme);
+  if (!match) throw new Error("README.md has no Nest gateway sample");
+  const source = match[1]!.replace('namespace: "/admin"', 'namespace: "/readme-admin"');
+  mkdirSync(join(root, ".tmp"), { recursive: true });
+  const dir = mkdtempSync(join(root, ".tmp", "readme-nest-"));
+  dirs.push(dir);
+  writeFileSync(join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions: { experimentalDecorators: true } }));
+  writeFileSync(join(dir, "gateway.ts"), source);
+  return ((await import(pathToFileURL(join(dir, "gateway.ts")).href)) as { AdminGateway: new () => unknown }).AdminGateway;
 }
 
 describe("NestJS (example-nest)", () => {
@@ -81,6 +103,51 @@ describe("NestJS (example-nest)", () => {
     const ended = nextEvent(client, "auth:ended");
     expect((await fetch(`${url}/logout`, { method: "POST", headers: { cookie } })).status).toBe(204);
     expect(await ended).toEqual({ code: "logged_out" });
+  });
+
+  it("refuses kick and users to an anonymous socket on /admin, and nobody is disconnected", async () => {
+    const { login, connected } = await start();
+    const alice = await connected("/admin", { cookie: await login("alice") });
+    const anonymous = await connected("/admin");
+    for (const [event, payload] of [["kick", "1"], ["users", {}]] as const) {
+      const exception = nextEvent<{ code: string; message: string }>(anonymous, "exception");
+      let answered = false;
+      anonymous.emit(event, payload, () => (answered = true));
+      expect(await exception).toMatchObject({ code: "unauthenticated" });
+      expect(answered).toBe(false);
+    }
+    // A round trip on Alice's socket after both: she is still connected, and the kick really works for an admin.
+    expect(await alice.emitWithAck("secret", {})).toEqual({ secret: "for Alice only" });
+    expect(alice.connected).toBe(true);
+    const bob = await connected("/", { cookie: await login("bob") });
+    const bobGone = nextEvent(bob, "disconnect");
+    expect(await alice.emitWithAck("kick", "2")).toBe(1);
+    await bobGone;
+  });
+
+  it("refuses kick to a logged-in user who is not an admin", async () => {
+    const { login, connected } = await start();
+    const alice = await connected("/", { cookie: await login("alice") });
+    const bob = await connected("/admin", { cookie: await login("bob") });
+    const exception = nextEvent<{ code: string }>(bob, "exception");
+    bob.emit("kick", "1", () => undefined);
+    expect(await exception).toMatchObject({ code: "forbidden" });
+    expect(await alice.emitWithAck("online")).toBe(true);
+  });
+
+  it("the README's Nest gateway, run as written: anonymous sockets can neither kick nor read the secret", async () => {
+    const gateway = await readmeGateway();
+    const { login, connected } = await start({ gateways: [gateway] });
+    const alice = await connected("/", { cookie: await login("alice") });
+    const anonymous = await connected("/readme-admin");
+    for (const [event, payload] of [["kick", "1"], ["secret", {}]] as const) {
+      const exception = nextEvent<{ code: string }>(anonymous, "exception");
+      anonymous.emit(event, payload, () => undefined);
+      expect(await exception).toMatchObject({ code: "unauthenticated" });
+    }
+    expect(await alice.emitWithAck("online")).toBe(true);
+    const admin = await connected("/readme-admin", { cookie: await login("alice") });
+    expect(await admin.emitWithAck("secret", {})).toEqual({ secret: "for Alice only" });
   });
 
   it("covers a second gateway's namespace, reachable through bridgeOf(namespace)", async () => {

@@ -5,11 +5,16 @@
 import signature from "cookie-signature";
 import { MemoryStore, type SessionData } from "express-session";
 import { Redis } from "ioredis";
-import { describe, expect, it } from "vitest";
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { Store } from "express-session";
+import { Manager } from "socket.io-client";
+import { describe, expect, it, vi } from "vitest";
 import { inject } from "vitest";
-import { redisFailureLimiter } from "../lib/index.js";
+import { memoryFailureLimiter, redisFailureLimiter, RefusalError, type FailureLimiter } from "../lib/index.js";
+import { Security } from "../lib/security.js";
 import { failOnLeaks } from "./helpers/leaks.js";
-import { harnessPerTest, SECRET, sessionIdOf, TRANSPORTS, type Harness, type WhoAmI } from "./helpers/harness.js";
+import { harnessPerTest, nextEvent, SECRET, sessionIdOf, TRANSPORTS, USERS, type Harness, type WhoAmI } from "./helpers/harness.js";
 import { monitorPerTest } from "./helpers/monitor.js";
 
 const start = harnessPerTest();
@@ -175,7 +180,7 @@ describe("the failed-handshake limit (maxFailuresPerMinute)", () => {
     for (let i = 0; i < 3; i++) expect(await code(h, {})).toBe("session_missing");
     const m = await monitorStore(h.prefix);
     const refused = await h.refusal({ cookie });
-    expect(refused.data).toEqual({ code: "too_many_attempts", reconnect: false });
+    expect(refused.data).toEqual({ code: "too_many_attempts", reconnect: true, retryAfterMs: expect.any(Number) });
     expect(await m.take()).toEqual([]);
   });
 
@@ -209,7 +214,7 @@ describe("the failed-handshake limit (maxFailuresPerMinute)", () => {
     await h.connect({ cookie, headers: { origin: h.url } });
   });
 
-  it("counts handshakes under way, so a parallel burst cannot outrun it", async () => {
+  it("holds handshakes beyond the limit while others are under way, so a parallel burst cannot outrun it", async () => {
     let reads = 0;
     const store = new (class extends MemoryStore {
       override get(sid: string, cb: (err: unknown, session?: SessionData | null) => void) {
@@ -244,6 +249,156 @@ describe("the failed-handshake limit (maxFailuresPerMinute)", () => {
     } finally {
       client.disconnect();
     }
+  });
+});
+
+/** Reads of `store` answer `ms` late (a slow store), on the real store underneath. */
+function slowReads(store: Store, ms: number): { reads: number } {
+  const counter = { reads: 0 };
+  const get = store.get.bind(store);
+  store.get = (sid, callback) => {
+    counter.reads++;
+    setTimeout(() => get(sid, callback), ms);
+  };
+  return counter;
+}
+
+/** A cookie that names a session nobody has, validly signed: a guess. */
+const guess = (i: number) => `connect.sid=${encodeURIComponent(`s:${signature.sign(`guess-${i}`, SECRET)}`)}`;
+
+describe("the failure limit counts failures only (issue 20)", () => {
+  it("admits one user's 6 namespaces over one connection with a limit of 5", async () => {
+    const h = await start({ bridge: { maxFailuresPerMinute: 5 } });
+    slowReads(h.store, 20);
+    const names = ["/", "/a", "/b", "/c", "/d", "/e"];
+    for (const name of names) h.io.of(name);
+    const manager = new Manager(h.url, { transports: ["websocket"], reconnection: false, extraHeaders: { cookie: await h.login("alice") } });
+    try {
+      const sockets = names.map((name) => manager.socket(name).connect());
+      // Each socket's outcome: connected, or the code it was refused with.
+      const outcomes = sockets.map(
+        (socket) =>
+          new Promise<string>((resolve) => {
+            socket.once("connect", () => resolve("connected"));
+            socket.once("connect_error", (err: Error & { data?: { code?: string } }) => resolve(err.data?.code ?? err.message));
+          }),
+      );
+      expect(await Promise.all(outcomes)).toEqual(Array(6).fill("connected"));
+      expect(sockets.every((socket) => socket.connected)).toBe(true);
+    } finally {
+      manager.engine?.close();
+    }
+  });
+
+  it("admits 20 logged-in users behind one address reconnecting at once, with a 20 ms store", async () => {
+    const h = await start({ bridge: { maxFailuresPerMinute: 5 } });
+    const cookies = await Promise.all(Array.from({ length: 20 }, (_, i) => h.login(USERS[i % USERS.length]!.username)));
+    const store = slowReads(h.store, 20);
+    const outcomes = await Promise.allSettled(cookies.map((cookie) => h.connect({ cookie, reconnection: false })));
+    expect(outcomes.filter((o) => o.status === "rejected")).toEqual([]);
+    expect(store.reads).toBe(20);
+  });
+
+  it.each(["memory", "redis"] as const)(
+    "lets no more than the limit of 20 parallel guesses reach the store and be counted (%s limiter)",
+    async (kind) => {
+      const client = new Redis(inject("redisUrl"));
+      try {
+        const shared = kind === "redis" ? redisFailureLimiter(client, { prefix: `psb:failures:${randomUUID()}:` }) : memoryFailureLimiter();
+        let counted = 0;
+        const failureLimiter: FailureLimiter = {
+          failures: (key) => shared.failures(key),
+          fail: (key) => (counted++, shared.fail(key)),
+          retryAfterMs: (key) => shared.retryAfterMs!(key),
+        };
+        const h = await start({ bridge: { maxFailuresPerMinute: 5, failureLimiter } });
+        const store = slowReads(h.store, 20);
+        const refusals = await Promise.all(Array.from({ length: 20 }, (_, i) => h.refusal({ cookie: guess(i), reconnection: false })));
+        const codes = refusals.map((r) => r.data.code);
+        expect(codes.filter((c) => c === "session_missing")).toHaveLength(5);
+        expect(codes.filter((c) => c === "too_many_attempts")).toHaveLength(15);
+        expect(store.reads).toBe(5);
+        expect(counted).toBe(5);
+        // Each refusal past the limit says when the window lets the address try again (at most a minute).
+        for (const refusal of refusals.filter((r) => r.data.code === "too_many_attempts")) {
+          expect(refusal.data).toEqual({ code: "too_many_attempts", reconnect: true, retryAfterMs: expect.any(Number) });
+          expect(refusal.data.retryAfterMs).toBeGreaterThan(55_000);
+          expect(refusal.data.retryAfterMs).toBeLessThanOrEqual(60_000);
+        }
+      } finally {
+        client.disconnect();
+      }
+    },
+  );
+
+  it("too_many_attempts may be retried: after retryAfterMs the address is admitted again", async () => {
+    const h = await start({ bridge: { maxFailuresPerMinute: 2 } });
+    const cookie = await h.login("alice");
+    await code(h, { cookie: guess(1) });
+    await code(h, { cookie: guess(2) });
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      const refused = await h.refusal({ cookie });
+      expect(refused.data).toEqual({ code: "too_many_attempts", reconnect: true, retryAfterMs: expect.any(Number) });
+      expect(refused.message).toMatch(/retryAfterMs/);
+      vi.setSystemTime(Date.now() + (refused.data.retryAfterMs as number) - 1_000);
+      expect(await code(h, { cookie })).toBe("too_many_attempts");
+      vi.setSystemTime(Date.now() + 1_000);
+      await h.connect({ cookie });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("a successful attempt never counts: 10 connections in a row with a limit of 1", async () => {
+    const h = await start({ bridge: { maxFailuresPerMinute: 1 } });
+    const cookie = await h.login("alice");
+    for (let i = 0; i < 10; i++) (await h.connect({ cookie, reconnection: false })).disconnect();
+    expect(await code(h, { cookie: guess(1) })).toBe("session_missing");
+    expect(await code(h, { cookie })).toBe("too_many_attempts");
+  });
+});
+
+describe("Security.limit, on its own", () => {
+  const request = (address: string) => ({ headers: {}, socket: { remoteAddress: address } }) as unknown as IncomingMessage;
+  const security = (maxFailuresPerMinute: number, timeoutMs = 1_000) =>
+    new Security({ origins: false, requireOrigin: false, trustProxy: false, csrf: false, maxFailuresPerMinute, failureLimiter: undefined, timeoutMs });
+  const settled = async (promise: Promise<unknown>) => {
+    let done = false;
+    void promise.then(() => (done = true), () => (done = true));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    return done;
+  };
+
+  it("holds an attempt past the room left until an earlier one is decided, and counts none of them", async () => {
+    const s = security(2);
+    const first = await s.limit(request("192.0.2.1"));
+    await s.limit(request("192.0.2.1"));
+    const third = s.limit(request("192.0.2.1"));
+    expect(await settled(third)).toBe(false);
+    // Another address is not held by this one.
+    await s.limit(request("192.0.2.2"));
+    first();
+    expect(await settled(third)).toBe(true);
+  });
+
+  it("refuses an attempt that waited the deadline for its turn, with retryAfterMs, and forgets the address after", async () => {
+    const s = security(1, 50);
+    const first = await s.limit(request("192.0.2.1"));
+    await expect(s.limit(request("192.0.2.1"))).rejects.toMatchObject({ code: "too_many_attempts", data: { reconnect: true, retryAfterMs: 50 } });
+    first();
+    (await s.limit(request("192.0.2.1")))();
+    expect(s["turns"].size).toBe(0);
+  });
+
+  it("a failure reported while an attempt waits counts for it: one failure with a limit of 1 refuses the waiting one", async () => {
+    const s = security(1);
+    const req = request("192.0.2.1");
+    const first = await s.limit(req);
+    const second = s.limit(req);
+    first();
+    s.refused(req, new RefusalError("unauthenticated"));
+    await expect(second).rejects.toMatchObject({ code: "too_many_attempts" });
   });
 });
 
