@@ -43,6 +43,8 @@ export class Admission implements Deadline {
   finished = false;
   /** Its own rooms' endings, once it lingered (endings.ts). */
   watch: Watch | undefined = undefined;
+  /** Its place in the failure limit's line, for a socket that reused its connection's handshake. */
+  release: (() => void) | undefined = undefined;
   deadlineAt?: number | undefined;
   deadlinePrev?: Deadline | undefined;
   deadlineNext?: Deadline | undefined;
@@ -75,6 +77,8 @@ export interface Handshaken {
   /** When the store read behind its identity began (the copy's own time, for a copy), once it has one. */
   readAt?: number | undefined;
   settled: boolean;
+  /** Gives its first socket's place in the failure limit's line back (security.ts), once that socket is decided. */
+  release?: (() => void) | undefined;
 }
 
 export class Gate<TUser> {
@@ -107,14 +111,24 @@ export class Gate<TUser> {
    * with `finish` (once the socket is connected or gone); a refusal gives it back here.
    */
   async admit(socket: AnySocket): Promise<Admission> {
-    const { allowAnonymous, onAccept, onReject } = this.options;
     const { handshake, fresh } = this.handshakeOf(socket);
     const admission = new Admission(handshake.ticket, handshake, this.linger);
+    try {
+      return await this.decide(socket, admission, fresh);
+    } finally {
+      // The attempt's place in its address's line goes back only once a failure, if it failed, is counted (after
+      // onAccept and onReject), so a burst cannot slip in between.
+      (fresh ? handshake.release : admission.release)?.();
+    }
+  }
+
+  private async decide(socket: AnySocket, admission: Admission, fresh: boolean): Promise<Admission> {
+    const { allowAnonymous, onAccept, onReject } = this.options;
+    const { handshake } = admission;
     let refusal: RefusalError;
-    let decided: (() => void) | undefined;
     try {
       // A fresh handshake was screened; every other attempt on the connection counts against the limit too.
-      if (!fresh) decided = await this.security.limit(socket.request);
+      if (!fresh) admission.release = await this.security.limit(socket.request);
       const identity = await handshake.identity;
       this.checkNotEnded(identity, admission);
       try {
@@ -131,8 +145,6 @@ export class Gate<TUser> {
     } catch (err) {
       refusal = err as RefusalError;
       if (allowAnonymous && NOBODY.has(refusal.code)) return admission;
-    } finally {
-      decided?.();
     }
     // Past the failure limit nothing more is tried, not even as anonymous.
     if (onReject && refusal.code !== "too_many_attempts") {
@@ -246,10 +258,9 @@ export class Gate<TUser> {
     }
     if (!screened && !this.tokens.enabled) return this.handshake.authenticate(handshake.request, handshake);
     const identity = screened
-      ? screened.then((decided) => {
-          const authenticated = this.authenticate(socket, handshake.request);
-          authenticated.then(decided, decided);
-          return authenticated;
+      ? screened.then((release) => {
+          handshake.release = release;
+          return this.authenticate(socket, handshake.request);
         })
       : this.authenticate(socket, handshake.request);
     identity.then(
