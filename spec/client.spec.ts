@@ -11,7 +11,7 @@ import { build } from "esbuild";
 import jwt from "jsonwebtoken";
 import { ExtractJwt, Strategy as JwtStrategy } from "passport-jwt";
 import { io as ioClient, type Socket as ClientSocket } from "socket.io-client";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ChannelError, withAuth, type EndedInfo, type PresenceMember, type RefusalInfo, type SocketAuth } from "../lib/client.js";
 import { harnessPerTest, nextEvent, type Harness, type HarnessOptions, type User } from "./helpers/harness.js";
 import { failOnLeaks } from "./helpers/leaks.js";
@@ -316,6 +316,29 @@ describe("token renewal that cannot run away", () => {
     await sleep(2000);
     expect(refreshes.count).toBe(0);
     expect(auth.state).toBe("connected");
+  });
+
+  it("...and is renewed at 80-90% of its life all the same, the delay waited in steps (fake timers)", async () => {
+    const DAY = 24 * 3600_000;
+    const h = await start({ bridge: { strategies: ["jwt"] }, passport: withJwt });
+    const refreshes = countRefreshes(h.io);
+    // The Engine.IO connection opened first keeps real timers (pings) on both ends: only withAuth's are fake.
+    const socket = clientSocket(h.url);
+    await new Promise<void>((resolve, reject) => socket.io.open((err) => (err ? reject(err) : resolve())));
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      const auth = withAuth(socket, { token: () => jwt.sign({ sub: "1" }, KEY, { algorithm: "HS256", expiresIn: "60d" }) }).connect();
+      await nextEvent(auth.socket, "connect");
+      vi.advanceTimersByTime(47 * DAY);
+      await sleep(100);
+      expect(refreshes.count).toBe(0);
+      // 80-90% of 60 days is day 48 to 54.
+      vi.advanceTimersByTime(8 * DAY);
+      await expect.poll(() => refreshes.count).toBe(1);
+      expect(auth.state).toBe("connected");
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   /**
