@@ -18,6 +18,8 @@ export interface RefusalInfo {
   message: string;
   /** Whether retrying can help. When false the socket stays stopped until `auth.connect()`. */
   reconnect: boolean;
+  /** How long the server asks to wait before retrying (`too_many_attempts`), in ms; the retry waits at least that. */
+  retryAfterMs?: number;
 }
 
 /** Why the server ended a connected socket. */
@@ -54,9 +56,12 @@ export interface JoinOptions {
 
 export interface WithAuthOptions {
   /** Fetches the session's CSRF token; sent as the handshake's `auth.csrf` on every (re)connect. */
-  csrf?: () => string | Promise<string>;
-  /** Fetches an access token; sent as `auth.token` on every (re)connect, and renewed before its `exp`. */
-  token?: () => string | Promise<string>;
+  csrf?: () => Credential | Promise<Credential>;
+  /**
+   * Fetches an access token; sent as `auth.token` on every (re)connect, and renewed before its `exp`. Nothing
+   * (`null`, `undefined`, "") or a throw means no token: the last one is never sent again.
+   */
+  token?: () => Credential | Promise<Credential>;
   /** The server's `endedEvent` option. Default `"auth:ended"`. */
   endedEvent?: string;
   /** The event the app pushes a refreshed user with (see the README). Default `"auth:user"`. */
@@ -67,7 +72,57 @@ export interface WithAuthOptions {
   ackTimeoutMs?: number;
 }
 
+/** What `csrf()` or `token()` may give: nothing (`null`, `undefined`) means none. */
+export type Credential = string | null | undefined;
+
 type Listener = (...args: any[]) => void;
+
+/** setTimeout's longest delay (2^31-1 ms, about 24.8 days): a longer one fires at once, so it is waited in steps. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
+/**
+ * The least time between two token renewals (and from a connect to the first), whatever the token or the
+ * clocks say: a token that looks expired already, or a server answering with a near expiry, costs at most one
+ * `auth:refresh` a second.
+ */
+const MIN_RENEWAL_MS = 1000;
+
+/** One pending call after a delay of any length (waited in steps setTimeout can take); setting it again replaces it. */
+class Timer {
+  private handle: ReturnType<typeof setTimeout> | undefined;
+
+  set(ms: number, fn: () => void): void {
+    this.clear();
+    const step = ms > MAX_DELAY_MS ? MAX_DELAY_MS : ms > 0 ? ms : 0;
+    this.handle = setTimeout(() => (ms > step ? this.set(ms - step, fn) : fn()), step);
+  }
+
+  clear(): void {
+    clearTimeout(this.handle);
+  }
+}
+
+/** Incoming payloads are checked before use: a malformed one is ignored, never thrown on inside socket.io-client. */
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null;
+const stringIn = (value: unknown, key: string): string | undefined =>
+  isObject(value) && typeof value[key] === "string" ? (value[key] as string) : undefined;
+
+/** A presence member as the server describes one, or undefined for anything else. */
+function memberOf(value: unknown): PresenceMember | undefined {
+  if (!isObject(value)) return undefined;
+  return { userId: stringIn(value, "userId"), ...("info" in value ? { info: value.info } : {}) };
+}
+
+/** What a credential function gives now: a non-empty string, nothing, or FAILED when it threw. */
+const FAILED = Symbol();
+async function fetchCredential(fn: (() => Credential | Promise<Credential>) | undefined): Promise<string | undefined | typeof FAILED> {
+  try {
+    const value = await fn?.();
+    return typeof value === "string" && value !== "" ? value : undefined;
+  } catch {
+    return FAILED;
+  }
+}
 
 /** A small typed emitter (no Node or browser dependency). A listener that throws does not stop the others. */
 class Emitter<Events extends Record<string, Listener>> {
@@ -129,17 +184,16 @@ export class ChannelHandle<TInfo = unknown> extends Emitter<ChannelEvents<TInfo>
 /** Answers that the helper retries after a backoff; any other refusal stops. */
 const RETRYABLE_REFRESH = new Set(["deserialize_failed", "store_unavailable", "cluster_unavailable", "server_error", "timeout"]);
 
-type Answer = { ok: true; members?: PresenceMember[] } | { ok: false; code: string };
 
 export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
   private current: AuthState = "idle";
   private readonly channels = new Map<string, ChannelHandle<any>>();
   /** Channels to join again after a reconnect, with how. */
   private readonly joined = new Map<string, JoinOptions>();
-  private readonly credentials: { csrf?: string; token?: string } = {};
+  private readonly credentials: { csrf?: string | undefined; token?: string | undefined } = {};
   private readonly baseAuth: Record<string, unknown>;
-  private retryTimer: ReturnType<typeof setTimeout> | undefined;
-  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly retryTimer = new Timer();
+  private readonly refreshTimer = new Timer();
   private attempt = 0;
   private connectedOnce = false;
 
@@ -152,24 +206,29 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
     this.baseAuth = typeof auth === "object" && auth !== null ? { ...(auth as Record<string, unknown>) } : {};
     // socket.io-client calls this before every CONNECT it sends, reconnects included.
     (socket as { auth?: unknown }).auth = (send: (data: object) => void) => {
-      this.fetchCredentials().then(
-        () => send({ ...this.baseAuth, ...this.credentials }),
-        () => send({ ...this.baseAuth, ...this.credentials }),
-      );
+      this.fetchCredentials().then(() => send(this.handshakeAuth()));
     };
     socket.on("connect", () => this.connected());
-    socket.on("connect_error", (err: Error & { data?: Partial<RefusalInfo> }) => this.connectError(err));
+    socket.on("connect_error", (err: Error & { data?: unknown }) => this.connectError(err));
     socket.on("disconnect", () => this.disconnected());
-    socket.on(options.endedEvent ?? "auth:ended", (ending: EndedInfo) => this.end(ending));
+    socket.on(options.endedEvent ?? "auth:ended", (ending: unknown) => {
+      const code = stringIn(ending, "code");
+      if (code !== undefined) this.end({ code });
+    });
+    // (The user is the app's own payload: passed on as it came.)
     socket.on(options.userEvent ?? "auth:user", (user: TUser) => this.emit("user", user));
-    socket.on("auth:left", ({ channel }: { channel: string }) => {
+    socket.on("auth:left", (payload: unknown) => {
+      const channel = stringIn(payload, "channel");
+      if (channel === undefined) return;
       this.joined.delete(channel);
       this.channels.get(channel)?.dispatch("left");
     });
     for (const [event, kind] of [["presence:join", "join"], ["presence:leave", "leave"]] as const) {
-      socket.on(event, ({ channel, member }: { channel: string; member: PresenceMember }) =>
-        this.channels.get(channel)?.dispatch(kind, member),
-      );
+      socket.on(event, (payload: unknown) => {
+        const channel = stringIn(payload, "channel");
+        const member = memberOf(isObject(payload) ? payload.member : undefined);
+        if (channel !== undefined && member) this.channels.get(channel)?.dispatch(kind, member);
+      });
     }
     if (socket.connected) this.setState("connected");
   }
@@ -199,7 +258,8 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
   async join<TInfo = unknown>(channel: string, options: JoinOptions = {}): Promise<{ members?: PresenceMember<TInfo>[] }> {
     const answer = await this.ask("auth:join", await this.joinPayload(channel, options), channel);
     this.joined.set(channel, options);
-    return answer.members ? { members: answer.members as PresenceMember<TInfo>[] } : {};
+    if (!Array.isArray(answer.members)) return {};
+    return { members: answer.members.map(memberOf).filter((m) => m !== undefined) as PresenceMember<TInfo>[] };
   }
 
   /** Leaves a channel (and stops joining it again). Rejects with a ChannelError. */
@@ -226,11 +286,25 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
     this.emit("state", state);
   }
 
+  /** Never rejects. */
   private async fetchCredentials(): Promise<void> {
     const { csrf, token } = this.options;
-    const [csrfValue, tokenValue] = await Promise.all([csrf?.(), token?.()]);
-    if (typeof csrfValue === "string") this.credentials.csrf = csrfValue;
-    if (typeof tokenValue === "string") this.credentials.token = tokenValue;
+    const [csrfValue, tokenValue] = await Promise.all([fetchCredential(csrf), fetchCredential(token)]);
+    // A CSRF token is worth nothing without the session cookie: when csrf() throws, the last one is sent again.
+    if (csrfValue !== FAILED) this.credentials.csrf = csrfValue;
+    // A token is a credential by itself: one that is not there now (a logout, a failed fetch) is never re-sent.
+    this.credentials.token = tokenValue === FAILED ? undefined : tokenValue;
+  }
+
+  /** The handshake's `auth`: the app's own object, and the credentials the functions gave, or none. */
+  private handshakeAuth(): Record<string, unknown> {
+    const auth = { ...this.baseAuth };
+    for (const key of ["csrf", "token"] as const) {
+      if (this.credentials[key] !== undefined) auth[key] = this.credentials[key];
+      // A function that gave nothing means no value, not the one in `io({ auth })`.
+      else if (this.options[key]) delete auth[key];
+    }
+    return auth;
   }
 
   private connected(): void {
@@ -242,32 +316,40 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
     this.connectedOnce = true;
   }
 
-  private connectError(err: Error & { data?: Partial<RefusalInfo> }): void {
+  private connectError(err: Error & { data?: unknown }): void {
     // A transport error (the server unreachable): socket.io-client retries by itself.
     if (this.socket.active) return this.setState("connecting");
     // A middleware refused: the bridge says why; another middleware's plain Error counts as `rejected`.
-    const data = err.data ?? {};
-    const code = typeof data.code === "string" ? data.code : "rejected";
-    const refusal: RefusalInfo = { code, message: err.message, reconnect: data.reconnect === true };
-    if (typeof data.reason === "string") refusal.reason = data.reason;
+    const data: unknown = err?.data;
+    const refusal: RefusalInfo = {
+      code: stringIn(data, "code") ?? "rejected",
+      message: String(err?.message),
+      reconnect: isObject(data) && data.reconnect === true,
+    };
+    const reason = stringIn(data, "reason");
+    if (reason !== undefined) refusal.reason = reason;
+    const retryAfterMs = isObject(data) ? data.retryAfterMs : undefined;
+    if (typeof retryAfterMs === "number" && retryAfterMs >= 0 && retryAfterMs < Infinity) refusal.retryAfterMs = retryAfterMs;
     this.emit("refused", refusal);
-    if (refusal.reconnect) return this.retry();
+    if (refusal.reconnect) return this.retry(refusal.retryAfterMs);
     // Stops the Engine.IO layer too (the manager closes once no socket of it is active).
     this.socket.disconnect();
     this.stopTimers();
     this.setState("refused");
   }
 
-  private retry(): void {
+  /** Connects again after a jittered backoff; at least `retryAfterMs` (plus up to `minDelayMs` more) when the server asked. */
+  private retry(retryAfterMs?: number): void {
     const { minDelayMs = 1000, maxDelayMs = 30_000 } = this.options.retry ?? {};
-    const delay = Math.min(maxDelayMs, minDelayMs * 2 ** this.attempt++) * (0.5 + Math.random() / 2);
+    let delay = Math.min(maxDelayMs, minDelayMs * 2 ** this.attempt++) * (0.5 + Math.random() / 2);
+    // Jittered too, so that the clients a limit refused together do not come back together.
+    if (retryAfterMs !== undefined) delay = Math.max(delay, retryAfterMs + Math.random() * minDelayMs);
     this.setState("connecting");
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.socket.connect(), delay);
+    this.retryTimer.set(delay, () => this.socket.connect());
   }
 
   private disconnected(): void {
-    clearTimeout(this.refreshTimer);
+    this.refreshTimer.clear();
     if (this.current === "ended" || this.current === "refused") return;
     // socket.io-client reconnects by itself unless the server or the app disconnected the socket.
     this.setState(this.socket.active ? "connecting" : "idle");
@@ -280,40 +362,70 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
   }
 
   private stopTimers(): void {
-    clearTimeout(this.retryTimer);
-    clearTimeout(this.refreshTimer);
+    this.retryTimer.clear();
+    this.refreshTimer.clear();
   }
 
-  /** Renews the token at a random point of the last 10–20% of its lifetime, so a fleet does not refresh at once. */
-  private scheduleRefresh(): void {
-    clearTimeout(this.refreshTimer);
-    const claims = this.options.token && this.credentials.token ? jwtClaims(this.credentials.token) : undefined;
-    if (!claims?.exp) return;
-    const exp = claims.exp * 1000;
-    const lifetime = exp - (claims.iat ? claims.iat * 1000 : Date.now());
-    const at = exp - lifetime * (0.1 + Math.random() * 0.1);
-    this.refreshTimer = setTimeout(() => this.refresh(exp).catch(() => undefined), Math.max(0, at - Date.now()));
+  /**
+   * Renews the token at a random point of the last 10–20% of its lifetime, so a fleet does not renew at once,
+   * and never sooner than MIN_RENEWAL_MS. The server's answer to a renewal says how long the token has left
+   * on its own clock (a wrong clock here changes nothing); before one, the token's claims on this clock.
+   */
+  private scheduleRefresh(answer?: Record<string, unknown>): void {
+    this.refreshTimer.clear();
+    const token = this.options.token && this.credentials.token;
+    if (!token || this.current !== "connected") return;
+    const now = Date.now();
+    let left: number;
+    let lifetime: number;
+    let delay: number | undefined;
+    if (typeof answer?.now === "number") {
+      // No expiresAt from a server that sends its clock: it enforces no expiry, so there is nothing to renew.
+      if (typeof answer.expiresAt !== "number") return;
+      left = lifetime = answer.expiresAt - answer.now;
+    } else {
+      const claims = jwtClaims(token);
+      if (!claims?.exp) return;
+      const exp = claims.exp * 1000;
+      lifetime = exp - (claims.iat ? claims.iat * 1000 : now);
+      left = exp - now;
+      // A token that looks expired, or issued in the future, says this clock is off: renew soon (at the
+      // floor) to learn the server's clock; till then, count on the token's lifetime.
+      if (left <= 0 || lifetime < left - 5000) left = delay = lifetime;
+    }
+    delay = delay === undefined ? left - lifetime * (0.1 + Math.random() * 0.1) : 0;
+    const until = now + left;
+    this.refreshTimer.set(Math.max(MIN_RENEWAL_MS, delay), () => this.refresh(until).catch(() => undefined));
   }
 
-  private async refresh(exp: number): Promise<void> {
-    let code: string;
+  /** Sends a fresh token; `until` is when the current one runs out (on this clock, as far as known). */
+  private async refresh(until: number): Promise<void> {
+    // No answer in time, or a token() that throws: tried again.
+    let code = "timeout";
     try {
-      const token = await this.options.token!();
-      const answer = await this.socket.timeout(this.ackTimeout()).emitWithAck("auth:refresh", { token });
-      if ((answer as Answer).ok) {
-        this.credentials.token = token;
-        return this.scheduleRefresh();
+      const token = await fetchCredential(this.options.token);
+      if (token === undefined) {
+        // No token any more (a logout): this socket's user is gone with it.
+        code = "token_invalid";
+      } else if (token !== FAILED) {
+        const answer: unknown = await this.socket.timeout(this.ackTimeout()).emitWithAck("auth:refresh", { token });
+        if (isObject(answer) && answer.ok === true) {
+          this.credentials.token = token;
+          return this.scheduleRefresh(answer);
+        }
+        code = stringIn(answer, "code") ?? "server_error";
       }
-      code = (answer as { code: string }).code;
     } catch {
-      code = "timeout";
+      // (No answer within ackTimeoutMs.)
     }
     if (this.current !== "connected") return;
     // Worth another try while the token lasts; past that, the server ends the socket with token_expired.
-    if (RETRYABLE_REFRESH.has(code) && Date.now() < exp) {
-      this.refreshTimer = setTimeout(() => this.refresh(exp).catch(() => undefined), Math.min(5000, Math.max(0, (exp - Date.now()) / 2)));
+    if (RETRYABLE_REFRESH.has(code) && Date.now() < until) {
+      const delay = Math.max(MIN_RENEWAL_MS, Math.min(5000, (until - Date.now()) / 2));
+      this.refreshTimer.set(delay, () => this.refresh(until).catch(() => undefined));
       return;
     }
+    this.credentials.token = undefined;
     this.socket.disconnect();
     this.end({ code: "token_expired" });
   }
@@ -334,14 +446,15 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
     return { channel, ...(auth === undefined ? {} : { auth }), ...(data === undefined ? {} : { data }) };
   }
 
-  private async ask(event: string, payload: Record<string, unknown>, channel: string): Promise<Answer & { ok: true }> {
-    let answer: Answer;
+  /** The server's answer to a join or leave, when it is `ok`; rejects with a ChannelError otherwise. */
+  private async ask(event: string, payload: Record<string, unknown>, channel: string): Promise<Record<string, unknown>> {
+    let answer: unknown;
     try {
-      answer = (await this.socket.timeout(this.ackTimeout()).emitWithAck(event, payload)) as Answer;
+      answer = await this.socket.timeout(this.ackTimeout()).emitWithAck(event, payload);
     } catch {
       throw new ChannelError("timeout", channel);
     }
-    if (!answer?.ok) throw new ChannelError((answer as { code?: string })?.code ?? "server_error", channel);
+    if (!isObject(answer) || answer.ok !== true) throw new ChannelError(stringIn(answer, "code") ?? "server_error", channel);
     return answer;
   }
 

@@ -7,15 +7,30 @@
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import { delayUntil, within } from "./deadline.js";
-import { RefusalError } from "./errors.js";
+import { REFUSALS, RefusalError, type RefusalCode } from "./errors.js";
 import { detachedResponse, giveIsAuthenticated, userIdOf, type Identity } from "./handshake.js";
 import type { ResolvedOptions } from "./options.js";
 import type { AnySocket } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:tokens");
 
-/** The event a token client sends a fresh token with, and gets `{ ok, code? }` back. */
+/** The event a token client sends a fresh token with, and gets a RefreshAnswer back. */
 export const REFRESH_EVENT = "auth:refresh";
+
+/**
+ * The answer to `auth:refresh`. Accepted: the expiry now enforced (`expiresAt`, ms since the epoch; absent for
+ * a token without `exp`) and the server's clock (`now`), so a client with a wrong clock still renews in time.
+ */
+export type RefreshAnswer = { ok: true; expiresAt?: number; now: number } | { ok: false; code: string; message: string };
+
+const MALFORMED_REFRESH = "auth:refresh takes `{ token }` with a non-empty token string, and an ack.";
+const UNBOUNDED_REFRESH =
+  "This connection's token has an expiry, so a refresh must bring a token with an `exp` too: issue one with an `exp`.";
+
+function refusedRefresh(code: string, message?: string): RefreshAnswer {
+  const known: { message: string } | undefined = REFUSALS[code as RefusalCode];
+  return { ok: false, code, message: message ?? known?.message ?? REFUSALS.server_error.message };
+}
 
 type Request = IncomingMessage & Record<string, any>;
 
@@ -100,22 +115,50 @@ export class Tokens {
       clearTimeout(connection.timer);
       if (this.connections.get(req) === connection) this.connections.delete(req);
     });
-    socket.on(REFRESH_EVENT, (payload: unknown, ack?: (answer: { ok: boolean; code?: string }) => void) => {
-      const answer = typeof ack === "function" ? ack : () => undefined;
-      const token = typeof (payload as { token?: unknown } | undefined)?.token === "string" ? (payload as { token: string }).token : undefined;
-      if (!token) return answer({ ok: false, code: "token_invalid" });
-      this.authenticate(req, token).then(
-        (fresh) => {
-          // A token for someone else cannot take over this connection.
-          if (fresh.userId !== connection.identity.userId) return answer({ ok: false, code: "token_invalid" });
-          req[this.options.userProperty] = fresh.user;
-          connection.identity.expires = fresh.expires;
-          this.schedule(connection, fresh.expires, end);
-          answer({ ok: true });
-        },
-        (refusal: RefusalError) => answer({ ok: false, code: refusal.code }),
-      );
+    socket.on(REFRESH_EVENT, (...args: unknown[]) => {
+      // Every request is answered if it carries an ack, even one sent with no payload (the ack comes first then).
+      const last = args[args.length - 1];
+      const ack = typeof last === "function" ? (last as (answer: RefreshAnswer) => void) : () => undefined;
+      this.refresh(req, connection, args[0], end)
+        .catch((err: unknown) => {
+          debug("auth:refresh failed: %O", err);
+          return refusedRefresh("server_error");
+        })
+        .then(ack)
+        .catch((err: unknown) => debug("answering auth:refresh failed: %O", err));
     });
+  }
+
+  /**
+   * One `auth:refresh`: a fresh token for the same user replaces the connection's user and expiry. A refresh
+   * never loosens the expiry: a token without `exp` on a connection that has one is refused (taken, the
+   * connection would never end; answered `ok` with the old expiry kept, the client would think it renewed).
+   * The answer carries the expiry now enforced and the server's clock, so a client renews on the server's
+   * time, not its own.
+   */
+  private async refresh(
+    req: Request,
+    connection: WatchedConnection,
+    payload: unknown,
+    end: (socket: AnySocket) => void,
+  ): Promise<RefreshAnswer> {
+    const token = typeof payload === "object" && payload !== null ? (payload as { token?: unknown }).token : undefined;
+    if (typeof token !== "string" || token === "") return refusedRefresh("token_invalid", MALFORMED_REFRESH);
+    let fresh: Identity;
+    try {
+      fresh = await this.authenticate(req, token);
+    } catch (refusal) {
+      return refusedRefresh(refusal instanceof RefusalError ? refusal.code : "server_error");
+    }
+    // A token for someone else cannot take over this connection.
+    if (fresh.userId !== connection.identity.userId) return refusedRefresh("token_invalid");
+    if (fresh.expires === undefined && connection.identity.expires !== undefined) {
+      return refusedRefresh("token_invalid", UNBOUNDED_REFRESH);
+    }
+    req[this.options.userProperty] = fresh.user;
+    connection.identity.expires = fresh.expires;
+    this.schedule(connection, fresh.expires, end);
+    return { ok: true, now: Date.now(), ...(fresh.expires === undefined ? {} : { expiresAt: fresh.expires }) };
   }
 
   private readonly connections = new WeakMap<IncomingMessage, WatchedConnection>();

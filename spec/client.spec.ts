@@ -4,17 +4,19 @@
  * renewed before they expire without a reconnect, channels joined again after a server restart, presence,
  * and the bundle's size.
  */
+import { spawn } from "node:child_process";
 import { gzipSync } from "node:zlib";
 import { setTimeout as sleep } from "node:timers/promises";
 import { build } from "esbuild";
 import jwt from "jsonwebtoken";
 import { ExtractJwt, Strategy as JwtStrategy } from "passport-jwt";
 import { io as ioClient, type Socket as ClientSocket } from "socket.io-client";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ChannelError, withAuth, type EndedInfo, type PresenceMember, type RefusalInfo, type SocketAuth } from "../lib/client.js";
 import { harnessPerTest, nextEvent, type Harness, type HarnessOptions, type User } from "./helpers/harness.js";
 import { failOnLeaks } from "./helpers/leaks.js";
 import { FlakyStore } from "./helpers/stores.js";
+import type { Server } from "socket.io";
 
 const start = harnessPerTest();
 failOnLeaks();
@@ -57,6 +59,32 @@ function countHandshakes(): { counts: Map<string, number>; options: HarnessOptio
       },
     },
   };
+}
+
+/** Counts the `auth:refresh` requests that reach the server, from any client. */
+function countRefreshes(io: Server): { count: number } {
+  const seen = { count: 0 };
+  io.on("connection", (socket) =>
+    socket.use(([event], next) => {
+      if (event === "auth:refresh") seen.count++;
+      next();
+    }),
+  );
+  return seen;
+}
+
+/** The client bundle as the package ships it (minified ESM, socket.io-client left out). */
+async function clientBundle(): Promise<Uint8Array> {
+  const result = await build({
+    entryPoints: ["lib/client.ts"],
+    bundle: true,
+    minify: true,
+    format: "esm",
+    external: ["socket.io-client"],
+    write: false,
+    logLevel: "silent",
+  });
+  return result.outputFiles[0]!.contents;
 }
 
 const withJwt: HarnessOptions["passport"] = (passport, users) => {
@@ -273,17 +301,196 @@ describe("channels", () => {
 
 describe("the bundle", () => {
   it("is under 3 KB minified and gzipped, without socket.io-client", async () => {
-    const result = await build({
-      entryPoints: ["lib/client.ts"],
-      bundle: true,
-      minify: true,
-      format: "esm",
-      external: ["socket.io-client"],
-      write: false,
-      logLevel: "silent",
-    });
-    const bytes = gzipSync(result.outputFiles[0]!.contents, { level: 9 }).length;
+    const bytes = gzipSync(await clientBundle(), { level: 9 }).length;
     expect(bytes).toBeLessThan(3 * 1024);
     console.info(`client bundle: ${bytes} bytes minified and gzipped`);
+  });
+});
+
+describe("token renewal that cannot run away", () => {
+  it("a token that lives past setTimeout's limit (60 days) is not renewed at once, nor in a loop", async () => {
+    const h = await start({ bridge: { strategies: ["jwt"] }, passport: withJwt });
+    const refreshes = countRefreshes(h.io);
+    const auth = withAuth(clientSocket(h.url), { token: () => jwt.sign({ sub: "1" }, KEY, { algorithm: "HS256", expiresIn: "60d" }) }).connect();
+    await nextEvent(auth.socket, "connect");
+    await sleep(2000);
+    expect(refreshes.count).toBe(0);
+    expect(auth.state).toBe("connected");
+  });
+
+  it("...and is renewed at 80-90% of its life all the same, the delay waited in steps (fake timers)", async () => {
+    const DAY = 24 * 3600_000;
+    const h = await start({ bridge: { strategies: ["jwt"] }, passport: withJwt });
+    const refreshes = countRefreshes(h.io);
+    // The Engine.IO connection opened first keeps real timers (pings) on both ends: only withAuth's are fake.
+    const socket = clientSocket(h.url);
+    await new Promise<void>((resolve, reject) => socket.io.open((err) => (err ? reject(err) : resolve())));
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      const auth = withAuth(socket, { token: () => jwt.sign({ sub: "1" }, KEY, { algorithm: "HS256", expiresIn: "60d" }) }).connect();
+      await nextEvent(auth.socket, "connect");
+      vi.advanceTimersByTime(47 * DAY);
+      await sleep(100);
+      expect(refreshes.count).toBe(0);
+      // 80-90% of 60 days is day 48 to 54.
+      vi.advanceTimersByTime(8 * DAY);
+      await expect.poll(() => refreshes.count).toBe(1);
+      expect(auth.state).toBe("connected");
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  /**
+   * The client in a process of its own whose Date.now() is off by `skewMs` (withAuth reads no other clock),
+   * against this process's server; its 3-second tokens are issued on the server's clock, as an app's are.
+   */
+  async function skewedClient(url: string, skewMs: number, watchMs: number): Promise<string[]> {
+    const script = `
+      import jwt from "jsonwebtoken";
+      import { io } from "socket.io-client";
+      const serverNow = Date.now;
+      Date.now = () => serverNow() + ${skewMs};
+      const { withAuth } = await import(process.env.CLIENT);
+      const token = () => {
+        const iat = Math.floor(serverNow() / 1000);
+        return jwt.sign({ sub: "1", iat, exp: iat + 3 }, ${JSON.stringify(KEY)}, { algorithm: "HS256" });
+      };
+      const auth = withAuth(io(${JSON.stringify(url)}, { autoConnect: false, transports: ["websocket"] }), { token });
+      for (const event of ["state", "ended", "refused"]) auth.on(event, (what) => console.log(event, JSON.stringify(what)));
+      auth.connect();
+      setTimeout(() => process.exit(0), ${watchMs});
+    `;
+    const client = `data:text/javascript;base64,${Buffer.from(await clientBundle()).toString("base64")}`;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      cwd: process.cwd(),
+      env: { ...process.env, CLIENT: client },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (chunk) => (output += chunk));
+    child.stderr.on("data", (chunk) => (output += chunk));
+    const code = await new Promise((resolve) => child.once("exit", resolve));
+    expect([code, output]).toEqual([0, expect.any(String)]);
+    return output.trim().split("\n");
+  }
+
+  it.each([
+    ["10 minutes fast", 10 * 60_000],
+    ["10 minutes slow", -10 * 60_000],
+  ])("a client clock %s renews on the server's time: a bounded count, and the socket stays", { timeout: 20_000 }, async (_, skewMs) => {
+    const h = await start({ bridge: { strategies: ["jwt"] }, passport: withJwt });
+    const refreshes = countRefreshes(h.io);
+    // Past the first token's expiry, and the next one's.
+    const lines = await skewedClient(h.url, skewMs, 6000);
+    expect(lines).toEqual(['state "connecting"', 'state "connected"']);
+    // The skew seen at connect: one renewal at the floor (1 s), then one at 80-90% of what the server says
+    // each token has left (2-3 s: iat is in whole seconds).
+    expect(refreshes.count).toBeGreaterThanOrEqual(2);
+    expect(refreshes.count).toBeLessThanOrEqual(5);
+  });
+});
+
+describe("credentials that are gone", () => {
+  it("a token() that gives nothing after a logout sends no token on the next reconnect, not the last one", async () => {
+    const handshakes: Array<Record<string, unknown>> = [];
+    const h = await start({
+      bridge: { strategies: ["jwt"], onReject: (socket) => void handshakes.push({ ...socket.handshake.auth }) },
+      passport: withJwt,
+    });
+    let token: string | null = jwt.sign({ sub: "1" }, KEY, { algorithm: "HS256", expiresIn: 60 });
+    const socket = clientSocket(h.url);
+    // A token in the app's own `auth` object does not come back either.
+    socket.auth = { app: "kept", token: "from io()" };
+    const auth = withAuth(socket, { token: () => token }).connect();
+    await nextEvent(auth.socket, "connect");
+    h.io.on("connection", (s) => handshakes.push({ ...s.handshake.auth }));
+    const refused = new Promise<RefusalInfo>((resolve) => auth.on("refused", resolve));
+    // The logout: localStorage.getItem("token") is null from now on. Then the network drops.
+    token = null;
+    for (const s of await h.io.fetchSockets()) h.io.sockets.sockets.get(s.id)?.conn.close();
+    expect((await refused).code).toBe("session_missing");
+    expect(handshakes).toEqual([{ app: "kept" }]);
+    expect(auth.state).toBe("refused");
+  });
+
+  it("a token() that throws sends no token either", async () => {
+    const handshakes: Array<Record<string, unknown>> = [];
+    const h = await start({ bridge: { strategies: ["jwt"], onReject: (socket) => void handshakes.push({ ...socket.handshake.auth }) }, passport: withJwt });
+    let fail = false;
+    const auth = withAuth(clientSocket(h.url), {
+      token: () => {
+        if (fail) throw new Error("the refresh endpoint says 401");
+        return jwt.sign({ sub: "1" }, KEY, { algorithm: "HS256", expiresIn: 60 });
+      },
+    }).connect();
+    await nextEvent(auth.socket, "connect");
+    const refused = new Promise<RefusalInfo>((resolve) => auth.on("refused", resolve));
+    fail = true;
+    for (const s of await h.io.fetchSockets()) h.io.sockets.sockets.get(s.id)?.conn.close();
+    expect((await refused).code).toBe("session_missing");
+    expect(handshakes).toEqual([{}]);
+  });
+});
+
+describe("odd payloads of the client's own events", () => {
+  it("are ignored without throwing: auth:ended, auth:left, presence:*, and the acks of auth:join", async () => {
+    const h = await start();
+    h.auth.channel("presence:room:{id}", (user) => (user ? { info: { name: user.name } } : false));
+    const auth = withAuth(clientSocket(h.url, { cookie: await h.login("alice") })).connect();
+    await nextEvent(auth.socket, "connect");
+    await auth.join("presence:room:1");
+    const [server] = await h.io.fetchSockets();
+    // A server (or app code) that answers auth:join with odd acks.
+    const odd: unknown[] = [null, "yes", { ok: "true" }, { ok: false, code: 42 }];
+    h.io.sockets.sockets.get(server!.id)!.use(([event, payload, ack], next) => {
+      if (event === "auth:join" && (payload as { channel: string }).channel.startsWith("odd:")) {
+        const i = Number((payload as { channel: string }).channel.slice(4));
+        return (ack as (answer: unknown) => void)(i < odd.length ? odd[i] : { ok: true, members: [null, 7, { userId: 3, info: "i" }] });
+      }
+      next();
+    });
+    const members: PresenceMember[] = [];
+    const handle = auth.presence("presence:room:1").on("join", (m) => members.push(m));
+    let lefts = 0;
+    handle.on("left", () => lefts++);
+    const endings: EndedInfo[] = [];
+    auth.on("ended", (e) => endings.push(e));
+    for (const payload of [undefined, null, 0, "x", [], { channel: 5 }, { channel: "presence:room:1" }, { channel: "presence:room:1", member: null }]) {
+      for (const event of ["auth:left", "presence:join", "presence:leave", "auth:ended"]) server!.emit(event, payload);
+    }
+    server!.emit("presence:join", { channel: "presence:room:1", member: { userId: "9", info: { name: "Zed" } } });
+    for (const [i] of odd.entries()) {
+      await expect(auth.join(`odd:${i}`)).rejects.toMatchObject({ name: "ChannelError", code: "server_error" });
+    }
+    expect(await auth.join(`odd:${odd.length}`)).toEqual({ members: [{ userId: undefined, info: "i" }] });
+    expect(members).toEqual([{ userId: "9", info: { name: "Zed" } }]);
+    // (`{ channel }` alone is a well-formed auth:left: sent twice above.)
+    expect([lefts, endings]).toEqual([2, []]);
+    expect(auth.state).toBe("connected");
+    expect(((await auth.socket.emitWithAck("whoami")) as { user: User }).user.name).toBe("Alice");
+  });
+});
+
+describe("a refusal that says when to retry", () => {
+  it("too_many_attempts with reconnect: true and retryAfterMs is retried no sooner than that, plus jitter", { timeout: 15_000 }, async () => {
+    const h = await start();
+    const attempts: number[] = [];
+    h.io.use((_socket, next) => {
+      attempts.push(Date.now());
+      if (attempts.length > 1) return next();
+      const err = Object.assign(new Error("Too many attempts"), { data: { code: "too_many_attempts", reconnect: true, retryAfterMs: 1500 } });
+      next(err);
+    });
+    const auth = withAuth(clientSocket(h.url, { cookie: await h.login("alice") }), { retry: { minDelayMs: 50, maxDelayMs: 100 } });
+    const refused = new Promise<RefusalInfo>((resolve) => auth.on("refused", resolve));
+    auth.connect();
+    await nextEvent(auth.socket, "connect", 5000);
+    expect(attempts).toHaveLength(2);
+    // At least retryAfterMs; the jitter is up to minDelayMs more (and a little time on the wire).
+    expect(attempts[1]! - attempts[0]!).toBeGreaterThanOrEqual(1500);
+    expect(attempts[1]! - attempts[0]!).toBeLessThan(1500 + 50 + 500);
+    expect(auth.state).toBe("connected");
+    expect(await refused).toEqual({ code: "too_many_attempts", message: "Too many attempts", reconnect: true, retryAfterMs: 1500 });
   });
 });

@@ -149,13 +149,52 @@ describe("token expiry and refresh", () => {
     const socket = await h.connect({ auth: { token: sign("1", 2) } });
     let reconnects = 0;
     socket.on("connect", () => reconnects++);
-    expect(await socket.emitWithAck("auth:refresh", { token: sign("1", 60) })).toEqual({ ok: true });
-    expect(await socket.emitWithAck("auth:refresh", { token: sign("2", 60) })).toEqual({ ok: false, code: "token_invalid" });
-    expect(await socket.emitWithAck("auth:refresh", { token: jwt.sign({ sub: "1", exp: now() - 1 }, KEY) })).toEqual({ ok: false, code: "token_expired" });
-    expect(await socket.emitWithAck("auth:refresh", {})).toEqual({ ok: false, code: "token_invalid" });
+    expect(await socket.emitWithAck("auth:refresh", { token: sign("1", 60) })).toMatchObject({ ok: true });
+    expect(await socket.emitWithAck("auth:refresh", { token: sign("2", 60) })).toMatchObject({ ok: false, code: "token_invalid" });
+    expect(await socket.emitWithAck("auth:refresh", { token: jwt.sign({ sub: "1", exp: now() - 1 }, KEY) })).toMatchObject({ ok: false, code: "token_expired" });
+    expect(await socket.emitWithAck("auth:refresh", {})).toMatchObject({ ok: false, code: "token_invalid" });
     await sleep(3200);
     expect(socket.connected).toBe(true);
     expect(reconnects).toBe(0);
+    expect((await whoami(socket)).user).toMatchObject({ name: "Alice" });
+  });
+
+  it("an accepted refresh answers with the expiry the server now enforces and the server's clock", async () => {
+    const h = await start(withJwt());
+    const socket = await h.connect({ auth: { token: sign("1", 60) } });
+    const exp = now() + 120;
+    const before = Date.now();
+    const answer = await socket.emitWithAck("auth:refresh", { token: jwt.sign({ sub: "1", exp }, KEY) });
+    expect(answer).toEqual({ ok: true, expiresAt: exp * 1000, now: expect.any(Number) });
+    expect((answer as { now: number }).now).toBeGreaterThanOrEqual(before);
+    expect((answer as { now: number }).now).toBeLessThanOrEqual(Date.now());
+  });
+
+  it("a refresh never loosens the expiry: a token without exp is refused, and the earlier expiry still ends the socket", async () => {
+    const h = await start(withJwt());
+    const socket = await h.connect({ auth: { token: sign("1", 2) } });
+    const since = Date.now();
+    expect(await socket.emitWithAck("auth:refresh", { token: jwt.sign({ sub: "1" }, KEY) })).toEqual({
+      ok: false,
+      code: "token_invalid",
+      message: expect.stringMatching(/`exp`/),
+    });
+    expect(await nextEvent(socket, "auth:ended", 5000)).toEqual({ code: "token_expired" });
+    expect(Date.now() - since).toBeLessThan(3100);
+  });
+
+  it("answers every malformed auth:refresh that has an ack, with a code and a sentence; without an ack, nothing breaks", async () => {
+    const h = await start(withJwt());
+    const socket = await h.connect({ auth: { token: sign("1", 60) } });
+    const refused = { ok: false, code: "token_invalid", message: expect.stringMatching(/\{ token \}/) };
+    // An ack and no payload: the ack arrives as the first argument.
+    expect(await socket.timeout(2000).emitWithAck("auth:refresh")).toEqual(refused);
+    for (const payload of [null, "a token", 42, [], { token: 42 }, { token: "" }]) {
+      expect([payload, await socket.timeout(2000).emitWithAck("auth:refresh", payload)]).toEqual([payload, refused]);
+    }
+    expect(await socket.timeout(2000).emitWithAck("auth:refresh", { token: sign("1", 60) }, "extra")).toMatchObject({ ok: true });
+    socket.emit("auth:refresh");
+    socket.emit("auth:refresh", null);
     expect((await whoami(socket)).user).toMatchObject({ name: "Alice" });
   });
 });
