@@ -111,55 +111,50 @@ export class Gate<TUser> {
    * with `finish` (once the socket is connected or gone); a refusal gives it back here.
    */
   async admit(socket: AnySocket): Promise<Admission> {
+    const { allowAnonymous, onAccept, onReject } = this.options;
     const { handshake, fresh } = this.handshakeOf(socket);
     const admission = new Admission(handshake.ticket, handshake, this.linger);
-    try {
-      return await this.decide(socket, admission, fresh);
-    } finally {
-      // The attempt's place in its address's line goes back only once a failure, if it failed, is counted (after
-      // onAccept and onReject), so a burst cannot slip in between.
-      (fresh ? handshake.release : admission.release)?.();
-    }
-  }
-
-  private async decide(socket: AnySocket, admission: Admission, fresh: boolean): Promise<Admission> {
-    const { allowAnonymous, onAccept, onReject } = this.options;
-    const { handshake } = admission;
     let refusal: RefusalError;
     try {
-      // A fresh handshake was screened; every other attempt on the connection counts against the limit too.
-      if (!fresh) admission.release = await this.security.limit(socket.request);
-      const identity = await handshake.identity;
-      this.checkNotEnded(identity, admission);
       try {
-        // (CSRF protects cookie sessions; a token is a credential no other site's page holds.)
-        if (identity.sessionId !== undefined) this.security.checkCsrf(socket);
-        if (onAccept) await onAccept(socket, identity.user as TUser);
-        admission.identity = identity;
-        this.lingering.start(admission);
-        return admission;
+        // A fresh handshake was screened; every other attempt on the connection counts against the limit too.
+        if (!fresh) admission.release = await this.security.limit(socket.request);
+        const identity = await handshake.identity;
+        this.checkNotEnded(identity, admission);
+        try {
+          // (CSRF protects cookie sessions; a token is a credential no other site's page holds.)
+          if (identity.sessionId !== undefined) this.security.checkCsrf(socket);
+          if (onAccept) await onAccept(socket, identity.user as TUser);
+          admission.identity = identity;
+          this.lingering.start(admission);
+          return admission;
+        } catch (err) {
+          refusal = RefusalError.from(err);
+          debug("onAccept refused %s in %s: %s", identity.userId, socket.nsp.name, refusal.code);
+        }
       } catch (err) {
-        refusal = RefusalError.from(err);
-        debug("onAccept refused %s in %s: %s", identity.userId, socket.nsp.name, refusal.code);
+        refusal = err as RefusalError;
+        if (allowAnonymous && NOBODY.has(refusal.code)) return admission;
       }
-    } catch (err) {
-      refusal = err as RefusalError;
-      if (allowAnonymous && NOBODY.has(refusal.code)) return admission;
-    }
-    // Past the failure limit nothing more is tried, not even as anonymous.
-    if (onReject && refusal.code !== "too_many_attempts") {
-      let admitAnonymous: unknown;
-      try {
-        admitAnonymous = await onReject(socket, refusal);
-      } catch (err) {
-        refusal = RefusalError.from(err);
+      // Past the failure limit nothing more is tried, not even as anonymous.
+      if (onReject && refusal.code !== "too_many_attempts") {
+        let admitAnonymous: unknown;
+        try {
+          admitAnonymous = await onReject(socket, refusal);
+        } catch (err) {
+          refusal = RefusalError.from(err);
+        }
+        if (admitAnonymous === true) return admission;
       }
-      if (admitAnonymous === true) return admission;
+      debug("refused %s in %s: %s", socket.id, socket.nsp.name, refusal.code);
+      this.finish(admission);
+      this.security.refused(socket.request, refusal);
+      throw refusal;
+    } finally {
+      // The attempt's place in its address's line goes back only once it is decided and a failure, if it
+      // failed, is counted (after onAccept and onReject), so a burst cannot slip in between.
+      (fresh ? handshake.release : admission.release)?.();
     }
-    debug("refused %s in %s: %s", socket.id, socket.nsp.name, refusal.code);
-    this.finish(admission);
-    this.security.refused(socket.request, refusal);
-    throw refusal;
   }
 
   /** Gives the admission's ticket (or watch) back: the socket is connected, or will never be. */
