@@ -10,10 +10,11 @@ import { watchReconnects } from "./adapter-watch.js";
 import { Channels, type ChannelAuthorizer, type MemberAt, type MembersQuery } from "./channels.js";
 import { Cluster } from "./cluster.js";
 import { ConfigError, RefusalError, type EndCode } from "./errors.js";
-import { Handshake, type SessionIdentity } from "./handshake.js";
+import { Handshake } from "./handshake.js";
+import { sessionRoom, toUserId, userRoom, type SessionIdentity } from "./identity.js";
 import { LiveSessions } from "./live-sessions.js";
 import { Endings } from "./endings.js";
-import { closeConnection, onCleanup, ownRequest, wireEveryNamespace } from "./namespaces.js";
+import { closeConnection, onCleanup, ownRequest, recoveryOptionsOf, wireEveryNamespace } from "./seams.js";
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from "./options.js";
 import { checkNoSocketsYet, EngineLeftovers, probeSession } from "./setup-checks.js";
 import { Gate, type Admission } from "./policy.js";
@@ -23,9 +24,6 @@ import {
   joinIdentity,
   localSocketsIn,
   onlineHere,
-  sessionRoom,
-  toUserId,
-  userRoom,
   usersHere,
 } from "./rooms.js";
 import { claim, holdMissedPackets, replay, settle } from "./recovery.js";
@@ -33,13 +31,12 @@ import { csrfTokenOf } from "./security.js";
 import { invalidateReads, isSessionStore, observeStore, type SessionRecord, type SessionStore } from "./store-hooks.js";
 import { rememberUser, userTakenAway } from "./user-writes.js";
 import { Tokens } from "./tokens.js";
-import type { AnySocket, UserId } from "./types.js";
+import type { AnySocket, BridgeRequest, UserId } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:bridge");
 
 const INSTALLED = Symbol.for("passport-socketio-bridge");
 
-type Request = IncomingMessage & Record<string, any>;
 
 /** What one node asks of every node (cluster.ts carries them). */
 type Commands = {
@@ -188,7 +185,7 @@ export class SocketBridge<TUser = Express.User> {
   /** The user of an admitted socket, typed; undefined for anonymous sockets. */
   user(socket: AnySocket): TUser | undefined {
     if (!this.admissionOf(socket)) return undefined;
-    return (socket.request as Request)[this.options.userProperty] as TUser | undefined;
+    return (socket.request as BridgeRequest)[this.options.userProperty] as TUser | undefined;
   }
 
   /**
@@ -292,8 +289,8 @@ export class SocketBridge<TUser = Express.User> {
       return;
     }
     if (handshake.request !== socket.request) ownRequest(socket, handshake.request);
-    (socket.request as Request)[this.options.userProperty] = identity.user;
-    this.useStore((socket.request as Request).sessionStore);
+    (socket.request as BridgeRequest)[this.options.userProperty] = identity.user;
+    this.useStore((socket.request as BridgeRequest).sessionStore);
     // A session with sockets here already: the room names they joined (one copy of each name per session).
     const rooms = identity.sessionId === undefined ? undefined : this.live.roomsOf(identity as SessionIdentity);
     return joinIdentity(socket, identity, rooms);
@@ -414,8 +411,7 @@ function unregistered(cause: unknown): RefusalError {
  * without asking whether its session still holds. The bridge needs its middleware to run on recovery too.
  */
 function authenticateRecoveredConnections(io: Server): void {
-  const recovery = (io as unknown as { opts?: { connectionStateRecovery?: { skipMiddlewares?: boolean } } }).opts
-    ?.connectionStateRecovery;
+  const recovery = recoveryOptionsOf(io);
   if (recovery && recovery.skipMiddlewares !== false) {
     recovery.skipMiddlewares = false;
     debug("connectionStateRecovery.skipMiddlewares set to false: recovered connections are authenticated again");

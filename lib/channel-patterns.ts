@@ -4,8 +4,8 @@
  */
 import type { Server } from "socket.io";
 import { ConfigError } from "./errors.js";
-import { namespacesOf } from "./namespaces.js";
-import { isReservedRoom, sessionRoom, userRoom } from "./rooms.js";
+import { namespacesOf } from "./seams.js";
+import { isReservedRoom, sessionRoom, userRoom } from "./identity.js";
 import type { AnySocket } from "./types.js";
 
 /** The longest channel name anything here accepts: a client's join or leave, a ticket request, signChannel. */

@@ -8,6 +8,7 @@ import { EventEmitter } from "node:events";
 import createDebug from "debug";
 import type { Server } from "socket.io";
 import { within } from "./deadline.js";
+import { requestsTimeoutOf } from "./seams.js";
 import { ClusterError } from "./errors.js";
 
 const debug = createDebug("passport-socketio-bridge:cluster");
@@ -73,9 +74,8 @@ export class Cluster<H extends Handlers> {
   }
 
   private async runRemote(command: Command, timeoutMs?: number): Promise<unknown[]> {
-    const adapter = this.io.of("/").adapter as unknown as { requestsTimeout?: number };
     // Some adapters swallow their own errors (a Redis outage) and never call back: keep our own deadline.
-    const ms = timeoutMs ?? (adapter.requestsTimeout ?? DEFAULT_REQUESTS_TIMEOUT_MS) + 1000;
+    const ms = timeoutMs ?? (requestsTimeoutOf(this.io) ?? DEFAULT_REQUESTS_TIMEOUT_MS) + 1000;
     let answers: unknown[] = [];
     try {
       return await within<unknown[]>(ms, (done) =>

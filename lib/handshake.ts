@@ -13,32 +13,21 @@ import { claimsSessionId, cookiePairs } from "./cookies.js";
 import { DeadlineError, DeadlineList, rejectionsTo, type Deadline } from "./deadline.js";
 import { RefusalError, sessionMissing, type RefusalCode, type SessionMissingReason } from "./errors.js";
 import type { ResolvedOptions } from "./options.js";
-import { hasDeserializer } from "./setup-checks.js";
+import type { Identity, SessionIdentity } from "./identity.js";
+import {
+  forgetParsedUrl,
+  detachedResponse,
+  giveIsAuthenticated,
+  guardDeserializers,
+  hasDeserializer,
+  setUserProperty,
+  unwrapSession,
+} from "./seams.js";
 import { sharedRead, type ReadTicket } from "./store-hooks.js";
-import type { PassportLike, SessionMiddleware } from "./types.js";
+import type { BridgeRequest, PassportLike, SessionMiddleware } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:handshake");
 
-/** An identity that came from a session (not a token). */
-export type SessionIdentity = Identity & {
-  sessionId: string;
-  /** When the store read behind it began (the copy's own time, for a handshake served from a copy). */
-  readAt: number;
-};
-
-/** Who an admitted socket belongs to. */
-export interface Identity {
-  /** What Passport's deserializeUser produced: the object now at `socket.request[userProperty]`. */
-  user: unknown;
-  /** The user's id (the `userId` option; by default Passport's serialized user): `user:<userId>` is its room. */
-  userId: string;
-  /** The express-session id (`session:<sessionId>` is the session's room); undefined for token connections. */
-  sessionId: string | undefined;
-  /** When a token connection's token expires (ms since the epoch). */
-  expires?: number | undefined;
-}
-
-type Request = IncomingMessage & Record<string | symbol, any>;
 
 /** Told when an authentication settles (policy.ts's Handshaken). */
 interface Settling {
@@ -78,7 +67,7 @@ export class Handshake {
    * moment it settles, either way (and the identity's readAt).
    */
   authenticate(req: IncomingMessage, settling?: Settling): Promise<SessionIdentity> {
-    const request = req as Request;
+    const request = req as BridgeRequest;
     const { session, userProperty } = this.options;
     return new Promise<SessionIdentity>((resolve, reject) => {
       // A service without sessions: tokens or anonymity (policy.ts) decide.
@@ -136,7 +125,7 @@ class Authentication implements Deadline, ReadTicket {
   private loaded = false;
   private serialized: unknown;
   private readonly startedAt = Date.now();
-  private readonly response = new DetachedResponse();
+  private readonly response = detachedResponse();
   private readonly onSession = (err?: unknown): void => {
     if (!this.inside) return this.read(err);
     if (this.early === NO_ANSWER) this.early = err;
@@ -145,7 +134,7 @@ class Authentication implements Deadline, ReadTicket {
 
   constructor(
     private readonly handshake: Handshake,
-    private readonly request: Request,
+    private readonly request: BridgeRequest,
     private readonly resolve: (identity: SessionIdentity) => void,
     private readonly reject: (refusal: RefusalError) => void,
     private readonly settling: Settling | undefined,
@@ -182,16 +171,14 @@ class Authentication implements Deadline, ReadTicket {
       // to save at the response's end; a socket's session has no response. Session.prototype's own methods
       // work alone, and the scope can go (a few KB per connection). Its parsed-URL cache can go too.
       unwrapSession(request.session);
-      // (Only where express-session cached one: a new property would only grow the request.)
-      if (request._parsedOriginalUrl !== undefined) request._parsedOriginalUrl = undefined;
-      if (request._parsedUrl !== undefined) request._parsedUrl = undefined;
+      forgetParsedUrl(request);
       this.loaded = claimsSessionId(request.headers.cookie, request.sessionID);
       // Read before Passport runs: it deletes the serialized user when deserializeUser finds nobody.
       const serialized: unknown = (request.session as Record<string, any>)[options.passportKey]?.user;
       this.serialized = serialized;
       if (this.loaded && (serialized || serialized === 0)) this.handshake.checkDeserializer();
       // Passport runs even when nobody is logged in: it gives every socket's request isAuthenticated().
-      request._userProperty = options.userProperty;
+      setUserProperty(request, options.userProperty);
       guardDeserializers(options.passport);
     } catch (refusal) {
       return this.settle(refusal as RefusalError);
@@ -304,97 +291,11 @@ export function userIdOf(options: ResolvedOptions<unknown>, user: unknown, seria
 }
 
 /**
- * Passport's `isAuthenticated()` and `isUnauthenticated()`, for a request that passport.session() did not
- * run on (a service without sessions): the same test, a user at `req[userProperty]`.
- */
-export function giveIsAuthenticated(request: IncomingMessage, userProperty: string): void {
-  const req = request as unknown as Record<string, unknown>;
-  req._userProperty = userProperty;
-  if (typeof req.isAuthenticated !== "function") {
-    req.isAuthenticated = function (this: Request): boolean {
-      return Boolean(this[this._userProperty ?? "user"]);
-    };
-  }
-  if (typeof req.isUnauthenticated !== "function") {
-    req.isUnauthenticated = function (this: Request): boolean {
-      return !this.isAuthenticated();
-    };
-  }
-}
-
-/** Puts Session.prototype's reload and save back in place of express-session's per-request wrappers. */
-function unwrapSession(session: object): void {
-  const proto = Object.getPrototypeOf(session) as Record<"reload" | "save", unknown>;
-  // Assigned over (not deleted), which keeps the object's fast shape.
-  if (Object.hasOwn(session, "reload") && !Reflect.set(session, "reload", proto.reload)) {
-    Object.defineProperty(session, "reload", { value: proto.reload });
-  }
-  if (Object.hasOwn(session, "save") && !Reflect.set(session, "save", proto.save)) {
-    Object.defineProperty(session, "save", { value: proto.save });
-  }
-}
-
-/**
  * Clears what `request` would carry into a new authentication: its own `key`, and one it inherits (a request
  * of its own over the connection's) shadowed by undefined. Only when there is something to clear: a delete
  * turns the request into a slower, larger dictionary.
  */
-function startClean(request: Request, key: string): void {
+function startClean(request: BridgeRequest, key: string): void {
   if (Object.hasOwn(request, key)) delete request[key];
   if (key in request) Object.defineProperty(request, key, { value: undefined, writable: true, configurable: true, enumerable: true });
-}
-
-const GUARDED = Symbol.for("passport-socketio-bridge:guarded");
-
-/**
- * Passport calls deserializers as callbacks and drops what they return, so an `async` deserializer that
- * throws becomes an unhandled rejection (a crash on Node 15+), over HTTP as well as here. Each registered
- * deserializer is wrapped, once, keeping its arity (Passport passes `req` to three-parameter ones), so that a
- * rejection reaches Passport's callback as an error instead.
- */
-export function guardDeserializers(passport: PassportLike): void {
-  const stack = (passport as { _deserializers?: unknown })._deserializers;
-  if (!Array.isArray(stack)) return;
-  for (let i = 0; i < stack.length; i++) {
-    const fn = stack[i] as ((...args: any[]) => unknown) & { [GUARDED]?: true };
-    if (typeof fn !== "function" || fn[GUARDED]) continue;
-    const guarded: typeof fn =
-      fn.length === 3
-        ? function (this: unknown, req: unknown, id: unknown, done: (err: unknown) => void) {
-            rejectionsTo(fn.call(this, req, id, done), done);
-          }
-        : function (this: unknown, id: unknown, done: (err: unknown) => void) {
-            rejectionsTo(fn.call(this, id, done), done);
-          };
-    guarded[GUARDED] = true;
-    stack[i] = guarded;
-  }
-}
-
-/**
- * A response that is never sent. express-session wraps its `writeHead` and `end` to save the session and set
- * the cookie; since nobody calls them, it does neither. A fresh one per handshake (its two middlewares share
- * it), as those wrappers hold `req`; its methods are the class's, so it is one small object.
- */
-class DetachedResponse {
-  statusCode = 200;
-  headersSent = false;
-  writeHead(): this {
-    return this;
-  }
-  setHeader(): void {}
-  getHeader(): undefined {
-    return undefined;
-  }
-  removeHeader(): void {}
-  write(): boolean {
-    return true;
-  }
-  end(): this {
-    return this;
-  }
-}
-
-export function detachedResponse(): DetachedResponse {
-  return new DetachedResponse();
 }

@@ -1,6 +1,6 @@
 export { bridge, bridgeOf, SocketBridge } from "./bridge.js";
 export type { BridgeOptions } from "./options.js";
-export type { Identity } from "./handshake.js";
+export type { Identity } from "./identity.js";
 export type { ChannelAnswer, ChannelAuthorizer, Member } from "./channels.js";
 export {
   memoryFailureLimiter,

@@ -15,12 +15,11 @@ import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import { DeadlineError, delayUntil, within } from "./deadline.js";
 import { BridgeError, type EndCode } from "./errors.js";
-import { guardDeserializers, type SessionIdentity } from "./handshake.js";
+import { roomsOf, type SessionIdentity } from "./identity.js";
 import type { ResolvedOptions } from "./options.js";
-import { eventHook } from "./namespaces.js";
-import { roomsOf } from "./rooms.js";
+import { eventHook, guardDeserializers } from "./seams.js";
 import { expiresOf, type RecordCopy, type SessionRecord, type SessionStore } from "./store-hooks.js";
-import type { AnySocket } from "./types.js";
+import type { AnySocket, BridgeRequest } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:live");
 
@@ -40,7 +39,6 @@ const REVALIDATION_JITTER = 0.25;
 /** When a session's lifetime is unknown, how long until the next look at it. */
 const UNKNOWN_LIFETIME_MS = 60_000;
 
-type Request = IncomingMessage & Record<string, any>;
 type Session = NonNullable<IncomingMessage["session"]>;
 
 interface LiveSession {
@@ -108,7 +106,7 @@ export class LiveSessions {
    */
   add(socket: AnySocket, identity: SessionIdentity): void {
     const { readAt } = identity;
-    const session = (socket.request as Request).session as Session | undefined;
+    const session = (socket.request as BridgeRequest).session as Session | undefined;
     const now = Date.now();
     let live = this.sessions.get(identity.sessionId);
     if (!live) {
@@ -253,7 +251,7 @@ export class LiveSessions {
       );
     }
     return this.queued(live, async () => {
-      const req = socket.request as Request;
+      const req = socket.request as BridgeRequest;
       const ms = this.deps.options.storeTimeoutMs;
       if (live.ended) throw gone();
       try {
@@ -304,7 +302,7 @@ export class LiveSessions {
     if (!store?.touch || live.ended || now - live.renewedAt < interval) return;
     live.renewedAt = now;
     const [socket] = live.sockets;
-    const session = (socket?.request as Request | undefined)?.session as Session | undefined;
+    const session = (socket?.request as BridgeRequest | undefined)?.session as Session | undefined;
     if (!session?.cookie) return;
     // Renew the cookie's expiry the way express-session does on a request, then write only the TTL.
     // (A client's event runs this: a store that throws must not take the event, or the process, with it.)
@@ -416,7 +414,7 @@ export class LiveSessions {
       if (options.userId(user, serialized) !== live.userId) return await this.endLive(live, "logged_out");
       const store = this.deps.store();
       this.keepCopy(live, record, readAt);
-      for (const req of new Set([...live.sockets].map((socket) => socket.request as Request))) {
+      for (const req of new Set([...live.sockets].map((socket) => socket.request as BridgeRequest))) {
         if (store?.createSession) store.createSession(req, structuredClone(record));
         req[options.userProperty] = user;
       }

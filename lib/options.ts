@@ -5,8 +5,9 @@
 import { createRequire } from "node:module";
 import { MAX_TIMER_MS } from "./deadline.js";
 import { ConfigError, type RefusalError } from "./errors.js";
-import { userIdResolver, type UserIdOf } from "./rooms.js";
+import { userIdResolver, type UserIdOf } from "./identity.js";
 import { exactOrigin, type FailureLimiter, type OriginPolicy, type SecurityOptions } from "./security.js";
+import { hasStrategy, passportKeyOf } from "./seams.js";
 import type { AnySocket, PassportLike, SessionMiddleware } from "./types.js";
 
 export interface BridgeOptions<TUser = Express.User> {
@@ -212,9 +213,8 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
   if (!Array.isArray(strategies) || strategies.some((name) => typeof name !== "string" || name === "")) {
     throw new ConfigError("`strategies` must be a list of Passport strategy names, e.g. [\"jwt\"].");
   }
-  const registered = (passport as { _strategy?: (name: string) => unknown })._strategy?.bind(passport);
   for (const name of strategies) {
-    if (registered && !registered(name)) {
+    if (hasStrategy(passport, name) === false) {
       throw new ConfigError(`No Passport strategy is registered as "${name}": passport.use("${name}", new Strategy(...)) first.`);
     }
   }
@@ -269,12 +269,6 @@ function duration(key: string, value: unknown, canDisable: boolean): number | fa
     );
   }
   return value;
-}
-
-/** Where Passport keeps its data in the session (`req.session.passport` unless the Authenticator says otherwise). */
-export function passportKeyOf(passport: PassportLike): string {
-  const key: unknown = (passport as { _key?: unknown })._key;
-  return typeof key === "string" && key !== "" ? key : "passport";
 }
 
 /** The `passport` singleton, loaded only when no Authenticator was given (so passport stays a peer). */

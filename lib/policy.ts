@@ -9,12 +9,12 @@ import createDebug from "debug";
 import { DeadlineList, type Deadline } from "./deadline.js";
 import type { Endings, Watch } from "./endings.js";
 import { RefusalError, sessionMissing, type EndCode } from "./errors.js";
-import type { Handshake, Identity, SessionIdentity } from "./handshake.js";
-import { connectedSiblings } from "./namespaces.js";
+import type { Handshake } from "./handshake.js";
+import { roomsOf, type Identity, type SessionIdentity } from "./identity.js";
+import { connectedSiblings } from "./seams.js";
 import type { ResolvedOptions } from "./options.js";
 import { Security } from "./security.js";
 import type { EngineLeftovers } from "./setup-checks.js";
-import { roomsOf } from "./rooms.js";
 import { presentedToken, type Tokens } from "./tokens.js";
 import type { AnySocket } from "./types.js";
 

@@ -6,7 +6,7 @@
 import createDebug from "debug";
 import type { Server } from "socket.io";
 import { BridgeError } from "./errors.js";
-import { namespacesOf } from "./namespaces.js";
+import { namespacesOf } from "./seams.js";
 import type { AnySocket, BridgeSocketData } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:channels");

@@ -6,9 +6,9 @@
  * as a fresh socket (`recovered` false, a new private id), so the app's fresh-connection path runs.
  */
 import type { Namespace } from "socket.io";
-import type { Identity } from "./handshake.js";
-import { leaveQuietly, roomsOf, isIdentityRoom } from "./rooms.js";
-import { renewRecoveryId, sendEvent } from "./namespaces.js";
+import { isIdentityRoom, roomsOf, type Identity } from "./identity.js";
+import { leaveQuietly } from "./rooms.js";
+import { recoveryIdOf, renewRecoveryId, sendEvent } from "./seams.js";
 import type { AnySocket } from "./types.js";
 
 type Restored = { pid?: unknown; missedPackets?: unknown[] } | null | undefined;
@@ -49,7 +49,7 @@ export function holdMissedPackets(nsp: Namespace): void {
 export function claim(socket: AnySocket): void {
   if (!socket.recovered) return;
   const held = (socket.nsp.adapter as unknown as Holder)[HOLDING];
-  const pid = (socket as unknown as { pid?: unknown }).pid;
+  const pid = recoveryIdOf(socket);
   if (held && typeof pid === "string") {
     (socket as Holding)[HELD] = held.get(pid);
     held.delete(pid);

@@ -3,11 +3,9 @@
  * what can never work, and one process warning per cause for what works badly (a half-finished migration).
  * Each mistake here used to look like a store outage, so clients retried forever.
  */
-import * as nodeUrl from "node:url";
 import type { Server } from "socket.io";
 import { ConfigError } from "./errors.js";
-import { detachedResponse } from "./handshake.js";
-import { namespacesOf } from "./namespaces.js";
+import { cookiePathOf, detachedResponse, engineMiddlewares, namespacesOf } from "./seams.js";
 import type { PassportLike, SessionMiddleware } from "./types.js";
 
 type Middleware = ((...args: any[]) => unknown) & { name: string };
@@ -51,33 +49,6 @@ export function probeSession(session: SessionMiddleware, socketPath: string): un
   return undefined;
 }
 
-/**
- * The cookie path express-session compares each request's path with. It is read by handing the middleware
- * a parsed URL whose pathname records what it is compared with, and answers "no match", so nothing else
- * happens. Undefined when the middleware never compared (its store is disconnected, or it is not
- * express-session).
- */
-export function cookiePathOf(session: SessionMiddleware): string | undefined {
-  let seen: string | undefined;
-  const pathname = {
-    indexOf(path: unknown) {
-      if (typeof path === "string") seen ??= path;
-      return -1;
-    },
-    toString: () => "/",
-  };
-  // parseurl reuses a parsed URL of its own type whose `_raw` matches the request's originalUrl.
-  const LegacyUrl = (nodeUrl as unknown as { Url: { prototype: object } }).Url;
-  const parsed = Object.assign(Object.create(LegacyUrl.prototype) as object, { _raw: "/", href: "/", path: "/", pathname });
-  const req = { url: "/", originalUrl: "/", _parsedOriginalUrl: parsed, method: "GET", headers: {} };
-  try {
-    session(req, detachedResponse(), () => undefined);
-  } catch {
-    return undefined;
-  }
-  return seen;
-}
-
 /** bridge() must come before any client connects: sockets already connected would stay unauthenticated. */
 export function checkNoSocketsYet(io: Server): void {
   let connected = 0;
@@ -109,9 +80,7 @@ export class EngineLeftovers {
 
   /** The middlewares installed on `io.engine` now. */
   checkInstalled(): void {
-    const middlewares = (this.io.engine as unknown as { middlewares?: Middleware[] } | undefined)?.middlewares;
-    if (!Array.isArray(middlewares)) return;
-    for (const middleware of middlewares) {
+    for (const middleware of engineMiddlewares(this.io)) {
       if (middleware === this.session || middleware.name === "session") this.warn(SESSION);
       else if (middleware.name === "authenticate") this.warn(PASSPORT);
     }
@@ -139,9 +108,3 @@ export class EngineLeftovers {
 
 const SESSION = { code: "PSB_ENGINE_SESSION", what: "A session middleware" };
 const PASSPORT = { code: "PSB_ENGINE_PASSPORT", what: "passport.session()" };
-
-/** Whether `passport` has a deserializer yet (apps may register theirs after calling bridge()). */
-export function hasDeserializer(passport: PassportLike): boolean {
-  const stack = (passport as { _deserializers?: unknown })._deserializers;
-  return !Array.isArray(stack) || stack.length > 0;
-}

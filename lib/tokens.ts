@@ -8,9 +8,11 @@ import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import { delayUntil, within } from "./deadline.js";
 import { REFUSALS, RefusalError, type RefusalCode } from "./errors.js";
-import { detachedResponse, giveIsAuthenticated, userIdOf, type Identity } from "./handshake.js";
+import { userIdOf } from "./handshake.js";
+import { detachedResponse, giveIsAuthenticated } from "./seams.js";
+import type { Identity } from "./identity.js";
 import type { ResolvedOptions } from "./options.js";
-import type { AnySocket } from "./types.js";
+import type { AnySocket, BridgeRequest } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:tokens");
 
@@ -32,7 +34,6 @@ function refusedRefresh(code: string, message?: string): RefreshAnswer {
   return { ok: false, code, message: message ?? known?.message ?? REFUSALS.server_error.message };
 }
 
-type Request = IncomingMessage & Record<string, any>;
 
 /** The token a client presented: `auth.token` first (never in URLs or logs), else a Bearer Authorization header. */
 export function presentedToken(req: IncomingMessage, auth: unknown): string | undefined {
@@ -99,7 +100,7 @@ export class Tokens {
    * `auth:refresh` with a fresh token for the same user on any of them. One timer per connection.
    */
   watch(socket: AnySocket, identity: Identity, end: (socket: AnySocket) => void): void {
-    const req = socket.request as Request;
+    const req = socket.request as BridgeRequest;
     let watched = this.connections.get(req);
     if (!watched) {
       watched = { identity, sockets: new Set(), timer: undefined };
@@ -137,7 +138,7 @@ export class Tokens {
    * time, not its own.
    */
   private async refresh(
-    req: Request,
+    req: BridgeRequest,
     connection: WatchedConnection,
     payload: unknown,
     end: (socket: AnySocket) => void,
@@ -196,7 +197,7 @@ function expired(info: unknown): boolean {
  * passport-jwt and passport-http-bearer look), and no query string, so a token in the URL never counts.
  */
 function tokenRequest(req: IncomingMessage, token: string): IncomingMessage {
-  const probe = Object.create(req) as Request;
+  const probe = Object.create(req) as BridgeRequest;
   probe.headers = { ...req.headers, authorization: `Bearer ${token}` };
   probe.url = (req.url ?? "/").split("?")[0];
   probe.query = {};

@@ -58,5 +58,11 @@ export interface BridgeSocketData {
   sessionId?: string;
 }
 
+/**
+ * A request as the bridge, express-session and Passport handle it: Node's, plus what those middlewares put on
+ * it by name (`req[userProperty]`, Passport's `_userProperty`). The one request type of lib/.
+ */
+export type BridgeRequest = IncomingMessage & { _userProperty?: string; [key: string]: unknown };
+
 /** The handshake request of an admitted socket: what `socket.request` is. */
 export type AuthRequest = IncomingMessage;

@@ -2,10 +2,12 @@
  * The supported range, oldest to newest: socket.io 4.6–4.8, express-session 1.17–1.19, passport 0.6–0.7,
  * Express 4 and 5. The newest versions run in every other spec; here the older ones run the core paths.
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { createServer } from "node:http";
 import { describe, expect, it } from "vitest";
 import { REFUSALS } from "../lib/index.js";
+import * as seams from "../lib/seams.js";
 import { TRANSPORTS, harnessPerTest, nextEvent, type StackModules, type WhoAmI } from "./helpers/harness.js";
 
 const require = createRequire(import.meta.url);
@@ -57,5 +59,98 @@ describe.each(MATRIX)("%s", (_label, modules, store) => {
     const ended = nextEvent(socket, "auth:ended");
     expect(await h.auth.disconnectUser("1")).toBe(1);
     expect(await ended).toEqual({ code: "revoked" });
+  });
+});
+
+/**
+ * lib/seams.ts, the one file that reads private members of the dependencies, checked member by member on the
+ * oldest and the newest supported versions: a dependency that renames one fails here, by name.
+ */
+describe("the seam", () => {
+  const newest = { io: load("socket.io"), session: load("express-session"), passport: load("passport") };
+  const SERVERS = [io46, io47, newest.io].map((m) => [m.version, m.module.Server] as const);
+  const SOCKET_CLASSES = new Map([io46, io47, newest.io].map((m) => [m.module.Server, { Socket: m.module.Socket as { prototype: object } }]));
+  const SESSIONS = [session117, newest.session].map((m) => [m.version, m.module] as const);
+  const PASSPORTS = [passport06, newest.passport].map((m) => [m.version, m.module.Passport] as const);
+
+  describe.each(SERVERS)("socket.io %s", (_version, Server) => {
+    it("lists namespaces, puts the bridge's middleware first, and finds the recovery options and the engine's middlewares", () => {
+      const http = createServer();
+      const io = new Server(http, { connectionStateRecovery: {} });
+      const app = (_socket: unknown, next: () => void) => next();
+      io.of("/chat").use(app);
+      const ours = (_socket: unknown, next: () => void) => next();
+      const seen: string[] = [];
+      seams.wireEveryNamespace(io, ours, () => undefined, (nsp) => seen.push(nsp.name));
+      io.of("/later");
+      expect(seen).toEqual(expect.arrayContaining(["/", "/chat", "/later"]));
+      expect([...seams.namespacesOf(io)].map((nsp) => nsp.name)).toEqual(expect.arrayContaining(["/", "/chat", "/later"]));
+      expect((io.of("/chat") as unknown as { _fns: unknown[] })._fns).toEqual([ours, app]);
+      expect(seams.recoveryOptionsOf(io)).toMatchObject({ skipMiddlewares: true });
+      const engineMiddleware = (_req: unknown, _res: unknown, next: () => void) => next();
+      io.engine.use(engineMiddleware);
+      expect(seams.engineMiddlewares(io)).toContain(engineMiddleware);
+      io.close();
+    });
+
+    it("has the socket members the seam hooks: onevent, _cleanup, packet and _onconnect", () => {
+      const { Socket } = SOCKET_CLASSES.get(Server)!;
+      for (const member of ["onevent", "_cleanup", "packet", "_onconnect"]) {
+        expect(typeof (Socket.prototype as Record<string, unknown>)[member]).toBe("function");
+      }
+    });
+  });
+
+  describe.each(PASSPORTS)("passport %s", (_version, Passport) => {
+    it("reads its session key and strategies, counts and guards its deserializers, and sets isAuthenticated", async () => {
+      const passport = new Passport();
+      expect(seams.passportKeyOf(passport)).toBe("passport");
+      expect(seams.hasStrategy(passport, "session")).toBe(true);
+      expect(seams.hasStrategy(passport, "nope")).toBe(false);
+      expect(seams.hasDeserializer(passport)).toBe(false);
+      passport.deserializeUser(async () => {
+        throw new Error("boom");
+      });
+      expect(seams.hasDeserializer(passport)).toBe(true);
+      seams.guardDeserializers(passport);
+      const err = await new Promise((resolve) => passport.deserializeUser("1", {}, (e: unknown) => resolve(e)));
+      expect(err).toMatchObject({ message: "boom" });
+      const req = { headers: {}, account: { id: 1 } } as never;
+      seams.giveIsAuthenticated(req, "account");
+      expect((req as { isAuthenticated(): boolean }).isAuthenticated()).toBe(true);
+    });
+  });
+
+  describe.each(SESSIONS)("express-session %s", (_version, session) => {
+    it("reads the cookie path, runs on a detached response, and drops its per-request wrappers and URL cache", async () => {
+      expect(seams.cookiePathOf(session({ secret: "s", resave: false, saveUninitialized: false, cookie: { path: "/app" } }))).toBe("/app");
+      const middleware = session({ secret: "s", resave: false, saveUninitialized: true });
+      const req = { url: "/socket.io/", originalUrl: "/socket.io/", method: "GET", headers: {} } as Record<string, any>;
+      await new Promise<void>((resolve) => middleware(req, seams.detachedResponse(), () => resolve()));
+      expect(Object.hasOwn(req.session, "save")).toBe(true);
+      seams.unwrapSession(req.session);
+      expect(req.session.save).toBe(Object.getPrototypeOf(req.session).save);
+      expect(req._parsedOriginalUrl ?? req._parsedUrl).toBeDefined();
+      seams.forgetParsedUrl(req as never);
+      expect(req._parsedOriginalUrl ?? req._parsedUrl).toBeUndefined();
+    });
+  });
+});
+
+describe("private members of the dependencies", () => {
+  it("are read in lib/seams.ts only", () => {
+    const PRIVATE =
+      /\._(?:nsps|fns|cleanup|userProperty|deserializers|strategy|key|parsedUrl|parsedOriginalUrl|onconnect)\b|\.opts\b|\bmiddlewares\b|\brequestsTimeout\b|\.pid\b|\.packet\(|\bsubClient\b|\binitClient\b|\bonevent\b|\.client\.sockets\b/;
+    const dir = new URL("../lib/", import.meta.url);
+    const offenders: string[] = [];
+    for (const file of readdirSync(dir).filter((name) => name.endsWith(".ts") && name !== "seams.ts")) {
+      // Code only: comments and string literals may name a member.
+      const code = readFileSync(new URL(file, dir), "utf8")
+        .replace(/\/\*[\s\S]*?\*\//g, "")
+        .replace(/\/\/.*$/gm, "")
+        .replace(/"(?:[^"\\\n]|\\.)*"|`(?:[^`\\]|\\.)*`/g, '""');
+      for (const [i, line] of code.split("\n").entries()) if (PRIVATE.test(line)) offenders.push(`${file}:${i + 1}: ${line.trim()}`);
+    }
+    expect(offenders).toEqual([]);
   });
 });
