@@ -28,7 +28,9 @@ import {
 } from "./rooms.js";
 import { claim, holdMissedPackets, replay, settle } from "./recovery.js";
 import { csrfTokenOf } from "./security.js";
-import { invalidateReads, isSessionStore, observeStore, type SessionRecord, type SessionStore } from "./store-hooks.js";
+import { Ledger } from "./ledger.js";
+import { isSessionStore, type SessionRecord, type SessionStore } from "./records.js";
+import { observeStore } from "./store-hooks.js";
 import { rememberUser, userTakenAway } from "./user-writes.js";
 import { Tokens } from "./tokens.js";
 import type { AnySocket, BridgeRequest, UserId } from "./types.js";
@@ -73,6 +75,8 @@ export class SocketBridge<TUser = Express.User> {
   private readonly tokens: Tokens;
   private readonly channels: Channels<TUser>;
   private readonly live: LiveSessions;
+  /** What this node believes about each session (ledger.ts). */
+  private readonly ledger: Ledger;
   private readonly cluster: Cluster<Commands>;
   /**
    * Where a socket's admission is kept on the socket. (A property, not a WeakMap: a WeakMap entry per socket
@@ -101,13 +105,15 @@ export class SocketBridge<TUser = Express.User> {
     this.options = resolveOptions(options);
     checkNoSocketsYet(io);
     authenticateRecoveredConnections(io);
-    const handshake = new Handshake(this.options as ResolvedOptions<unknown>, () => this.store !== undefined);
+    this.ledger = new Ledger(this.options);
+    const handshake = new Handshake(this.options as ResolvedOptions<unknown>, this.ledger, () => this.store !== undefined);
     this.tokens = new Tokens(this.options as ResolvedOptions<unknown>);
     this.channels = new Channels<TUser>(io, this.options, (socket) => this.user(socket), (query) => this.cluster.run("members", query));
     const leftovers = new EngineLeftovers(io, this.options.session, this.options.userProperty);
     this.gate = new Gate(this.options, handshake, this.tokens, this.endings, (socket) => this.admissionOf(socket), leftovers);
     this.live = new LiveSessions({
       options: this.options as ResolvedOptions<unknown>,
+      ledger: this.ledger,
       store: () => this.store,
       end: (sessionId, code, everywhere) =>
         everywhere ? this.cluster.tell("endSession", { sessionId, code }) : Promise.resolve(this.endSessionHere(sessionId, code)),
@@ -120,7 +126,7 @@ export class SocketBridge<TUser = Express.User> {
       endSession: ({ sessionId, code }) => this.endSessionHere(sessionId, code),
       endUser: ({ userId, code }) => this.endHere(userRoom(userId), code),
       refresh: (userId) => this.live.refreshUser(userId),
-      renewal: (sessionId) => this.live.renewalOf(sessionId) ?? null,
+      renewal: (sessionId) => this.ledger.renewalOf(sessionId) ?? null,
       online: (userId) => onlineHere(io, userId),
       leaveChannel: ({ userId, channel }) => this.leaveHere(userRoom(userId), channel),
       users: () => usersHere(io),
@@ -340,15 +346,16 @@ export class SocketBridge<TUser = Express.User> {
     if (this.store || !isSessionStore(store)) return;
     this.store = store;
     observeStore(store, {
-      destroyed: (sessionId) => this.loggedOut(sessionId),
+      destroyed: (sessionId) => {
+        // At once, before the cluster hears of it: no read of it in flight now may be used.
+        this.ledger.end(sessionId);
+        this.loggedOut(sessionId);
+      },
       renewed: (sessionId, session, written) => {
         this.live.renewed(sessionId, session, written);
         if (written) this.written(sessionId, session);
       },
       loaded: (session) => rememberUser(session, this.options.passportKey),
-      recordOf: (sessionId) => this.live.recordOf(sessionId),
-      read: (sessionId, session, startedAt) => this.live.wasRead(sessionId, session, startedAt),
-      readTimeoutMs: this.options.storeTimeoutMs,
     });
   }
 
@@ -375,10 +382,7 @@ export class SocketBridge<TUser = Express.User> {
    * and no handshake may use a read of it that is in flight.
    */
   private endSessionHere(sessionId: string, code: EndCode): number {
-    if (code === "logged_out" || code === "session_expired") {
-      this.live.ended(sessionId);
-      if (this.store) invalidateReads(this.store, sessionId);
-    }
+    if (code === "logged_out" || code === "session_expired") this.ledger.end(sessionId);
     return this.endHere(sessionRoom(sessionId), code);
   }
 

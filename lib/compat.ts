@@ -16,7 +16,7 @@ import { guardDeserializers, namespacesOf, passportKeyOf } from "./seams.js";
 import { defaultPassport } from "./options.js";
 import { userIdResolver } from "./identity.js";
 import { Security, type OriginPolicy, type TrustProxy } from "./security.js";
-import { isSessionStore, type SessionRecord, type SessionStore } from "./store-hooks.js";
+import { isSessionStore, type SessionRecord, type SessionStore } from "./records.js";
 import type { AnySocket, PassportLike } from "./types.js";
 
 /** passport.socketio had no id option: the bridge's default names users. */

@@ -40,8 +40,8 @@ export function rejectionsTo(result: unknown, done: (err: unknown) => void): voi
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A setTimeout delay that ends at `at` (ms since the epoch): never negative, never past MAX_TIMER_MS. */
-export function delayUntil(at: number): number {
-  return Math.min(Math.max(0, at - Date.now()), MAX_TIMER_MS);
+export function delayUntil(at: number, now = Date.now()): number {
+  return Math.min(Math.max(0, at - now), MAX_TIMER_MS);
 }
 
 /** A call waiting in a DeadlineList: linked in place, so that waiting allocates nothing. */

@@ -14,6 +14,7 @@ import { DeadlineError, DeadlineList, rejectionsTo, type Deadline } from "./dead
 import { RefusalError, sessionMissing, type RefusalCode, type SessionMissingReason } from "./errors.js";
 import type { ResolvedOptions } from "./options.js";
 import type { Identity, SessionIdentity } from "./identity.js";
+import type { Ledger } from "./ledger.js";
 import {
   forgetParsedUrl,
   detachedResponse,
@@ -51,6 +52,8 @@ export class Handshake {
 
   constructor(
     readonly options: ResolvedOptions<unknown>,
+    /** What the bridge believes about its sessions: reads in flight and copies are shared through it. */
+    readonly ledger: Ledger,
     /** Whether the bridge watches the session store (so the session id express-session asked for is known). */
     readonly watched: () => boolean,
   ) {
@@ -111,6 +114,9 @@ export class Handshake {
  */
 class Authentication implements Deadline, ReadTicket {
   // What its store read asked for, and how fresh the answer is (ReadTicket, filled in by the store hooks).
+  get ledger(): Ledger {
+    return this.handshake.ledger;
+  }
   sid?: string;
   readAt?: number;
   // Its place in the deadlines (Deadline).
@@ -124,7 +130,7 @@ class Authentication implements Deadline, ReadTicket {
   private early: unknown = NO_ANSWER;
   private loaded = false;
   private serialized: unknown;
-  private readonly startedAt = Date.now();
+  private readonly startedAt: number;
   private readonly response = detachedResponse();
   private readonly onSession = (err?: unknown): void => {
     if (!this.inside) return this.read(err);
@@ -138,7 +144,9 @@ class Authentication implements Deadline, ReadTicket {
     private readonly resolve: (identity: SessionIdentity) => void,
     private readonly reject: (refusal: RefusalError) => void,
     private readonly settling: Settling | undefined,
-  ) {}
+  ) {
+    this.startedAt = handshake.ledger.clock.now();
+  }
 
   run(session: SessionMiddleware): void {
     this.handshake.deadlines.start(this);

@@ -18,7 +18,8 @@ import { BridgeError, type EndCode } from "./errors.js";
 import { roomsOf, type SessionIdentity } from "./identity.js";
 import type { ResolvedOptions } from "./options.js";
 import { eventHook, guardDeserializers } from "./seams.js";
-import { expiresOf, type RecordCopy, type SessionRecord, type SessionStore } from "./store-hooks.js";
+import type { Ledger, SessionFacts } from "./ledger.js";
+import { expiresOf, type SessionRecord, type SessionStore } from "./records.js";
 import type { AnySocket, BridgeRequest } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:live");
@@ -26,8 +27,6 @@ const debug = createDebug("passport-socketio-bridge:live");
 /** setTimeout's ceiling (about 24.8 days); longer waits are chained. */
 /** How long to wait before asking a failing store again about an expiry. */
 const STORE_RETRY_MS = 5000;
-/** How many renewals this node remembers for other nodes' expiry questions. */
-const RENEWALS_KEPT = 50_000;
 /** connect-redis rounds TTLs up to whole seconds: a key may outlive its `cookie.expires` by up to this much. */
 const TTL_ROUNDING_MS = 1000;
 /** Expiry checks run this long after the expiry, past the store's own clock and write latency. */
@@ -47,22 +46,10 @@ interface LiveSession {
   /** Its sockets' rooms (rooms.ts's roomsOf), named once for all of them. */
   rooms: readonly string[];
   sockets: Set<AnySocket>;
-  /** When the next expiry check is due: the session's expiry as last known (ms since the epoch). */
-  expires: number | undefined;
-  /** How long a renewal lasts: the cookie's maxAge, or the store's TTL for browser-session cookies. */
-  lifetime: number | undefined;
+  /** Its expiry, lifetime, last renewal and whether it ended: the ledger's, read and set through it. */
+  facts: SessionFacts;
   expiryTimer?: NodeJS.Timeout | undefined;
   revalidateTimer?: NodeJS.Timeout | undefined;
-  /** When the session was last renewed, as far as this node knows (the keep-alive clock). */
-  renewedAt: number;
-  /** Set once the session was logged out, destroyed or expired: nothing may write it again. */
-  ended: boolean;
-  /**
-   * The session as last read or written through this node, as JSON: new handshakes of it get a parse of
-   * this (cheaper than a deep clone, and no handshake shares objects with another) while it is younger than
-   * `sessionCacheMs`, and never once the session ended.
-   */
-  record: Snapshot | undefined;
   /** The last expiry check found the record just past its expiry (TTL rounding, or an unseen renewal). */
   lingering: boolean;
   /** The tail of this session's queue (withSession and refreshes). */
@@ -71,6 +58,8 @@ interface LiveSession {
 
 export interface LiveSessionsDeps {
   options: ResolvedOptions<unknown>;
+  /** What the bridge believes about its sessions. */
+  ledger: Ledger;
   /** The session store, once known. */
   store(): SessionStore | undefined;
   /** Ends the session's sockets: `everywhere` on every node, else on this one. */
@@ -83,7 +72,7 @@ export interface LiveSessionsDeps {
 
 export class LiveSessions {
   private readonly sessions = new Map<string, LiveSession>();
-  private readonly renewals = new Map<string, number>();
+  private readonly ledger: Ledger;
 
   /** Shared by every socket (no closure per socket). */
   private readonly watchEvents = eventHook((socket) => {
@@ -93,6 +82,7 @@ export class LiveSessions {
   private readonly onDisconnect: (this: AnySocket) => void;
 
   constructor(private readonly deps: LiveSessionsDeps) {
+    this.ledger = deps.ledger;
     const remove = (socket: AnySocket) => this.remove(socket);
     this.onDisconnect = function (this: AnySocket) {
       remove(this);
@@ -107,7 +97,7 @@ export class LiveSessions {
   add(socket: AnySocket, identity: SessionIdentity): void {
     const { readAt } = identity;
     const session = (socket.request as BridgeRequest).session as Session | undefined;
-    const now = Date.now();
+    const now = this.ledger.clock.now();
     let live = this.sessions.get(identity.sessionId);
     if (!live) {
       live = {
@@ -115,26 +105,23 @@ export class LiveSessions {
         userId: identity.userId,
         rooms: roomsOf(identity),
         sockets: new Set(),
-        expires: undefined,
-        lifetime: undefined,
-        renewedAt: now,
-        ended: false,
+        facts: this.ledger.track(identity.sessionId),
         lingering: false,
-        record: undefined,
         queue: Promise.resolve(),
       };
       this.sessions.set(live.id, live);
       this.scheduleRevalidation(live);
     }
     live.sockets.add(socket);
-    this.keepCopy(live, session, readAt);
-    live.lifetime = session?.cookie?.originalMaxAge ?? this.storeTtl() ?? live.lifetime;
+    this.ledger.keep(live.id, session, readAt);
+    const { facts } = live;
+    facts.lifetimeMs = session?.cookie?.originalMaxAge ?? this.storeTtl() ?? facts.lifetimeMs;
     const cookieExpires = expiresOf(session as unknown as SessionRecord);
     // Browser-session cookies expire with the store's TTL, counted from the last renewal (this page load, at best).
-    const expires = cookieExpires ?? (live.lifetime ? now + live.lifetime : undefined);
-    if (expires !== undefined && (live.expires === undefined || expires > live.expires)) {
-      live.expires = expires;
-      if (cookieExpires !== undefined && live.lifetime) live.renewedAt = cookieExpires - live.lifetime;
+    const expires = cookieExpires ?? (facts.lifetimeMs ? now + facts.lifetimeMs : undefined);
+    if (expires !== undefined && (facts.expiresAt === undefined || expires > facts.expiresAt)) {
+      facts.expiresAt = expires;
+      if (cookieExpires !== undefined && facts.lifetimeMs) facts.renewedAt = cookieExpires - facts.lifetimeMs;
       this.scheduleExpiry(live);
     }
     // Client events, not engine pings or acknowledgements.
@@ -149,6 +136,7 @@ export class LiveSessions {
     clearTimeout(live.expiryTimer);
     clearTimeout(live.revalidateTimer);
     this.sessions.delete(live.id);
+    this.ledger.forget(live.id);
   }
 
   /** The rooms of a session identity that has sockets here: the names its other sockets joined. */
@@ -157,61 +145,27 @@ export class LiveSessions {
     return live && live.userId === identity.userId ? live.rooms : undefined;
   }
 
-  /** The session was logged out, destroyed or expired: no withSession may write it again. */
-  ended(sessionId: string): void {
-    const live = this.sessions.get(sessionId);
-    if (live) live.ended = true;
-  }
-
-  /**
-   * A copy of a session whose sockets are connected here, for a new handshake of it: only while younger than
-   * `sessionCacheMs` (writes made through other nodes or behind the bridge's back show after that), and
-   * none once the session ended or expired.
-   */
-  recordOf(sessionId: string): RecordCopy | undefined {
-    const live = this.sessions.get(sessionId);
-    const record = live?.record;
-    if (!record || live.ended) return undefined;
-    const now = Date.now();
-    if (now - record.at >= this.deps.options.sessionCacheMs || (record.expires ?? Infinity) <= now) return undefined;
-    // (Each handshake parses its own: none shares objects with another.)
-    return record;
-  }
-
-  /** A handshake read the session from the store: a copy newer than the one kept. */
-  wasRead(sessionId: string, session: SessionRecord, startedAt: number): void {
-    const live = this.sessions.get(sessionId);
-    if (live) this.keepCopy(live, session, startedAt);
-  }
-
   /**
    * Called by the store hooks when this node writes (`written`) or touches a session: remember it, and its
    * new expiry. A touch writes no data, so the copy is kept as it was.
    */
   renewed(sessionId: string, session: SessionRecord | undefined, written: boolean): void {
-    const now = Date.now();
+    const now = this.ledger.clock.now();
     const ttl = this.storeTtl();
     const cookieExpires = expiresOf(session);
     const expires = cookieExpires ?? (ttl ? now + ttl : undefined);
-    const live = this.sessions.get(sessionId);
-    if (live && written) this.keepCopy(live, session, now);
+    if (written) this.ledger.keep(sessionId, session, now);
     // A write with an expiry already past (a store deleting on save) renews nothing.
     if (expires === undefined || expires <= now) return;
-    this.renewals.delete(sessionId);
-    this.renewals.set(sessionId, expires);
-    if (this.renewals.size > RENEWALS_KEPT) this.renewals.delete(this.renewals.keys().next().value!);
+    this.ledger.renewed(sessionId, expires);
+    const live = this.sessions.get(sessionId);
     if (!live) return;
-    live.renewedAt = now;
+    live.facts.renewedAt = now;
     // A shorter lifetime (a new maxAge) must not wait for the old expiry.
-    if (live.expires === undefined || expires < live.expires) {
-      live.expires = expires;
+    if (live.facts.expiresAt === undefined || expires < live.facts.expiresAt) {
+      live.facts.expiresAt = expires;
       this.scheduleExpiry(live);
     }
-  }
-
-  /** This node's answer to "when does this session expire, as far as you wrote it?". */
-  renewalOf(sessionId: string): number | undefined {
-    return this.renewals.get(sessionId);
   }
 
   /** Re-reads each local session of `userId` and re-runs deserializeUser. Resolves with how many. */
@@ -253,7 +207,7 @@ export class LiveSessions {
     return this.queued(live, async () => {
       const req = socket.request as BridgeRequest;
       const ms = this.deps.options.storeTimeoutMs;
-      if (live.ended) throw gone();
+      if (live.facts.ended) throw gone();
       try {
         await within(ms, (done) => req.session.reload(done));
       } catch (cause) {
@@ -265,16 +219,16 @@ export class LiveSessions {
       }
       const session = req.session as Session;
       // Still in the store only because connect-redis rounds TTLs up: it has expired.
-      if ((expiresOf(session as unknown as SessionRecord) ?? Infinity) <= Date.now()) {
+      if ((expiresOf(session as unknown as SessionRecord) ?? Infinity) <= this.ledger.clock.now()) {
         this.endSoon(live, "session_expired");
         throw gone("session_expired");
       }
       const result = await fn(session);
-      if (live.ended) throw gone();
+      if (live.facts.ended) throw gone();
       session.touch();
       await within(ms, (done) => session.save(done));
       // Logged out while the save was on its way: take the resurrected record back out.
-      if (live.ended) {
+      if (live.facts.ended) {
         this.deps.store()?.destroy(live.id, (err?: unknown) => err && debug("re-destroying %s: %O", live.id, err));
         throw gone();
       }
@@ -291,16 +245,17 @@ export class LiveSessions {
 
   /** Ends the session's sockets on every node once the caller has seen its rejection (and acknowledged, say). */
   private endSoon(live: LiveSession, code: EndCode): void {
-    live.ended = true;
+    this.ledger.end(live.id);
     setImmediate(() => void this.deps.end(live.id, code, true).catch((err: unknown) => debug("%O", err)));
   }
 
   private activity(live: LiveSession): void {
     const store = this.deps.store();
-    const now = Date.now();
-    const interval = Math.min(this.deps.options.keepAliveMs || Infinity, (live.lifetime ?? Infinity) / 2);
-    if (!store?.touch || live.ended || now - live.renewedAt < interval) return;
-    live.renewedAt = now;
+    const { facts } = live;
+    const now = this.ledger.clock.now();
+    const interval = Math.min(this.deps.options.keepAliveMs || Infinity, (facts.lifetimeMs ?? Infinity) / 2);
+    if (!store?.touch || facts.ended || now - facts.renewedAt < interval) return;
+    facts.renewedAt = now;
     const [socket] = live.sockets;
     const session = (socket?.request as BridgeRequest | undefined)?.session as Session | undefined;
     if (!session?.cookie) return;
@@ -317,10 +272,10 @@ export class LiveSessions {
   }
 
   /** Checks the session just after `at` (its known expiry, by default). */
-  private scheduleExpiry(live: LiveSession, at = live.expires): void {
+  private scheduleExpiry(live: LiveSession, at = live.facts.expiresAt): void {
     clearTimeout(live.expiryTimer);
     if (at === undefined) return;
-    live.expiryTimer = setTimeout(() => this.checkExpiry(live).catch((err: unknown) => debug("expiry check: %O", err)), delayUntil(at + GRACE_MS)).unref();
+    live.expiryTimer = setTimeout(() => this.checkExpiry(live).catch((err: unknown) => debug("expiry check: %O", err)), delayUntil(at + GRACE_MS, this.ledger.clock.now())).unref();
   }
 
   /**
@@ -331,13 +286,13 @@ export class LiveSessions {
    */
   private async checkExpiry(live: LiveSession): Promise<void> {
     if (this.sessions.get(live.id) !== live) return;
-    if ((live.expires ?? Infinity) > Date.now()) return this.scheduleExpiry(live);
+    if ((live.facts.expiresAt ?? Infinity) > this.ledger.clock.now()) return this.scheduleExpiry(live);
     let record: SessionRecord | null | undefined;
     try {
       record = await this.read(live.id);
     } catch (err) {
       debug("expiry check of %s failed, retrying in %d ms: %O", live.id, STORE_RETRY_MS, err);
-      return this.scheduleExpiry(live, Date.now() + STORE_RETRY_MS);
+      return this.scheduleExpiry(live, this.ledger.clock.now() + STORE_RETRY_MS);
     }
     if (this.sessions.get(live.id) !== live) return;
     if (!record) {
@@ -345,19 +300,19 @@ export class LiveSessions {
       await this.endLive(live, "session_expired");
       return;
     }
-    const now = Date.now();
-    let known = Math.max(expiresOf(record) ?? 0, this.renewals.get(live.id) ?? 0);
+    const now = this.ledger.clock.now();
+    let known = Math.max(expiresOf(record) ?? 0, this.ledger.renewalOf(live.id) ?? 0);
     if (known <= now) known = Math.max(known, (await this.hintsElsewhere(live.id)) ?? 0);
     if (known > now) {
       live.lingering = false;
-      live.expires = known;
+      live.facts.expiresAt = known;
     } else if (!live.lingering && known > 0 && now - known < TTL_ROUNDING_MS) {
       live.lingering = true;
       return this.scheduleExpiry(live, known + TTL_ROUNDING_MS);
     } else {
       // Renewed where no hook saw it (a process without the bridge, or before a restart): look again later.
       live.lingering = false;
-      live.expires = now + (live.lifetime ?? UNKNOWN_LIFETIME_MS);
+      live.facts.expiresAt = now + (live.facts.lifetimeMs ?? UNKNOWN_LIFETIME_MS);
     }
     this.scheduleExpiry(live);
   }
@@ -392,9 +347,9 @@ export class LiveSessions {
   private async revalidate(live: LiveSession): Promise<boolean> {
     const { options } = this.deps;
     const [first] = live.sockets;
-    if (!first || live.ended) return false;
+    if (!first || live.facts.ended) return false;
     try {
-      const readAt = Date.now();
+      const readAt = this.ledger.clock.now();
       const record = await this.read(live.id);
       const serialized = (record?.[options.passportKey] as { user?: unknown } | undefined)?.user;
       // Logouts arrive through the store hooks at once; a record that simply vanished has expired.
@@ -413,7 +368,7 @@ export class LiveSessions {
       // Now someone else's: the same.
       if (options.userId(user, serialized) !== live.userId) return await this.endLive(live, "logged_out");
       const store = this.deps.store();
-      this.keepCopy(live, record, readAt);
+      this.ledger.keep(live.id, record, readAt);
       for (const req of new Set([...live.sockets].map((socket) => socket.request as BridgeRequest))) {
         if (store?.createSession) store.createSession(req, structuredClone(record));
         req[options.userProperty] = user;
@@ -426,19 +381,9 @@ export class LiveSessions {
     }
   }
 
-  /**
-   * The one way the copy changes: to a session read from (or written to) the store at `at`, if that is newer
-   * than the copy kept, and never once the session ended. (A read that began before a write made through this
-   * node cannot put the older data back.)
-   */
-  private keepCopy(live: LiveSession, session: unknown, at: number): void {
-    if (live.ended || (live.record && live.record.at >= at)) return;
-    live.record = snapshot(session, at) ?? live.record;
-  }
-
   /** The session is over: nothing may write it again, and its sockets on this node end. Resolves false. */
   private async endLive(live: LiveSession, code: EndCode): Promise<false> {
-    live.ended = true;
+    this.ledger.end(live.id);
     await this.deps.end(live.id, code, false);
     return false;
   }
@@ -453,24 +398,6 @@ export class LiveSessions {
     const store = this.deps.store();
     if (!store) return Promise.reject(new Error("the session store is not known yet"));
     return within(this.deps.options.storeTimeoutMs, (done) => store.get(sessionId, done));
-  }
-}
-
-/** A session as the store keeps it (what JSON makes of it), detached from any request. */
-interface Snapshot {
-  json: string;
-  /** Its cookie's expiry (ms since the epoch), parsed once. */
-  expires: number | undefined;
-  /** When it was read from (or written to) the store, at the latest (ms since the epoch). */
-  at: number;
-}
-
-function snapshot(session: unknown, at: number): Snapshot | undefined {
-  if (!session || typeof session !== "object") return undefined;
-  try {
-    return { json: JSON.stringify(session), expires: expiresOf(session as SessionRecord), at };
-  } catch {
-    return undefined;
   }
 }
 

@@ -7,6 +7,8 @@
  */
 import createDebug from "debug";
 import { rejectionsTo } from "./deadline.js";
+import type { Ledger, Read } from "./ledger.js";
+import type { SessionRecord, SessionStore } from "./records.js";
 
 const debug = createDebug("passport-socketio-bridge:store");
 
@@ -14,59 +16,15 @@ const HOOKS = Symbol.for("passport-socketio-bridge:store-hooks");
 
 type Callback = (err?: unknown, ...rest: unknown[]) => void;
 
-/** The part of an express-session Store the bridge uses. */
-export interface SessionStore {
-  get(sid: string, callback: (err: unknown, session?: SessionRecord | null) => void): void;
-  destroy(sid: string, callback?: Callback): void;
-  set(sid: string, session: SessionRecord, callback?: Callback): void;
-  touch?(sid: string, session: SessionRecord, callback?: Callback): void;
-  createSession?(req: unknown, session: SessionRecord): unknown;
-}
-
-/** A session as stores keep it. */
-export interface SessionRecord {
-  cookie?: { expires?: Date | string | null; originalMaxAge?: number | null } | null;
-  [key: string]: unknown;
-}
-
 export interface StoreObserver {
   destroyed(sid: string): void;
   /** A session was renewed through this node: rewritten (`set`, `written`) or only touched. */
   renewed(sid: string, session: SessionRecord | undefined, written: boolean): void;
   /**
-   * A fresh enough copy of a session this observer keeps alive (its sockets are connected), if it has one:
-   * the record as JSON, and when it was read from (or written to) the store. Read only.
-   */
-  recordOf(sid: string): RecordCopy | undefined;
-  /**
    * express-session (or the bridge) made `session` from a record it read through this node: the session object
    * a later `set` of it will write, so an observer can tell what a write changes.
    */
   loaded(session: SessionRecord): void;
-  /** A handshake's store read that began at `startedAt` (ms since the epoch) found `session`. */
-  read(sid: string, session: SessionRecord, startedAt: number): void;
-  /** How long this observer's handshakes wait for a store read (no later handshake joins a read older than that). */
-  readTimeoutMs: number;
-}
-
-/** A copy of a session record as JSON (each handshake parses its own), and when it was read or written. */
-export interface RecordCopy {
-  json: string;
-  at: number;
-}
-
-/** When a session record expires, in ms since the epoch; undefined for browser-session cookies. */
-export function expiresOf(session: SessionRecord | null | undefined): number | undefined {
-  const expires = session?.cookie?.expires;
-  if (expires === null || expires === undefined) return undefined;
-  // (express-session's Cookie holds a Date already; a stored record, its JSON string.)
-  const ms = expires instanceof Date ? expires.getTime() : new Date(expires).getTime();
-  return Number.isFinite(ms) ? ms : undefined;
-}
-
-export function isSessionStore(value: unknown): value is SessionStore {
-  const store = value as Partial<SessionStore> | null;
-  return typeof store?.get === "function" && typeof store.destroy === "function" && typeof store.set === "function";
 }
 
 /** Subscribes `observer` to `store`'s destroys and renewals. Returns the unsubscribe function. */
@@ -87,21 +45,8 @@ export function observeStore(store: SessionStore, observer: StoreObserver): () =
       }
     };
     wrap(store, "get");
-    shareHandshakeReads(store, {
-      copy(sid) {
-        for (const o of set) {
-          const copy = o.recordOf(sid);
-          if (copy) return copy;
-        }
-        return undefined;
-      },
-      timeoutMs: () => Math.max(0, ...[...set].map((o) => o.readTimeoutMs)),
-      read: (sid, session, startedAt) => notify((o) => o.read(sid, session, startedAt)),
-    });
-    wrap(store, "destroy", (sid) => {
-      invalidateReads(store, sid);
-      notify((o) => o.destroyed(sid));
-    });
+    shareHandshakeReads(store);
+    wrap(store, "destroy", (sid) => notify((o) => o.destroyed(sid)));
     wrap(store, "set", (sid, session) => notify((o) => o.renewed(sid, session, true)));
     watchLoads(store, (session) => notify((o) => o.loaded(session)));
     if (typeof store.touch === "function") {
@@ -158,9 +103,11 @@ function watchLoads(store: SessionStore, report: (session: SessionRecord) => voi
 
 /** What a handshake's read asked a watched store for, and how fresh the answer it got is. */
 export interface ReadTicket {
+  /** The ledger of the bridge whose handshake reads: it shares reads in flight and serves copies. */
+  readonly ledger: Ledger;
   /** The session id asked for: express-session asks only for a cookie whose signature verified. */
   sid?: string;
-  /** When the record it got was read from (or written to) the store, in ms since the epoch. */
+  /** When the record it got was read from (or written to) the store, on the ledger's clock. */
   readAt?: number;
 }
 
@@ -190,62 +137,43 @@ export function sharedRead<Req, Res, Next>(
 
 type GetCallback = (err: unknown, session?: SessionRecord | null) => void;
 
-const READS = Symbol.for("passport-socketio-bridge:reads");
-
-/** A handshake read of one session in flight, shared by the handshakes that come while it lasts. */
-interface Read {
-  callbacks: GetCallback[];
-  tickets: ReadTicket[];
-  started: number;
-  /** The session ended (as this node learned) after the read began: its answer may predate the ending. */
-  stale: boolean;
-}
-
-interface SharedReads {
-  /** A fresh enough copy of a session whose sockets are connected here, and when it was read. */
-  copy(sid: string): RecordCopy | undefined;
-  /** How long a handshake waits for a read (no later handshake joins a read older than that). */
-  timeoutMs(): number;
-  /** A read answered with a session. */
-  read(sid: string, session: SessionRecord, startedAt: number): void;
+/** A handshake waiting for a shared read. */
+interface Waiter {
+  callback: GetCallback;
+  ticket: ReadTicket;
 }
 
 /**
  * Wraps `store.get` so that concurrent handshakes of a session share one read, and handshakes of a session
- * with sockets connected here take the live sockets' copy while it is fresh enough (`sessionCacheMs`). A
- * reconnect storm then costs one read per session per window, not one per socket. A read that began before
- * an ending of its session is never used: its handshakes read again.
+ * with sockets connected here take the ledger's copy while it is fresh. A reconnect storm then costs one read
+ * per session per `sessionCacheMs`, not one per socket. A read that began before an ending of its session is
+ * never used: its handshakes read again. HTTP requests read as before.
  */
-function shareHandshakeReads(store: SessionStore, shared: SharedReads): void {
+function shareHandshakeReads(store: SessionStore): void {
   const get = store.get;
-  // A read that never answers must not hold every later handshake of its session: once it is older than the
-  // handshakes' deadline, the next handshake reads again.
-  const inFlight = new Map<string, Read>();
-  Object.defineProperty(store, READS, { value: inFlight });
-  const read = (self: SessionStore, sid: string, callback: GetCallback, into: ReadTicket): unknown => {
-    const waiting = inFlight.get(sid);
-    if (waiting && !waiting.stale && Date.now() - waiting.started < shared.timeoutMs()) {
-      waiting.callbacks.push(callback);
-      waiting.tickets.push(into);
+  const read = (self: SessionStore, sid: string, waiter: Waiter): unknown => {
+    const { ledger } = waiter.ticket;
+    const waiting = ledger.readInFlight<Waiter>(sid);
+    if (waiting) {
+      waiting.waiters.push(waiter);
       return undefined;
     }
-    const current: Read = { callbacks: [callback], tickets: [into], started: Date.now(), stale: false };
-    inFlight.set(sid, current);
+    const current = ledger.beginRead(sid, waiter);
     return get.call(self, sid, (err: unknown, session?: SessionRecord | null) => {
-      if (inFlight.get(sid) === current) inFlight.delete(sid);
-      const { callbacks, tickets } = current;
+      ledger.endRead(sid, current as Read<unknown>);
+      const { waiters } = current;
       if (current.stale && !err) {
         debug("a read of a session that ended meanwhile: reading it again");
-        callbacks.forEach((waiter, i) => read(self, sid, waiter, tickets[i]!));
+        for (const again of waiters) read(self, sid, again);
         return;
       }
-      if (!err && session) shared.read(sid, session, current.started);
-      for (const t of tickets) t.readAt = current.started;
+      if (!err && session) ledger.keep(sid, session, current.readAt);
+      for (const w of waiters) w.ticket.readAt = current.readAt;
       // Each handshake gets its own copy, as express-session turns the record into its Session in place: the
       // last one the store's own (as on HTTP), the others structured clones (Dates stay Dates).
-      const last = callbacks.length - 1;
-      for (let i = 0; i < last; i++) callbacks[i]!(err, session ? structuredClone(session) : session);
-      callbacks[last]!(err, session);
+      const last = waiters.length - 1;
+      for (let i = 0; i < last; i++) waiters[i]!.callback(err, session ? structuredClone(session) : session);
+      waiters[last]!.callback(err, session);
     });
   };
   const sharedGet = function (this: SessionStore, sid: string, callback: GetCallback) {
@@ -254,22 +182,13 @@ function shareHandshakeReads(store: SessionStore, shared: SharedReads): void {
       return get.call(this, sid, callback);
     }
     into.sid = sid;
-    const copy = shared.copy(sid);
+    const copy = into.ledger.copyFor(sid);
     if (copy) {
-      into.readAt = copy.at;
+      into.readAt = copy.readAt;
       // Answered asynchronously, as a store would; a parse of its own for each handshake.
       return void process.nextTick(callback, null, JSON.parse(copy.json) as SessionRecord);
     }
-    return read(this, sid, callback, into);
+    return read(this, sid, { callback, ticket: into });
   };
   Object.defineProperty(store, "get", { value: sharedGet, writable: true, configurable: true });
-}
-
-/** Session `sid` ended: no handshake may use a read of it that is in flight now. */
-export function invalidateReads(store: SessionStore, sid: string): void {
-  const reads = (store as unknown as Record<symbol, Map<string, Read> | undefined>)[READS];
-  const current = reads?.get(sid);
-  if (!current) return;
-  current.stale = true;
-  reads!.delete(sid);
 }

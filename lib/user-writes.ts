@@ -5,7 +5,7 @@
  * serialized user it was loaded with; a write through this node that no longer carries that user ends the
  * session's sockets, as a logout does.
  */
-import type { SessionRecord } from "./store-hooks.js";
+import type { SessionRecord } from "./records.js";
 
 /** The serialized user a session object was loaded with (as JSON for an object), on the session itself. */
 const LOADED_USER = Symbol("passport-socketio-bridge:loaded-user");
