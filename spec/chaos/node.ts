@@ -4,10 +4,14 @@
  * through its public API only. It tells the runner over IPC when it is ready, every socket it admits (as whom,
  * with which session data), and every unhandled rejection or uncaught exception.
  *
- *   node --import tsx spec/chaos/node.ts <redisUrl> <prefix> <name> <sessionCacheMs> <revalidateEveryMs>
+ *   node --import tsx spec/chaos/node.ts <redisUrl> <prefix> <name> <sessionCacheMs> <revalidateEveryMs> <seed> <slowMs>
+ *
+ * Its deserializeUser takes 0 to slowMs ms (a user database), which widens the window in which an ending
+ * meets an admission in flight.
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { RedisStore } from "connect-redis";
 import express from "express";
@@ -17,6 +21,7 @@ import { Passport } from "passport";
 import { Strategy as LocalStrategy } from "passport-local";
 import { Server } from "socket.io";
 import { bridge } from "../../lib/index.js";
+import { prng } from "../helpers/fuzz.js";
 
 declare module "express-session" {
   interface SessionData {
@@ -40,7 +45,8 @@ export const SECRET = "chaos secret";
 /** The Redis set of banned user ids, shared by every node. */
 export const bannedKey = (prefix: string) => `${prefix}banned`;
 
-const [redisUrl = "", prefix = "", name = "", cacheMs = "", revalidateMs = ""] = process.argv.slice(2);
+const [redisUrl = "", prefix = "", name = "", cacheMs = "", revalidateMs = "", seed = "0", slowMs = "0"] = process.argv.slice(2);
+const random = prng(Number(seed));
 const tell = (message: NodeMessage) => process.send?.(message);
 
 // The runner fails the run on any of these; the node keeps serving so the rest of the history stays comparable.
@@ -86,10 +92,12 @@ passport.use(
 passport.serializeUser((user, done) => done(null, (user as ChaosUser).id));
 // A banned user is refused here, so that after disconnectUser they cannot come back (README, "bans").
 passport.deserializeUser((id: string, done) => {
-  isBanned(id).then(
-    (banned) => done(null, banned ? false : { id, name: id }),
-    (err: unknown) => done(err),
-  );
+  sleep(random.int(Number(slowMs) + 1))
+    .then(() => isBanned(id))
+    .then(
+      (banned) => done(null, banned ? false : { id, name: id }),
+      (err: unknown) => done(err),
+    );
 });
 
 const app = express();

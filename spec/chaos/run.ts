@@ -25,7 +25,7 @@ import type { NodeMessage } from "./node.js";
 const SEED = Number(process.env.SEED ?? Date.now() % 100_000);
 const DURATION_S = Number(process.env.DURATION_S ?? 30);
 const NODES = Number(process.env.NODES ?? 3);
-const BOUNDS: Bounds = { cacheMs: 300, revalidateMs: 1000, reachMs: 1000, slackMs: 500 };
+const BOUNDS: Bounds = { cacheMs: 300, revalidateMs: 1500, reachMs: 1000, slackMs: 500 };
 /** Modest load for a shared 2-core machine: this many operations in flight, at most this many per second. */
 const ACTORS = 3;
 const MAX_OPS = DURATION_S * 40;
@@ -34,6 +34,8 @@ const MAX_RAW = 10;
 const MAX_LIVE_SESSIONS = 10;
 const USERS = Array.from({ length: 24 }, (_, i) => `u${i + 1}`);
 const ANSWER_MS = 8000;
+/** The nodes' deserializeUser takes up to this long. */
+const SLOW_MS = 40;
 
 const r = prng(SEED);
 const t0 = Date.now();
@@ -57,7 +59,8 @@ const output: string[] = [];
 const nodes: Array<{ name: string; url: string; child: ChildProcess }> = await Promise.all(
   Array.from({ length: NODES }, (_, i) => {
     const name = `node${i + 1}`;
-    const child = fork(nodeFile, [redisServer.url, prefix, name, String(BOUNDS.cacheMs), String(BOUNDS.revalidateMs)], {
+    const args = [redisServer.url, prefix, name, String(BOUNDS.cacheMs), String(BOUNDS.revalidateMs), String(SEED * 10 + i), String(SLOW_MS)];
+    const child = fork(nodeFile, args, {
       execArgv: ["--import", "tsx"],
       stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
@@ -125,10 +128,10 @@ async function login(): Promise<void> {
 }
 
 /** One mutation of a session over HTTP (or a DEL in Redis), the session held meanwhile. */
-async function mutate(kind: "logout" | "destroy" | "regenerate" | "write" | "delete"): Promise<void> {
+async function mutate(kind: "logout" | "destroy" | "regenerate" | "write" | "delete", chosen?: Session): Promise<void> {
   const candidates = (r.chance(0.9) ? live() : history.sessions).filter((s) => !s.busy);
-  if (!candidates.length) return;
-  const s = r.pick(candidates);
+  const s = chosen ?? (candidates.length ? r.pick(candidates) : undefined);
+  if (!s || s.busy) return;
   const node = pickNode();
   const mark = (s.writes.at(-1)?.mark ?? 0) + 1;
   const op = begin(kind, kind === "delete" ? "redis" : nodes[node]!.name, kind === "write" ? `mark ${mark}` : "", { sid: s.sid, user: s.user });
@@ -154,6 +157,15 @@ async function mutate(kind: "logout" | "destroy" | "regenerate" | "write" | "del
   else if (kind === "write") s.writes.push({ op, mark });
   else if (kind === "delete") s.deleted = op;
   else s.ending = op;
+}
+
+/** CONNECTs to a live session on several nodes, and while they are in flight, an ending of it. */
+async function race(): Promise<void> {
+  const s = live().length ? r.pick(live()) : undefined;
+  if (!s || s.busy) return;
+  const connects = Array.from({ length: 1 + r.int(3) }, () => (r.chance(0.5) ? openClient(s) : openRaw(s)));
+  await sleep(r.int(SLOW_MS + 10));
+  await Promise.all([...connects, mutate(r.pick(["logout", "destroy", "regenerate"] as const), s)]);
 }
 
 async function userOp(kind: "ban" | "kick"): Promise<void> {
@@ -193,8 +205,8 @@ function newConn(via: Conn["via"], node: number, nsp: string, session: Session, 
 }
 
 /** A socket.io-client socket, no reconnection (every CONNECT is one the runner sent and timed). */
-async function openClient(): Promise<void> {
-  const session = pickSession();
+async function openClient(chosen?: Session): Promise<void> {
+  const session = chosen ?? pickSession();
   if (!session) return;
   if (clients.size >= MAX_CLIENTS) closeClient();
   const node = pickNode();
@@ -244,8 +256,8 @@ function closeClient(): void {
 }
 
 /** A raw Engine.IO connection: CONNECTs "/" and, more often than not, leaves it to sit idle. */
-async function openRaw(): Promise<void> {
-  const session = pickSession();
+async function openRaw(chosen?: Session): Promise<void> {
+  const session = chosen ?? pickSession();
   if (!session) return;
   if (raws.length >= MAX_RAW) closeRaw();
   const node = pickNode();
@@ -330,7 +342,7 @@ async function rawCycle(): Promise<void> {
   // Mostly connections of live sessions (admissions to cycle), sometimes dead ones (refusals to check).
   const alive = raws.filter((e) => live().includes(e.session));
   const entry = alive.length && r.chance(0.7) ? r.pick(alive) : raws.length ? r.pick(raws) : undefined;
-  if (!entry) return openRaw();
+  if (!entry) return openRaw(pickSession());
   const nsp = r.pick(["/", "/b"]);
   if (entry.sockets.has(nsp)) rawLeave(entry, nsp);
   else await rawConnect(entry, nsp);
@@ -338,8 +350,8 @@ async function rawCycle(): Promise<void> {
 
 const OPERATIONS: Array<[number, () => Promise<void> | void]> = [
   [8, login],
-  [14, openClient],
-  [6, openRaw],
+  [14, () => openClient()],
+  [6, () => openRaw()],
   [14, rawCycle],
   [5, closeClient],
   [3, () => mutate("logout")],
@@ -350,6 +362,7 @@ const OPERATIONS: Array<[number, () => Promise<void> | void]> = [
   [0.7, () => userOp("ban")],
   [2, () => userOp("kick")],
   [1.5, pause],
+  [6, race],
 ];
 const TOTAL = OPERATIONS.reduce((sum, [weight]) => sum + weight, 0);
 function pickOperation(): () => Promise<void> | void {
