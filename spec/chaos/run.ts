@@ -7,7 +7,9 @@
  * Random operations, a few at a time: logins; sockets over socket.io-client (websocket and polling) and raw
  * Engine.IO connections that stay idle with no namespace and CONNECT again later; logouts, destroys,
  * regenerates and session writes over HTTP on any node; DELs of session keys behind the bridge's back; bans
- * (deserializeUser refuses, then disconnectUser); disconnectUser; CLIENT PAUSE of Redis for a few hundred ms.
+ * (deserializeUser refuses, then disconnectUser); disconnectUser; CLIENT PAUSE of Redis for a few hundred ms;
+ * and races: CONNECTs on several nodes with a logout, destroy or regenerate sent while they are in flight.
+ * The seed fixes the operations and their order; their timing is real, so two runs of a seed differ.
  * It prints the seed and every violation with the operations involved, and exits 1 on any.
  */
 import { fork, type ChildProcess } from "node:child_process";
