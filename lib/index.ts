@@ -1,7 +1,8 @@
-export { bridge, bridgeOf, SocketBridge } from "./bridge.js";
+export { bridge, bridgeOf } from "./bridge.js";
+// A type only: bridge() is the one way to make one.
+export type { SocketBridge } from "./bridge.js";
 export type { BridgeOptions } from "./options.js";
-export type { Identity } from "./handshake.js";
-export type { ChannelAnswer, ChannelAuthorizer, Member } from "./channels.js";
+export type { ChannelAuthorizer } from "./channels.js";
 export {
   memoryFailureLimiter,
   redisFailureLimiter,
@@ -22,11 +23,4 @@ export {
   type RefusalCode,
   type RefusalData,
 } from "./errors.js";
-export type {
-  AnySocket,
-  AuthRequest,
-  BridgeSocketData,
-  PassportLike,
-  SessionMiddleware,
-  UserId,
-} from "./types.js";
+export type { AnySocket, BridgeSocketData, PassportLike, SessionMiddleware, UserId } from "./types.js";
