@@ -1,6 +1,8 @@
+import type { SocketBridge as Bridge } from "./bridge.js";
+
 export { bridge, bridgeOf } from "./bridge.js";
-// A type only: bridge() is the one way to make one.
-export type { SocketBridge } from "./bridge.js";
+/** What `bridge()` returns. A type only (an alias, which declaration bundling keeps so): `bridge()` makes one. */
+export type SocketBridge<TUser = Express.User> = Bridge<TUser>;
 export type { BridgeOptions } from "./options.js";
 export type { ChannelAuthorizer } from "./channels.js";
 export {
