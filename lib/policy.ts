@@ -169,7 +169,7 @@ export class Gate<TUser> {
     }
   }
 
-  /** onReject returned `true`, which admitted anonymously in 0.1: say once where that moved. */
+  /** onReject returned `true`, which used to admit anonymously: say once where that moved. */
   private warnOnRejectAdmits(): void {
     if (this.warnedOnRejectAdmits) return;
     this.warnedOnRejectAdmits = true;
