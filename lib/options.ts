@@ -169,7 +169,7 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
   }
   const sessionless =
     options.session === undefined &&
-    ((options.allowAnonymous !== undefined && options.allowAnonymous !== false) || (Array.isArray(options.strategies) && options.strategies.length > 0));
+    (Boolean(options.allowAnonymous) || (Array.isArray(options.strategies) && options.strategies.length > 0));
   // A middleware takes (req, res, next), or forwards its arguments; one or two parameters mean something else.
   if (!sessionless && (typeof options.session !== "function" || options.session.length === 1 || options.session.length === 2)) {
     throw new ConfigError(
