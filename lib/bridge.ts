@@ -318,14 +318,14 @@ export class SocketBridge<TUser = Express.User> {
     if (!socket.connected) return;
     if (ended) {
       this.gate.forget(socket);
-      return endSocket(socket, { code: ended, event: this.options.endedEvent });
+      return endSocket(socket, ended);
     }
     if (identity.sessionId !== undefined) {
       return this.live.add(socket, identity as SessionIdentity);
     }
     this.tokens.watch(socket, identity, (ended) => {
       this.gate.forget(ended);
-      endSocket(ended, { code: "token_expired", event: this.options.endedEvent });
+      endSocket(ended, "token_expired");
     });
   }
 
@@ -394,9 +394,7 @@ export class SocketBridge<TUser = Express.User> {
 
   private endHere(room: string, code: EndCode): number {
     this.endings.record(room, code);
-    return endLocalSockets(this.io, room, { code, event: this.options.endedEvent }, (socket) =>
-      this.gate.forget(socket),
-    );
+    return endLocalSockets(this.io, room, code, (socket) => this.gate.forget(socket));
   }
 
 }

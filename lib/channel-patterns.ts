@@ -5,12 +5,11 @@
 import type { Server } from "socket.io";
 import { ConfigError } from "./errors.js";
 import { namespacesOf } from "./seams.js";
+import { MAX_CHANNEL_LENGTH } from "./protocol.js";
 import { isReservedRoom, sessionRoom, userRoom } from "./identity.js";
 import type { AnySocket } from "./types.js";
 
-/** The longest channel name anything here accepts: a client's join or leave, a ticket request, signChannel. */
-export const MAX_CHANNEL_LENGTH = 200;
-
+/** Whether a client could name this channel (protocol.ts's length limit): a join or leave, a ticket request, signChannel. */
 export const isChannelName = (name: unknown): name is string => typeof name === "string" && name !== "" && name.length <= MAX_CHANNEL_LENGTH;
 
 /**

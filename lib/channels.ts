@@ -12,21 +12,17 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import createDebug from "debug";
 import type { Server } from "socket.io";
-import { compileChannelPattern, isChannelName, isReservedChannel, isReservedName, MAX_CHANNEL_LENGTH, type ChannelPattern } from "./channel-patterns.js";
-import { BridgeError, ConfigError } from "./errors.js";
+import { compileChannelPattern, isChannelName, isReservedChannel, isReservedName, type ChannelPattern } from "./channel-patterns.js";
+import { BridgeError, CHANNEL_REFUSALS, ConfigError } from "./errors.js";
 import type { ResolvedOptions } from "./options.js";
+import { Events, MAX_CHANNEL_LENGTH, type ChannelRefusalCode } from "./protocol.js";
 import { dataOf, isPresence, Presence, viaAdapter, type Member, type MembersLookup, type MembersQuery, type MemberAt } from "./presence.js";
 import { leaveQuietly } from "./rooms.js";
 import type { AnySocket } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:channels");
 
-export const JOIN_EVENT = "auth:join";
-export const LEAVE_EVENT = "auth:leave";
-/** Sent to a socket that was taken out of a channel (access gone, or `auth.leave`): `{ channel }`. */
-export const LEFT_EVENT = "auth:left";
-export { PRESENCE_JOIN_EVENT, PRESENCE_LEAVE_EVENT, type Member, type MemberAt, type MembersQuery } from "./presence.js";
-export { compileChannelPattern, MAX_CHANNEL_LENGTH, type ChannelPattern } from "./channel-patterns.js";
+export type { Member, MemberAt, MembersQuery } from "./presence.js";
 
 /** Signed into every ticket: tickets of another format (v1 signed `socketId:channel[:data]` unframed) never verify. */
 const TICKET_VERSION = "psb-ticket-v2";
@@ -44,22 +40,6 @@ export type ChannelAuthorizer<TUser> = (
   socket: AnySocket | undefined,
 ) => boolean | { info?: unknown } | Promise<boolean | { info?: unknown }>;
 
-/** What each code an `auth:join` or `auth:leave` can be refused with means, as a sentence that says what to do. */
-export const CHANNEL_REFUSALS = {
-  channel_unknown:
-    `Send { channel } with the name of a declared channel (a non-empty string of at most ${MAX_CHANNEL_LENGTH} ` +
-    "characters), or with a ticket for it.",
-  channel_forbidden: "The app's authorize refused this channel to this user (or the socket left while it joined). Ask as a user who may join it.",
-  channel_reserved:
-    "This name is, or could be, a room the bridge or Socket.IO keeps (a socket id, a user: or session: room), " +
-    'which no client may join. Name channels with a prefix of their own, as in "orders:42".',
-  ticket_invalid: "The ticket does not verify for this socket id, channel and data. Get a new one for this socket from the app.",
-  ticket_expired: "The ticket expired. Get a new one for this socket from the app.",
-  too_many_channels: "This socket is in `maxChannelsPerSocket` channels already. Leave one with auth:leave first.",
-  cluster_unavailable: "Other Socket.IO nodes did not answer (or Redis is down). Retry in a moment.",
-  server_error: "The server failed to answer this request. Retry; DEBUG=passport-socketio-bridge:channels logs why.",
-} as const;
-export type ChannelRefusalCode = keyof typeof CHANNEL_REFUSALS;
 
 export type ChannelAnswer = { ok: true; members?: Member[] } | { ok: false; code: ChannelRefusalCode; message: string };
 
@@ -118,11 +98,11 @@ export class Channels<TUser> {
    * argument: sent with no payload (`emit("auth:join", ack)`), it comes first, and is answered all the same.
    */
   watch(socket: AnySocket): void {
-    socket.on(JOIN_EVENT, (...args: unknown[]) => {
+    socket.on(Events.Join, (...args: unknown[]) => {
       const [payload, ack] = request(args);
       answer("join", this.join(socket, payload), ack);
     });
-    socket.on(LEAVE_EVENT, (...args: unknown[]) => {
+    socket.on(Events.Leave, (...args: unknown[]) => {
       const [payload, ack] = request(args);
       answer("leave", this.requestLeave(socket, payload), ack);
     });
@@ -170,7 +150,7 @@ export class Channels<TUser> {
   async leave(socket: AnySocket, channel: string): Promise<void> {
     await viaAdapter("leave", () => socket.leave(channel));
     this.forget(socket, channel);
-    socket.emit(LEFT_EVENT, { channel });
+    socket.emit(Events.Left, { channel });
     if (isPresence(channel)) await this.presence.departed(socket, channel, this.presence.forget(socket, channel));
   }
 

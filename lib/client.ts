@@ -4,15 +4,17 @@
  * middleware refusal) and none for the others, endings that stop for good, tokens renewed through
  * `auth:refresh` before they expire, and channels that are joined again after a reconnect.
  *
- * It imports no server code and nothing at run time: socket.io-client is the app's.
+ * It imports no server code and nothing at run time but protocol.ts's names (inlined): socket.io-client is the app's.
  */
 import type { Socket } from "socket.io-client";
+import { Events, type ChannelRefusalCode, type ClientCode, type EndCode, type RefusalCode } from "./protocol.js";
 
 export type AuthState = "idle" | "connecting" | "connected" | "refused" | "ended";
 
 /** A refused handshake, as the server explained it (`err.message` and `err.data`). */
 export interface RefusalInfo {
-  code: string;
+  /** The bridge's code, or a hook's own. */
+  code: RefusalCode | (string & {});
   /** Which mistake it was, for some codes (`session_missing`: no_cookie, bad_signature, unknown_session). */
   reason?: string;
   message: string;
@@ -24,7 +26,7 @@ export interface RefusalInfo {
 
 /** Why the server ended a connected socket. */
 export interface EndedInfo {
-  code: "logged_out" | "session_expired" | "user_removed" | "revoked" | "token_expired" | (string & {});
+  code: EndCode | (string & {});
 }
 
 /** A presence channel member: the user's id and what the app's authorize gave as `info`. */
@@ -37,7 +39,7 @@ export interface PresenceMember<TInfo = unknown> {
 export class ChannelError extends Error {
   override name = "ChannelError";
   constructor(
-    readonly code: string,
+    readonly code: ChannelRefusalCode | ClientCode | (string & {}),
     readonly channel: string,
   ) {
     super(`auth:join of "${channel}" was refused: ${code}`);
@@ -62,8 +64,6 @@ export interface WithAuthOptions {
    * (`null`, `undefined`, "") or a throw means no token: the last one is never sent again.
    */
   token?: () => Credential | Promise<Credential>;
-  /** The server's `endedEvent` option. Default `"auth:ended"`. */
-  endedEvent?: string;
   /** The event the app pushes a refreshed user with (see the README). Default `"auth:user"`. */
   userEvent?: string;
   /** Backoff for refusals a retry can fix: from `minDelayMs` (1000), doubling up to `maxDelayMs` (30000), jittered. */
@@ -182,7 +182,13 @@ export class ChannelHandle<TInfo = unknown> extends Emitter<ChannelEvents<TInfo>
 }
 
 /** Answers that the helper retries after a backoff; any other refusal stops. */
-const RETRYABLE_REFRESH = new Set(["deserialize_failed", "store_unavailable", "cluster_unavailable", "server_error", "timeout"]);
+const RETRYABLE_REFRESH = new Set<string>([
+  "deserialize_failed",
+  "store_unavailable",
+  "cluster_unavailable",
+  "server_error",
+  "timeout",
+] satisfies Array<RefusalCode | ChannelRefusalCode | ClientCode>);
 
 
 export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
@@ -211,19 +217,19 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
     socket.on("connect", () => this.connected());
     socket.on("connect_error", (err: Error & { data?: unknown }) => this.connectError(err));
     socket.on("disconnect", () => this.disconnected());
-    socket.on(options.endedEvent ?? "auth:ended", (ending: unknown) => {
+    socket.on(Events.Ended, (ending: unknown) => {
       const code = stringIn(ending, "code");
       if (code !== undefined) this.end({ code });
     });
     // (The user is the app's own payload: passed on as it came.)
-    socket.on(options.userEvent ?? "auth:user", (user: TUser) => this.emit("user", user));
-    socket.on("auth:left", (payload: unknown) => {
+    socket.on(options.userEvent ?? Events.User, (user: TUser) => this.emit("user", user));
+    socket.on(Events.Left, (payload: unknown) => {
       const channel = stringIn(payload, "channel");
       if (channel === undefined) return;
       this.joined.delete(channel);
       this.channels.get(channel)?.dispatch("left");
     });
-    for (const [event, kind] of [["presence:join", "join"], ["presence:leave", "leave"]] as const) {
+    for (const [event, kind] of [[Events.PresenceJoin, "join"], [Events.PresenceLeave, "leave"]] as const) {
       socket.on(event, (payload: unknown) => {
         const channel = stringIn(payload, "channel");
         const member = memberOf(isObject(payload) ? payload.member : undefined);
@@ -256,7 +262,7 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
 
   /** Joins a channel; joined again by itself after each reconnect. Rejects with a ChannelError. */
   async join<TInfo = unknown>(channel: string, options: JoinOptions = {}): Promise<{ members?: PresenceMember<TInfo>[] }> {
-    const answer = await this.ask("auth:join", await this.joinPayload(channel, options), channel);
+    const answer = await this.ask(Events.Join, await this.joinPayload(channel, options), channel);
     this.joined.set(channel, options);
     if (!Array.isArray(answer.members)) return {};
     return { members: answer.members.map(memberOf).filter((m) => m !== undefined) as PresenceMember<TInfo>[] };
@@ -265,7 +271,7 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
   /** Leaves a channel (and stops joining it again). Rejects with a ChannelError. */
   async leave(channel: string): Promise<void> {
     this.joined.delete(channel);
-    await this.ask("auth:leave", { channel }, channel);
+    await this.ask(Events.Leave, { channel }, channel);
   }
 
   /** A channel's events: `refused` (a rejoin refused) and `left`. */
@@ -408,7 +414,7 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
         // No token any more (a logout): this socket's user is gone with it.
         code = "token_invalid";
       } else if (token !== FAILED) {
-        const answer: unknown = await this.socket.timeout(this.ackTimeout()).emitWithAck("auth:refresh", { token });
+        const answer: unknown = await this.socket.timeout(this.ackTimeout()).emitWithAck(Events.Refresh, { token });
         if (isObject(answer) && answer.ok === true) {
           this.credentials.token = token;
           return this.scheduleRefresh(answer);
@@ -433,7 +439,7 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
   private rejoin(): void {
     for (const [channel, options] of this.joined) {
       this.joinPayload(channel, options)
-        .then((payload) => this.ask("auth:join", payload, channel))
+        .then((payload) => this.ask(Events.Join, payload, channel))
         .catch((err: unknown) => {
           this.joined.delete(channel);
           this.channel(channel).dispatch("refused", err instanceof ChannelError ? err : new ChannelError("server_error", channel));

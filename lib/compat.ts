@@ -199,8 +199,7 @@ function resolve(options: AuthorizeOptions): Resolved {
       requireOrigin: options.requireOrigin === true,
       trustProxy: options.trustProxy ?? false,
       csrf: false,
-      maxFailuresPerMinute: undefined,
-      failureLimiter: undefined,
+      failureLimit: undefined,
       timeoutMs: options.storeTimeoutMs ?? 5000,
     }),
   };

@@ -1,8 +1,11 @@
 /**
  * Every error the bridge produces, with stable codes. Refusals are the errors a client receives as
  * `connect_error` (`err.message`, `err.data = { code, reconnect }`); their codes and sentences live here
- * and nowhere else.
+ * and nowhere else (the codes themselves are protocol.ts's: a code without a sentence does not compile).
  */
+import { MAX_CHANNEL_LENGTH, type ChannelRefusalCode, type EndCode, type RefusalCode, type SessionMissingReason } from "./protocol.js";
+
+export type { ChannelRefusalCode, EndCode, RefusalCode, SessionMissingReason } from "./protocol.js";
 
 /** What each refusal code means to the client: a sentence that says how to fix it, and whether retrying can help. */
 export const REFUSALS = {
@@ -67,9 +70,7 @@ export const REFUSALS = {
     reconnect: true,
     message: "The server could not register this connection. Retry in a moment.",
   },
-} as const satisfies Record<string, { reconnect: boolean; message: string }>;
-
-export type RefusalCode = keyof typeof REFUSALS;
+} as const satisfies Record<RefusalCode, { reconnect: boolean; message: string }>;
 
 /**
  * Why a handshake found no session (`err.data.reason` with `session_missing`), each with its own sentence.
@@ -86,9 +87,7 @@ export const SESSION_MISSING_REASONS = {
     "The session cookie's signature did not verify: the server's session `secret` differs from the one that " +
     "signed it, or it was rotated out (keep old secrets at the end of the `secret` array while rotating). Log in again.",
   unknown_session: "The session cookie names a session the store does not have: it expired or was logged out. Log in again.",
-} as const;
-
-export type SessionMissingReason = keyof typeof SESSION_MISSING_REASONS;
+} as const satisfies Record<SessionMissingReason, string>;
 
 /** `session_missing`, saying which of the reasons it was. */
 export function sessionMissing(reason: SessionMissingReason): RefusalError {
@@ -102,9 +101,23 @@ export const ENDINGS = {
   user_removed: "The user no longer exists.",
   revoked: "The application disconnected this user or session.",
   token_expired: "The token expired and no fresh one came with auth:refresh.",
-} as const;
+} as const satisfies Record<EndCode, string>;
 
-export type EndCode = keyof typeof ENDINGS;
+/** What each code an `auth:join` or `auth:leave` can be refused with means, as a sentence that says what to do. */
+export const CHANNEL_REFUSALS = {
+  channel_unknown:
+    `Send { channel } with the name of a declared channel (a non-empty string of at most ${MAX_CHANNEL_LENGTH} ` +
+    "characters), or with a ticket for it.",
+  channel_forbidden: "The app's authorize refused this channel to this user (or the socket left while it joined). Ask as a user who may join it.",
+  channel_reserved:
+    "This name is, or could be, a room the bridge or Socket.IO keeps (a socket id, a user: or session: room), " +
+    'which no client may join. Name channels with a prefix of their own, as in "orders:42".',
+  ticket_invalid: "The ticket does not verify for this socket id, channel and data. Get a new one for this socket from the app.",
+  ticket_expired: "The ticket expired. Get a new one for this socket from the app.",
+  too_many_channels: "This socket is in `maxChannelsPerSocket` channels already. Leave one with auth:leave first.",
+  cluster_unavailable: "Other Socket.IO nodes did not answer (or Redis is down). Retry in a moment.",
+  server_error: "The server failed to answer this request. Retry; DEBUG=passport-socketio-bridge:channels logs why.",
+} as const satisfies Record<ChannelRefusalCode, string>;
 
 /** The payload of a refusal as the client sees it in `err.data`. Hooks may add their own fields. */
 export interface RefusalData {

@@ -1,7 +1,10 @@
-export { bridge, bridgeOf, SocketBridge } from "./bridge.js";
+import type { SocketBridge as Bridge } from "./bridge.js";
+
+export { bridge, bridgeOf } from "./bridge.js";
+/** What `bridge()` returns. A type only (an alias, which declaration bundling keeps so): `bridge()` makes one. */
+export type SocketBridge<TUser = Express.User> = Bridge<TUser>;
 export type { BridgeOptions } from "./options.js";
-export type { Identity } from "./identity.js";
-export type { ChannelAnswer, ChannelAuthorizer, Member } from "./channels.js";
+export type { ChannelAuthorizer } from "./channels.js";
 export {
   memoryFailureLimiter,
   redisFailureLimiter,
@@ -22,11 +25,4 @@ export {
   type RefusalCode,
   type RefusalData,
 } from "./errors.js";
-export type {
-  AnySocket,
-  AuthRequest,
-  BridgeSocketData,
-  PassportLike,
-  SessionMiddleware,
-  UserId,
-} from "./types.js";
+export type { AnySocket, BridgeSocketData, PassportLike, SessionMiddleware, UserId } from "./types.js";

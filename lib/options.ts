@@ -6,7 +6,7 @@ import { createRequire } from "node:module";
 import { MAX_TIMER_MS } from "./deadline.js";
 import { ConfigError, type RefusalError } from "./errors.js";
 import { userIdResolver, type UserIdOf } from "./identity.js";
-import { exactOrigin, type FailureLimiter, type OriginPolicy, type SecurityOptions } from "./security.js";
+import { exactOrigin, memoryFailureLimiter, type FailureLimiter, type OriginPolicy, type SecurityOptions } from "./security.js";
 import { hasStrategy, passportKeyOf } from "./seams.js";
 import type { AnySocket, PassportLike, SessionMiddleware } from "./types.js";
 
@@ -23,8 +23,12 @@ export interface BridgeOptions<TUser = Express.User> {
    * Default `"user"`.
    */
   userProperty?: string;
-  /** Admit sockets that have no logged-in user; their `socket.request.user` is undefined. Default `false`. */
-  allowAnonymous?: boolean;
+  /**
+   * Admit sockets as anonymous (their `socket.request.user` is undefined). `true`: when nobody is logged in
+   * (`session_missing`, `unauthenticated`, `user_not_found`). A function decides for each refusal (all but
+   * `too_many_attempts`), admitting when it returns `true`. Default `false`.
+   */
+  allowAnonymous?: boolean | AnonymousPolicy;
   /**
    * Runs for every socket (each namespace a client connects), after the user is known. Throwing (or
    * rejecting) refuses the socket: the client receives the error's `message` and `data` (a missing `data.code` becomes
@@ -32,8 +36,8 @@ export interface BridgeOptions<TUser = Express.User> {
    */
   onAccept?: (socket: AnySocket, user: TUser) => unknown;
   /**
-   * Runs for every refusal, with the error about to be sent. Returning `true` admits the socket as
-   * anonymous instead; throwing replaces the error that is sent.
+   * Runs for every refusal, with the error about to be sent; throwing replaces the error that is sent. Its
+   * return value admits nothing (admit anonymously with `allowAnonymous`).
    */
   onReject?: (socket: AnySocket, error: RefusalError) => unknown;
   /**
@@ -41,8 +45,6 @@ export interface BridgeOptions<TUser = Express.User> {
    * `deserializeUser` (refusal `deserialize_failed`). Default 5000.
    */
   storeTimeoutMs?: number;
-  /** The event sent to a socket, with `{ code }`, just before the bridge disconnects it. Default `"auth:ended"`. */
-  endedEvent?: string;
   /**
    * Client events keep the session alive: they touch the store at most once per session per this many ms
    * (and at least twice per cookie.maxAge). Engine pings do not count. `false` turns it off. Default 60000.
@@ -84,10 +86,12 @@ export interface BridgeOptions<TUser = Express.User> {
   trustProxy?: boolean | number;
   /** Require `socket.handshake.auth.csrf` to equal the session's token from `auth.csrfToken(req)`. Default `false`. */
   csrf?: boolean;
-  /** After this many refused handshakes from one address in a minute, refuse it with `too_many_attempts`. Off by default. */
-  maxFailuresPerMinute?: number;
-  /** Where refused handshakes are counted: in memory by default, or shared (see `redisFailureLimiter`). */
-  failureLimiter?: FailureLimiter;
+  /**
+   * After this many refused handshakes from one address in a minute, refuse it with `too_many_attempts`. A
+   * number counts in memory; `{ perMinute, limiter }` counts where the limiter says (see `redisFailureLimiter`).
+   * Off by default.
+   */
+  failureLimit?: number | { perMinute: number; limiter?: FailureLimiter };
   /**
    * Passport strategies (by the names registered on your Passport, e.g. `["jwt"]`) to authenticate handshakes
    * without a session cookie, with the token from `socket.handshake.auth.token` or the Authorization header.
@@ -97,6 +101,9 @@ export interface BridgeOptions<TUser = Express.User> {
   channelSecret?: string;
 }
 
+/** `allowAnonymous` as a function: whether to admit, as anonymous, a socket about to be refused with `error`. */
+export type AnonymousPolicy = (socket: AnySocket, error: RefusalError) => boolean | Promise<boolean>;
+
 /** The options with every default applied: what the rest of the library reads. */
 export interface ResolvedOptions<TUser> {
   /** Undefined on a service without sessions. */
@@ -104,11 +111,10 @@ export interface ResolvedOptions<TUser> {
   passport: PassportLike;
   passportKey: string;
   userProperty: string;
-  allowAnonymous: boolean;
+  allowAnonymous: boolean | AnonymousPolicy;
   onAccept: ((socket: AnySocket, user: TUser) => unknown) | undefined;
   onReject: ((socket: AnySocket, error: RefusalError) => unknown) | undefined;
   storeTimeoutMs: number;
-  endedEvent: string;
   keepAliveMs: number | false;
   revalidateEveryMs: number | false;
   sessionCacheMs: number;
@@ -124,7 +130,6 @@ const DEFAULTS = {
   userProperty: "user",
   allowAnonymous: false,
   storeTimeoutMs: 5000,
-  endedEvent: "auth:ended",
   keepAliveMs: 60_000,
   revalidateEveryMs: 120_000,
   sessionCacheMs: 2000,
@@ -139,7 +144,6 @@ const KNOWN = new Set<string>([
   "onAccept",
   "onReject",
   "storeTimeoutMs",
-  "endedEvent",
   "keepAliveMs",
   "revalidateEveryMs",
   "sessionCacheMs",
@@ -149,8 +153,7 @@ const KNOWN = new Set<string>([
   "requireOrigin",
   "trustProxy",
   "csrf",
-  "maxFailuresPerMinute",
-  "failureLimiter",
+  "failureLimit",
   "strategies",
   "channelSecret",
 ]);
@@ -160,13 +163,14 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
     throw new ConfigError("bridge(io, options) needs an options object, at least { session }.");
   }
   for (const key of Object.keys(options)) {
+    if (Object.hasOwn(REMOVED, key)) throw new ConfigError(REMOVED[key as keyof typeof REMOVED]);
     if (!KNOWN.has(key)) {
       throw new ConfigError(`Unknown option "${key}". Known options: ${[...KNOWN].join(", ")}.`);
     }
   }
   const sessionless =
     options.session === undefined &&
-    (options.allowAnonymous === true || (Array.isArray(options.strategies) && options.strategies.length > 0));
+    (Boolean(options.allowAnonymous) || (Array.isArray(options.strategies) && options.strategies.length > 0));
   // A middleware takes (req, res, next), or forwards its arguments; one or two parameters mean something else.
   if (!sessionless && (typeof options.session !== "function" || options.session.length === 1 || options.session.length === 2)) {
     throw new ConfigError(
@@ -189,10 +193,6 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
   if (!(Number.isInteger(maxChannelsPerSocket) && maxChannelsPerSocket > 0)) {
     throw new ConfigError("`maxChannelsPerSocket` must be a positive whole number.");
   }
-  const endedEvent = options.endedEvent ?? DEFAULTS.endedEvent;
-  if (typeof endedEvent !== "string" || endedEvent === "") {
-    throw new ConfigError("`endedEvent` must be a non-empty event name.");
-  }
   const userProperty = options.userProperty ?? DEFAULTS.userProperty;
   if (typeof userProperty !== "string" || userProperty === "") {
     throw new ConfigError("`userProperty` must be a non-empty string, as given to passport.initialize().");
@@ -202,12 +202,13 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
       throw new ConfigError(`\`${hook}\` must be a function.`);
     }
   }
-  const { origins, maxFailuresPerMinute, failureLimiter } = options;
+  const allowAnonymous = options.allowAnonymous ?? DEFAULTS.allowAnonymous;
+  if (typeof allowAnonymous !== "boolean" && typeof allowAnonymous !== "function") {
+    throw new ConfigError("`allowAnonymous` must be true, false, or a function (socket, error) => boolean.");
+  }
+  const { origins } = options;
   if (origins !== undefined && origins !== false && typeof origins !== "function" && !Array.isArray(origins)) {
     throw new ConfigError("`origins` must be a list of origins, a function (origin, req) => boolean, or false.");
-  }
-  if (maxFailuresPerMinute !== undefined && !(Number.isInteger(maxFailuresPerMinute) && maxFailuresPerMinute > 0)) {
-    throw new ConfigError("`maxFailuresPerMinute` must be a positive whole number.");
   }
   const { strategies = [], channelSecret } = options;
   if (!Array.isArray(strategies) || strategies.some((name) => typeof name !== "string" || name === "")) {
@@ -225,19 +226,15 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
   if (trustProxy !== undefined && typeof trustProxy !== "boolean" && !(Number.isInteger(trustProxy) && trustProxy >= 0)) {
     throw new ConfigError("`trustProxy` must be true, false, or the number of proxies in front of the server.");
   }
-  if (failureLimiter !== undefined && (typeof failureLimiter?.failures !== "function" || typeof failureLimiter.fail !== "function")) {
-    throw new ConfigError("`failureLimiter` must have failures(key) and fail(key) methods (see redisFailureLimiter).");
-  }
   return {
     session: options.session,
     passport,
     passportKey: passportKeyOf(passport),
     userProperty,
-    allowAnonymous: options.allowAnonymous ?? DEFAULTS.allowAnonymous,
+    allowAnonymous,
     onAccept: options.onAccept,
     onReject: options.onReject,
     storeTimeoutMs,
-    endedEvent,
     keepAliveMs,
     revalidateEveryMs,
     sessionCacheMs,
@@ -248,13 +245,38 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
       requireOrigin: options.requireOrigin === true,
       trustProxy: options.trustProxy ?? false,
       csrf: options.csrf === true,
-      maxFailuresPerMinute,
-      failureLimiter,
+      failureLimit: failureLimitOf(options.failureLimit),
       timeoutMs: storeTimeoutMs,
     },
     strategies,
     channelSecret,
   };
+}
+
+/** Options that were removed, each with what to write instead. */
+const REMOVED = {
+  endedEvent:
+    "The `endedEvent` option was removed: the bridge always sends `auth:ended` ({ code }) before it disconnects a " +
+    "socket. Drop the option and listen to `auth:ended` (withAuth() does; drop its `endedEvent` too).",
+  maxFailuresPerMinute:
+    "`maxFailuresPerMinute` was renamed: write `failureLimit: n` (or `failureLimit: { perMinute: n, limiter }` " +
+    "with a shared limiter).",
+  failureLimiter:
+    "`failureLimiter` moved into `failureLimit`: write `failureLimit: { perMinute: n, limiter: yourLimiter }`.",
+} as const;
+
+/** `failureLimit`: how many failures per minute, counted by which limiter; undefined when off. */
+function failureLimitOf(option: BridgeOptions["failureLimit"]): SecurityOptions["failureLimit"] {
+  if (option === undefined) return undefined;
+  const { perMinute, limiter }: { perMinute?: unknown; limiter?: FailureLimiter | undefined } =
+    typeof option === "object" && option !== null ? option : { perMinute: option };
+  if (!(typeof perMinute === "number" && Number.isInteger(perMinute) && perMinute > 0)) {
+    throw new ConfigError("`failureLimit` must be a positive whole number, or { perMinute: n, limiter? } with one.");
+  }
+  if (limiter !== undefined && (typeof limiter?.failures !== "function" || typeof limiter.fail !== "function")) {
+    throw new ConfigError("`failureLimit.limiter` must have failures(key) and fail(key) methods (see redisFailureLimiter).");
+  }
+  return { perMinute, limiter: limiter ?? memoryFailureLimiter() };
 }
 
 /** A duration option: a positive number of ms, or (where `canDisable`) false to turn it off. */

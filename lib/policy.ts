@@ -12,7 +12,7 @@ import { RefusalError, sessionMissing, type EndCode } from "./errors.js";
 import type { Handshake } from "./handshake.js";
 import { roomsOf, type Identity, type SessionIdentity } from "./identity.js";
 import { connectedSiblings } from "./seams.js";
-import type { ResolvedOptions } from "./options.js";
+import type { AnonymousPolicy, ResolvedOptions } from "./options.js";
 import { Security } from "./security.js";
 import type { EngineLeftovers } from "./setup-checks.js";
 import { presentedToken, type Tokens } from "./tokens.js";
@@ -20,7 +20,7 @@ import type { AnySocket } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:policy");
 
-/** Refusals that mean "nobody is logged in", which `allowAnonymous` turns into anonymous admissions. */
+/** Refusals that mean "nobody is logged in", which `allowAnonymous: true` turns into anonymous admissions. */
 const NOBODY = new Set(["session_missing", "unauthenticated", "user_not_found"]);
 
 /** The refusal a handshake gets when its identity ended while it ran: what reading the store now would say. */
@@ -92,6 +92,7 @@ export class Gate<TUser> {
   private readonly security: Security;
   /** Admissions between the bridge's middleware and their `connection`. */
   private readonly lingering: DeadlineList;
+  private warnedOnRejectAdmits = false;
 
   constructor(
     private readonly options: ResolvedOptions<TUser>,
@@ -134,17 +135,18 @@ export class Gate<TUser> {
         }
       } catch (err) {
         refusal = err as RefusalError;
-        if (allowAnonymous && NOBODY.has(refusal.code)) return admission;
+        if (allowAnonymous === true && NOBODY.has(refusal.code)) return admission;
       }
       // Past the failure limit nothing more is tried, not even as anonymous.
-      if (onReject && refusal.code !== "too_many_attempts") {
-        let admitAnonymous: unknown;
-        try {
-          admitAnonymous = await onReject(socket, refusal);
-        } catch (err) {
-          refusal = RefusalError.from(err);
+      if (refusal.code !== "too_many_attempts") {
+        if (typeof allowAnonymous === "function" && (await this.admitsAnonymous(allowAnonymous, socket, refusal))) return admission;
+        if (onReject) {
+          try {
+            if ((await onReject(socket, refusal)) === true) this.warnOnRejectAdmits();
+          } catch (err) {
+            refusal = RefusalError.from(err);
+          }
         }
-        if (admitAnonymous === true) return admission;
       }
       debug("refused %s in %s: %s", socket.id, socket.nsp.name, refusal.code);
       this.finish(admission);
@@ -155,6 +157,27 @@ export class Gate<TUser> {
       // failed, is counted (after onAccept and onReject), so a burst cannot slip in between.
       (fresh ? handshake.release : admission.release)?.();
     }
+  }
+
+  /** `allowAnonymous` as a function: only `true` admits; a throw admits nobody (and the refusal stays). */
+  private async admitsAnonymous(policy: AnonymousPolicy, socket: AnySocket, refusal: RefusalError): Promise<boolean> {
+    try {
+      return (await policy(socket, refusal)) === true;
+    } catch (err) {
+      debug("allowAnonymous threw for %s in %s: %O", socket.id, socket.nsp.name, err);
+      return false;
+    }
+  }
+
+  /** onReject returned `true`, which used to admit anonymously: say once where that moved. */
+  private warnOnRejectAdmits(): void {
+    if (this.warnedOnRejectAdmits) return;
+    this.warnedOnRejectAdmits = true;
+    process.emitWarning(
+      "onReject returned true, which no longer admits the socket: it was refused as usual. To admit sockets as " +
+        "anonymous, give bridge() `allowAnonymous: (socket, error) => boolean` instead.",
+      { code: "PSB_ONREJECT_ADMITS" },
+    );
   }
 
   /** Gives the admission's ticket (or watch) back: the socket is connected, or will never be. */

@@ -7,14 +7,12 @@ import createDebug from "debug";
 import type { Server } from "socket.io";
 import { BridgeError } from "./errors.js";
 import { namespacesOf } from "./seams.js";
+import { Events, PRESENCE_PREFIX } from "./protocol.js";
 import type { AnySocket, BridgeSocketData } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:channels");
 
-export const PRESENCE_JOIN_EVENT = "presence:join";
-export const PRESENCE_LEAVE_EVENT = "presence:leave";
-
-export const isPresence = (channel: string): boolean => channel.startsWith("presence:");
+export const isPresence = (channel: string): boolean => channel.startsWith(PRESENCE_PREFIX);
 
 /** What presence members see of each other: the user's id (`socket.data.userId`) and the app's `info`, never more. */
 export interface Member {
@@ -125,7 +123,7 @@ export class Presence {
     const remaining = await this.members(socket, channel);
     if (me.userId !== undefined && remaining.some((m) => m.userId === me.userId && m.socketId !== socket.id)) return;
     // Not to the socket itself: replayed to it after a recovery, it would hear itself leave.
-    this.io.of(socket.nsp.name).to(channel).except(socket.id).emit(PRESENCE_LEAVE_EVENT, { channel, member: me });
+    this.io.of(socket.nsp.name).to(channel).except(socket.id).emit(Events.PresenceLeave, { channel, member: me });
   }
 
   private watch(socket: AnySocket): void {
@@ -138,7 +136,7 @@ export class Presence {
     if (!socket.connected || !socket.rooms.has(channel)) return undefined;
     const me = memberOf(dataOf(socket), channel);
     if (me.userId === undefined || !members.some((m) => m.userId === me.userId && m.socketId !== socket.id)) {
-      socket.to(channel).emit(PRESENCE_JOIN_EVENT, { channel, member: me });
+      socket.to(channel).emit(Events.PresenceJoin, { channel, member: me });
     }
     return unique(members);
   }

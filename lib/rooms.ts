@@ -5,8 +5,8 @@
  */
 import createDebug from "debug";
 import type { Server } from "socket.io";
-import type { EndCode } from "./errors.js";
 import { roomsOf, userOfRoom, userRoom, type Identity } from "./identity.js";
+import { Events, type EndCode } from "./protocol.js";
 import { closeConnection, namespacesOf } from "./seams.js";
 import type { AnySocket, BridgeSocketData } from "./types.js";
 
@@ -33,13 +33,13 @@ export function leaveQuietly(socket: AnySocket, room: string): void {
 }
 
 /**
- * Tells one socket why it ends (`event` with `{ code }`), disconnects it (the client does not reconnect it by
+ * Tells one socket why it ends (`auth:ended` with `{ code }`), disconnects it (the client does not reconnect it by
  * itself), and closes its Engine.IO connection, which was authenticated with what ended. The app's
  * `disconnect` handlers run inside, with the user still on the socket; one that throws must not keep the
  * next socket connected, so its error is only logged.
  */
-export function endSocket(socket: AnySocket, ending: { code: EndCode; event: string }, told = false): void {
-  if (!told) tell(socket, ending);
+export function endSocket(socket: AnySocket, code: EndCode, told = false): void {
+  if (!told) tell(socket, code);
   try {
     socket.disconnect();
   } catch (err) {
@@ -48,8 +48,8 @@ export function endSocket(socket: AnySocket, ending: { code: EndCode; event: str
   closeConnection(socket);
 }
 
-function tell(socket: AnySocket, ending: { code: EndCode; event: string }): void {
-  if (socket.connected) socket.emit(ending.event, { code: ending.code });
+function tell(socket: AnySocket, code: EndCode): void {
+  if (socket.connected) socket.emit(Events.Ended, { code });
 }
 
 /**
@@ -60,16 +60,16 @@ function tell(socket: AnySocket, ending: { code: EndCode; event: string }): void
 export function endLocalSockets(
   io: Server,
   room: string,
-  ending: { code: EndCode; event: string },
+  code: EndCode,
   afterEnd: (socket: AnySocket) => void,
 ): number {
   const sockets = localSocketsIn(io, room);
-  for (const socket of sockets) tell(socket, ending);
+  for (const socket of sockets) tell(socket, code);
   for (const socket of sockets) {
-    endSocket(socket, ending, true);
+    endSocket(socket, code, true);
     afterEnd(socket);
   }
-  if (sockets.length) debug("ended %d socket(s) of %s: %s", sockets.length, room, ending.code);
+  if (sockets.length) debug("ended %d socket(s) of %s: %s", sockets.length, room, code);
   return sockets.length;
 }
 

@@ -62,8 +62,8 @@ export interface SecurityOptions {
   requireOrigin: boolean;
   trustProxy: TrustProxy;
   csrf: boolean;
-  maxFailuresPerMinute: number | undefined;
-  failureLimiter: FailureLimiter | undefined;
+  /** How many refused handshakes an address may have per minute, counted by which limiter; undefined: no limit. */
+  failureLimit: { perMinute: number; limiter: FailureLimiter } | undefined;
   /** How long the origins function and the limiter may take (the bridge's storeTimeoutMs). */
   timeoutMs: number;
 }
@@ -77,7 +77,7 @@ export class Security {
   constructor(private readonly options: SecurityOptions) {
     const { origins } = options;
     this.listed = Array.isArray(origins) ? new Set(origins.map(exactOrigin)) : undefined;
-    this.limiter = options.maxFailuresPerMinute ? (options.failureLimiter ?? memoryFailureLimiter()) : undefined;
+    this.limiter = options.failureLimit?.limiter;
   }
 
   /**
@@ -110,7 +110,7 @@ export class Security {
   /**
    * Lets a client's attempt run once its address has room for it, counted per address across its connections
    * and namespaces; returns the function to call once the attempt is decided. Only failures count: an address
-   * may have `maxFailuresPerMinute - failures` attempts under way, and the others wait (up to `timeoutMs`) for
+   * may have `failureLimit - failures` attempts under way, and the others wait (up to `timeoutMs`) for
    * earlier ones to be decided. So a burst of honest attempts is admitted, a little later, while a burst of
    * parallel guesses cannot have more failures counted than the limit. Refuses with `too_many_attempts` (and
    * `retryAfterMs`) an address at its limit, or one whose attempts waited `timeoutMs` for their turn.
@@ -118,7 +118,7 @@ export class Security {
   async limit(req: IncomingMessage): Promise<() => void> {
     const limiter = this.limiter;
     if (!limiter) return NOTHING;
-    const max = this.options.maxFailuresPerMinute ?? Infinity;
+    const max = this.options.failureLimit?.perMinute ?? Infinity;
     const key = this.addressKey(req);
     const turns = this.turnsOf(key);
     turns.attempts++;

@@ -12,12 +12,10 @@ import { userIdOf } from "./handshake.js";
 import { detachedResponse, giveIsAuthenticated } from "./seams.js";
 import type { Identity } from "./identity.js";
 import type { ResolvedOptions } from "./options.js";
+import { Events } from "./protocol.js";
 import type { AnySocket, BridgeRequest } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:tokens");
-
-/** The event a token client sends a fresh token with, and gets a RefreshAnswer back. */
-export const REFRESH_EVENT = "auth:refresh";
 
 /**
  * The answer to `auth:refresh`. Accepted: the expiry now enforced (`expiresAt`, ms since the epoch; absent for
@@ -116,7 +114,7 @@ export class Tokens {
       clearTimeout(connection.timer);
       if (this.connections.get(req) === connection) this.connections.delete(req);
     });
-    socket.on(REFRESH_EVENT, (...args: unknown[]) => {
+    socket.on(Events.Refresh, (...args: unknown[]) => {
       // Every request is answered if it carries an ack, even one sent with no payload (the ack comes first then).
       const last = args[args.length - 1];
       const ack = typeof last === "function" ? (last as (answer: RefreshAnswer) => void) : () => undefined;

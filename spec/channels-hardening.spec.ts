@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { compileChannelPattern } from "../lib/channel-patterns.js";
-import { CHANNEL_REFUSALS, type ChannelRefusalCode } from "../lib/channels.js";
+import { CHANNEL_REFUSALS, type ChannelRefusalCode } from "../lib/errors.js";
 import { ConfigError } from "../lib/index.js";
 import { harnessPerTest, nextEvent, type Harness, type HarnessOptions, type User, type WhoAmI } from "./helpers/harness.js";
 import { failOnLeaks } from "./helpers/leaks.js";

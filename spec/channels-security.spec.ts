@@ -4,7 +4,7 @@
  * and presence that must survive a connection-state recovery.
  */
 import { describe, expect, it } from "vitest";
-import { CHANNEL_REFUSALS, type ChannelRefusalCode } from "../lib/channels.js";
+import { CHANNEL_REFUSALS, type ChannelRefusalCode } from "../lib/errors.js";
 import { ConfigError } from "../lib/index.js";
 import { harnessPerTest, nextEvent, sessionIdOf, type HarnessOptions, type WhoAmI } from "./helpers/harness.js";
 import { failOnLeaks } from "./helpers/leaks.js";

@@ -3,7 +3,7 @@
  * seen across two nodes, tickets bound to one socket, and access re-checked when it is gone.
  */
 import { describe, expect, it } from "vitest";
-import { CHANNEL_REFUSALS, type ChannelRefusalCode } from "../lib/channels.js";
+import { CHANNEL_REFUSALS, type ChannelRefusalCode } from "../lib/errors.js";
 import { ConfigError } from "../lib/index.js";
 import { dropWhileSessionEnds, harnessPerTest, nextEvent, type Harness, type HarnessOptions } from "./helpers/harness.js";
 import { failOnLeaks } from "./helpers/leaks.js";

@@ -36,7 +36,7 @@ describe(`fuzzed handshakes (FUZZ_SEED=${SEED})`, () => {
   it(`refuses ${COUNT} hostile handshakes with known codes, and admits none`, { timeout: 120_000 }, async () => {
     // Half the cases go to an app with every guard on: CSRF, a trusted proxy, the failure limit.
     const plain = await start();
-    const guarded = await start({ prefix: plain.prefix, bridge: { csrf: true, trustProxy: true, maxFailuresPerMinute: 1_000_000 } });
+    const guarded = await start({ prefix: plain.prefix, bridge: { csrf: true, trustProxy: true, failureLimit: 1_000_000 } });
     const cookie = await plain.login("alice");
     const random = prng(SEED);
     const target = { url: plain.url, sessionId: sessionIdOf(cookie), secret: SECRET, cookieName: "connect.sid" };

@@ -82,15 +82,6 @@ describe("logout anywhere", () => {
     await ended;
     expect((await h.refusal({ cookie })).data.code).toBe("session_missing");
   });
-
-  it("the notice's event name is an option", async () => {
-    const h = await start({ bridge: { endedEvent: "session:over" } });
-    const cookie = await h.login("alice");
-    const socket = await h.connect({ cookie });
-    const notice = nextEvent(socket, "session:over");
-    await h.request("/logout", { method: "POST", cookie });
-    expect(await notice).toEqual({ code: "logged_out" });
-  });
 });
 
 describe("expiry", () => {

@@ -31,6 +31,38 @@ describe("bridge() setup checks", () => {
     expect(setupError(() => bridge(new Server(), options as never)).message).toMatch(message);
   });
 
+  it.each([
+    ["endedEvent", { endedEvent: "session:over" }, /`endedEvent` option was removed.*always sends `auth:ended`.*listen to `auth:ended`/],
+    ["maxFailuresPerMinute", { maxFailuresPerMinute: 5 }, /`maxFailuresPerMinute` was renamed: write `failureLimit: n`/],
+    ["failureLimiter", { failureLimiter: { failures: () => 0, fail: () => 0 } }, /write `failureLimit: \{ perMinute: n, limiter: yourLimiter \}`/],
+  ])("refuses the removed option %s, saying what to write instead", (_name, removed, message) => {
+    const error = setupError(() => bridge(new Server(), { session: sessionMiddleware, passport, ...removed } as never));
+    expect(error).toMatchObject({ name: "ConfigError", code: "invalid_config" });
+    expect(error.message).toMatch(message);
+  });
+
+  it.each<[string, unknown]>([
+    ["zero", 0],
+    ["a fraction", 1.5],
+    ["an object without perMinute", { limiter: { failures: () => 0, fail: () => 0 } }],
+    ["a limiter without fail()", { perMinute: 3, limiter: { failures: () => 0 } }],
+    ["null", null],
+  ])("refuses a failureLimit that is %s", (_name, failureLimit) => {
+    expect(setupError(() => bridge(new Server(), { session: sessionMiddleware, passport, failureLimit } as never)).message).toMatch(
+      /`failureLimit(\.limiter)?` must/,
+    );
+  });
+
+  it("refuses an allowAnonymous that is neither a boolean nor a function", () => {
+    expect(setupError(() => bridge(new Server(), { session: sessionMiddleware, passport, allowAnonymous: "yes" } as never)).message).toMatch(
+      /`allowAnonymous` must be true, false, or a function/,
+    );
+  });
+
+  it("takes allowAnonymous as a function without a session, as it takes true", () => {
+    expect(() => bridge(new Server(), { passport, allowAnonymous: () => true })).not.toThrow();
+  });
+
   it("refuses something that is not a Socket.IO server", () => {
     expect(setupError(() => bridge({} as never, { session: sessionMiddleware, passport })).message).toMatch(/Socket\.IO Server/);
   });

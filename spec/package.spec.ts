@@ -130,6 +130,9 @@ describe("type declarations", () => {
     expect(output).toMatch(/'alowAnonymous' does not exist/);
     expect(output).toMatch(/'tokn' does not exist in type 'WithAuthOptions'/);
     expect(output).toMatch(/'"refusd"' is not assignable/);
+    expect(output).toMatch(/'SocketBridge' only refers to a type, but is being used as a value here/);
+    expect(output).toMatch(/'maxFailuresPerMinute' does not exist/);
+    expect(output).toMatch(/'endedEvent' does not exist in type 'WithAuthOptions'/);
   });
 });
 

@@ -14,6 +14,7 @@ import {
   type WhoAmI,
 } from "./helpers/harness.js";
 import { failOnLeaks } from "./helpers/leaks.js";
+import { captureWarnings } from "./helpers/warnings.js";
 
 const start = harnessPerTest();
 
@@ -127,7 +128,7 @@ describe("faults", () => {
     const store = new FaultyStore();
     const { login, client, io } = await start({
       store,
-      bridge: { storeTimeoutMs: 300, onReject: (_socket, error) => error.code === "store_unavailable" },
+      bridge: { storeTimeoutMs: 300, allowAnonymous: (_socket, error) => error.code === "store_unavailable" },
     });
     io.of("/other");
     const cookie = await login("alice");
@@ -179,7 +180,7 @@ describe("a deserializer that answers after the deadline", () => {
   it("cannot put a user on a socket that was admitted as anonymous meanwhile", async () => {
     const { login, connect } = await start({
       replaceDeserializer: true,
-      bridge: { storeTimeoutMs: 100, onReject: (_socket, error) => error.code === "deserialize_failed" },
+      bridge: { storeTimeoutMs: 100, allowAnonymous: (_socket, error) => error.code === "deserialize_failed" },
       passport: (passport, users) =>
         passport.deserializeUser((id: string, done) => setTimeout(() => done(null, users.get(id)), 300)),
     });
@@ -297,6 +298,8 @@ describe("onAccept", () => {
 });
 
 describe("onReject", () => {
+  const warnings = captureWarnings();
+
   it("runs for every refusal with the RefusalError about to be sent", async () => {
     const seen: Array<[string, boolean]> = [];
     const { login, refusal, users } = await start({
@@ -312,25 +315,12 @@ describe("onReject", () => {
     ]);
   });
 
-  it("admits the socket as anonymous when it returns true", async () => {
-    const { connect } = await start({ bridge: { onReject: async () => true } });
-    const socket = await connect();
-    const me = (await socket.emitWithAck("whoami")) as WhoAmI;
-    expect(me).toMatchObject({ user: null, isAuthenticated: false, data: {}, rooms: [] });
-  });
-
-  it("admits as anonymous after onAccept refused a known user, and hides that user", async () => {
-    const { login, connect } = await start({
-      bridge: {
-        onAccept: () => {
-          throw new Error("not today");
-        },
-        onReject: (_socket, error) => error.code === "rejected",
-      },
-    });
-    const socket = await connect({ cookie: await login("alice") });
-    const me = (await socket.emitWithAck("whoami")) as WhoAmI;
-    expect(me).toMatchObject({ user: null, isAuthenticated: false, data: {}, rooms: [] });
+  it("returning true admits nothing: the socket is refused, with one PSB_ONREJECT_ADMITS warning naming allowAnonymous", async () => {
+    const { refusal } = await start({ bridge: { onReject: async () => true } });
+    expectRefusal(await refusal(), "session_missing");
+    expectRefusal(await refusal(), "session_missing");
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(warnings).toEqual([["PSB_ONREJECT_ADMITS", expect.stringMatching(/no longer admits.*`allowAnonymous: \(socket, error\) => boolean`/)]]);
   });
 
   it("replaces the error when it throws, and refuses unless it returns exactly true", async () => {
@@ -373,5 +363,61 @@ describe("allowAnonymous", () => {
     const cookie = await login("alice");
     store.fault = "error";
     expectRefusal(await refusal({ cookie }), "store_unavailable");
+  });
+
+  it("as a function, decides each refusal: only exactly true admits, and onReject runs only for the refused", async () => {
+    const asked: string[] = [];
+    const rejected: string[] = [];
+    const { connect, refusal, login } = await start({
+      bridge: {
+        allowAnonymous: (socket, error) => {
+          asked.push(error.code);
+          return (socket.handshake.auth as { guest?: unknown }).guest === true;
+        },
+        onReject: (_socket, error) => void rejected.push(error.code),
+      },
+    });
+    const guest = (await (await connect({ auth: { guest: true } })).emitWithAck("whoami")) as WhoAmI;
+    expect(guest).toMatchObject({ user: null, isAuthenticated: false, data: {}, rooms: [] });
+    expectRefusal(await refusal({ auth: { guest: "yes" } }), "session_missing");
+    expect((await (await connect({ cookie: await login("alice") })).emitWithAck("whoami")) as WhoAmI).toMatchObject({ user: { name: "Alice" } });
+    expect(asked).toEqual(["session_missing", "session_missing"]);
+    expect(rejected).toEqual(["session_missing"]);
+  });
+
+  it("as a function, may admit after onAccept refused a known user, and hides that user", async () => {
+    const { login, connect } = await start({
+      bridge: {
+        onAccept: () => {
+          throw new Error("not today");
+        },
+        allowAnonymous: (_socket, error) => error.code === "rejected",
+      },
+    });
+    const socket = await connect({ cookie: await login("alice") });
+    const me = (await socket.emitWithAck("whoami")) as WhoAmI;
+    expect(me).toMatchObject({ user: null, isAuthenticated: false, data: {}, rooms: [] });
+  });
+
+  it("as a function that throws or rejects, admits nobody: the refusal goes out as it was", async () => {
+    for (const allowAnonymous of [
+      () => {
+        throw new Error("bug");
+      },
+      async () => Promise.reject(new Error("bug")),
+    ]) {
+      const { refusal } = await start({ bridge: { allowAnonymous } });
+      expectRefusal(await refusal(), "session_missing");
+    }
+  });
+
+  it("as a function, is never asked past the failure limit", async () => {
+    const asked: string[] = [];
+    const { refusal } = await start({
+      bridge: { failureLimit: 1, allowAnonymous: (_socket, error) => (asked.push(error.code), error.code === "too_many_attempts") },
+    });
+    expectRefusal(await refusal(), "session_missing");
+    expect((await refusal()).data.code).toBe("too_many_attempts");
+    expect(asked).toEqual(["session_missing"]);
   });
 });

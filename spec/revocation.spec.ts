@@ -38,7 +38,7 @@ describe("revocation", () => {
         onAccept: (socket) => {
           if (socket.nsp.name === "/lobby") throw new Error("the lobby is for guests");
         },
-        onReject: (socket) => socket.nsp.name === "/lobby",
+        allowAnonymous: (socket) => socket.nsp.name === "/lobby",
       },
     });
     h.io.of("/lobby");

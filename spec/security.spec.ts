@@ -173,9 +173,9 @@ describe("secret rotation", () => {
   });
 });
 
-describe("the failed-handshake limit (maxFailuresPerMinute)", () => {
+describe("the failed-handshake limit (failureLimit)", () => {
   it("refuses an address that failed too often, without reading the store", async () => {
-    const h = await start({ bridge: { maxFailuresPerMinute: 3 } });
+    const h = await start({ bridge: { failureLimit: 3 } });
     const cookie = await h.login("alice");
     for (let i = 0; i < 3; i++) expect(await code(h, {})).toBe("session_missing");
     const m = await monitorStore(h.prefix);
@@ -185,7 +185,7 @@ describe("the failed-handshake limit (maxFailuresPerMinute)", () => {
   });
 
   it("counts per client address: with trustProxy, the X-Forwarded-For entry the proxy added, not the client's", async () => {
-    const h = await start({ bridge: { maxFailuresPerMinute: 2, trustProxy: true } });
+    const h = await start({ bridge: { failureLimit: 2, trustProxy: true } });
     const cookie = await h.login("alice");
     // The proxy appends the address it saw; anything to its left came from the client.
     const via = (client: string, forged = "") => ({ "x-forwarded-for": forged ? `${forged}, ${client}` : client });
@@ -200,7 +200,7 @@ describe("the failed-handshake limit (maxFailuresPerMinute)", () => {
   });
 
   it("with trustProxy: n, counts the address n proxies from the right", async () => {
-    const h = await start({ bridge: { maxFailuresPerMinute: 1, trustProxy: 2 } });
+    const h = await start({ bridge: { failureLimit: 1, trustProxy: 2 } });
     const cookie = await h.login("alice");
     await code(h, { headers: { "x-forwarded-for": "9.9.9.9, 203.0.113.7, 10.0.0.2" } });
     expect(await code(h, { cookie, headers: { "x-forwarded-for": "8.8.8.8, 203.0.113.7, 10.0.0.2" } })).toBe("too_many_attempts");
@@ -208,7 +208,7 @@ describe("the failed-handshake limit (maxFailuresPerMinute)", () => {
   });
 
   it("does not count refused origins, so another site cannot lock its visitors out", async () => {
-    const h = await start({ bridge: { maxFailuresPerMinute: 2 } });
+    const h = await start({ bridge: { failureLimit: 2 } });
     const cookie = await h.login("alice");
     for (let i = 0; i < 5; i++) await code(h, { cookie, headers: { origin: "https://evil.example" } });
     await h.connect({ cookie, headers: { origin: h.url } });
@@ -222,7 +222,7 @@ describe("the failed-handshake limit (maxFailuresPerMinute)", () => {
         setTimeout(() => super.get(sid, cb), 300);
       }
     })();
-    const h = await start({ store, bridge: { maxFailuresPerMinute: 2 } });
+    const h = await start({ store, bridge: { failureLimit: 2 } });
     const forged = `connect.sid=${encodeURIComponent(`s:${signature.sign("nobody", SECRET)}`)}`;
     const codes = await Promise.all(Array.from({ length: 10 }, () => code(h, { cookie: forged })));
     expect(codes.filter((c) => c === "too_many_attempts")).toHaveLength(8);
@@ -232,7 +232,7 @@ describe("the failed-handshake limit (maxFailuresPerMinute)", () => {
 
   it("lets handshakes through when the limiter does not answer, within storeTimeoutMs", async () => {
     const h = await start({
-      bridge: { maxFailuresPerMinute: 1, storeTimeoutMs: 200, failureLimiter: { failures: () => new Promise<number>(() => undefined), fail: () => undefined } },
+      bridge: { failureLimit: { perMinute: 1, limiter: { failures: () => new Promise<number>(() => undefined), fail: () => undefined } }, storeTimeoutMs: 200 },
     });
     await h.connect({ cookie: await h.login("alice") });
   });
@@ -240,9 +240,9 @@ describe("the failed-handshake limit (maxFailuresPerMinute)", () => {
   it("can be shared by every node through Redis", async () => {
     const client = new Redis(inject("redisUrl"));
     try {
-      const failureLimiter = redisFailureLimiter(client, { prefix: `psb:failures:${Date.now()}:` });
-      const a = await start({ bridge: { maxFailuresPerMinute: 2, failureLimiter } });
-      const b = await start({ prefix: a.prefix, bridge: { maxFailuresPerMinute: 2, failureLimiter } });
+      const failureLimit = { perMinute: 2, limiter: redisFailureLimiter(client, { prefix: `psb:failures:${Date.now()}:` }) };
+      const a = await start({ bridge: { failureLimit } });
+      const b = await start({ prefix: a.prefix, bridge: { failureLimit } });
       await code(a, {});
       await code(a, {});
       expect(await code(b, { cookie: await b.login("alice") })).toBe("too_many_attempts");
@@ -268,7 +268,7 @@ const guess = (i: number) => `connect.sid=${encodeURIComponent(`s:${signature.si
 
 describe("the failure limit counts failures only (issue 20)", () => {
   it("admits one user's 6 namespaces over one connection with a limit of 5", async () => {
-    const h = await start({ bridge: { maxFailuresPerMinute: 5 } });
+    const h = await start({ bridge: { failureLimit: 5 } });
     slowReads(h.store, 20);
     const names = ["/", "/a", "/b", "/c", "/d", "/e"];
     for (const name of names) h.io.of(name);
@@ -291,7 +291,7 @@ describe("the failure limit counts failures only (issue 20)", () => {
   });
 
   it("admits 20 logged-in users behind one address reconnecting at once, with a 20 ms store", async () => {
-    const h = await start({ bridge: { maxFailuresPerMinute: 5 } });
+    const h = await start({ bridge: { failureLimit: 5 } });
     const cookies = await Promise.all(Array.from({ length: 20 }, (_, i) => h.login(USERS[i % USERS.length]!.username)));
     const store = slowReads(h.store, 20);
     const outcomes = await Promise.allSettled(cookies.map((cookie) => h.connect({ cookie, reconnection: false })));
@@ -311,7 +311,7 @@ describe("the failure limit counts failures only (issue 20)", () => {
           fail: (key) => (counted++, shared.fail(key)),
           retryAfterMs: (key) => shared.retryAfterMs!(key),
         };
-        const h = await start({ bridge: { maxFailuresPerMinute: 5, failureLimiter } });
+        const h = await start({ bridge: { failureLimit: { perMinute: 5, limiter: failureLimiter } } });
         const store = slowReads(h.store, 20);
         const refusals = await Promise.all(Array.from({ length: 20 }, (_, i) => h.refusal({ cookie: guess(i), reconnection: false })));
         const codes = refusals.map((r) => r.data.code);
@@ -332,7 +332,7 @@ describe("the failure limit counts failures only (issue 20)", () => {
   );
 
   it("too_many_attempts may be retried: after retryAfterMs the address is admitted again", async () => {
-    const h = await start({ bridge: { maxFailuresPerMinute: 2 } });
+    const h = await start({ bridge: { failureLimit: 2 } });
     const cookie = await h.login("alice");
     await code(h, { cookie: guess(1) });
     await code(h, { cookie: guess(2) });
@@ -351,7 +351,7 @@ describe("the failure limit counts failures only (issue 20)", () => {
   });
 
   it("a successful attempt never counts: 10 connections in a row with a limit of 1", async () => {
-    const h = await start({ bridge: { maxFailuresPerMinute: 1 } });
+    const h = await start({ bridge: { failureLimit: 1 } });
     const cookie = await h.login("alice");
     for (let i = 0; i < 10; i++) (await h.connect({ cookie, reconnection: false })).disconnect();
     expect(await code(h, { cookie: guess(1) })).toBe("session_missing");
@@ -361,8 +361,8 @@ describe("the failure limit counts failures only (issue 20)", () => {
 
 describe("Security.limit, on its own", () => {
   const request = (address: string) => ({ headers: {}, socket: { remoteAddress: address } }) as unknown as IncomingMessage;
-  const security = (maxFailuresPerMinute: number, timeoutMs = 1_000) =>
-    new Security({ origins: false, requireOrigin: false, trustProxy: false, csrf: false, maxFailuresPerMinute, failureLimiter: undefined, timeoutMs });
+  const security = (perMinute: number, timeoutMs = 1_000) =>
+    new Security({ origins: false, requireOrigin: false, trustProxy: false, csrf: false, failureLimit: { perMinute, limiter: memoryFailureLimiter() }, timeoutMs });
   const settled = async (promise: Promise<unknown>) => {
     let done = false;
     void promise.then(() => (done = true), () => (done = true));

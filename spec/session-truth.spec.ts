@@ -307,7 +307,7 @@ describe("per-namespace identity", () => {
       onAccept: (socket) => {
         if (socket.nsp.name === "/admin") throw new Error("not for users");
       },
-      onReject: (socket) => socket.nsp.name === "/admin",
+      allowAnonymous: (socket) => socket.nsp.name === "/admin",
     },
   };
   const answerWhoami = (h: Harness) =>
@@ -362,7 +362,7 @@ describe("the failure limit counts every CONNECT", () => {
   it("refuses repeated namespace CONNECTs on one connection past the limit, and closes the connection", async () => {
     const h = await start({
       bridge: {
-        maxFailuresPerMinute: 5,
+        failureLimit: 5,
         onAccept: (socket) => {
           if ((socket.handshake.auth as { pin?: string }).pin !== "4821") throw new Error("wrong pin");
         },
