@@ -1,12 +1,9 @@
 import type { IncomingMessage } from "node:http";
-import { RedisStore } from "connect-redis";
-import { RedisStore as RedisStore9 } from "connect-redis-9";
-import { Session } from "express-session";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { describe, expect, it } from "vitest";
 import { bridge } from "../lib/index.js";
+import { bumpThroughSession } from "./helpers/live.js";
 import {
-  REDIS_CLIENT,
   TRANSPORTS,
   nextEvent,
   harnessPerTest,
@@ -44,21 +41,13 @@ describe.each(["redis", "memory"] as const)("with the %s store", (store) => {
       expect(me.rooms).toEqual([`session:${sessionIdOf(cookie)}`, "user:1"]);
     });
   });
+});
 
+// (The Redis store's case is in spec/store-contract.spec.ts, under both Redis clients.)
+describe("with the memory store", () => {
   it("puts the real express-session Session on socket.request: reload, save and touch work", async () => {
-    const { login, connect, request, io } = await start({ store });
-    io.on("connection", (socket) => {
-      socket.on("bump", (ack: (answer: unknown) => void) => {
-        const session = socket.request.session;
-        session.reload((err) => {
-          if (err) return ack({ error: String(err) });
-          const fresh = socket.request.session;
-          fresh.count = (fresh.count ?? 0) + 1;
-          fresh.touch();
-          fresh.save((saveErr) => ack({ error: saveErr ? String(saveErr) : null, isSession: fresh instanceof Session }));
-        });
-      });
-    });
+    const { login, connect, request, io } = await start({ store: "memory" });
+    bumpThroughSession(io);
     const cookie = await login("bob");
     const socket = await connect({ cookie });
     expect(await socket.emitWithAck("bump")).toEqual({ error: null, isSession: true });
@@ -189,33 +178,5 @@ describe("disconnectUser and disconnectSession", () => {
     expect(auth.userRoom(1)).toBe("user:1");
     expect(auth.userRoom("1")).toBe("user:1");
     expect(auth.sessionRoom("abc")).toBe("session:abc");
-  });
-});
-
-describe("the Redis store of this run", () => {
-  it("is the pairing its project names: connect-redis 8 + ioredis, or connect-redis 9 + node-redis", async ({ task }) => {
-    // The "node-redis" project (vitest.config.ts) sets PSB_REDIS_CLIENT; without it, these specs would
-    // quietly run over ioredis a second time.
-    if (task.file.projectName === "node-redis") expect(REDIS_CLIENT).toBe("node-redis");
-    const h = await start();
-    expect(h.redisClient).toBe(REDIS_CLIENT);
-    const cookie = await h.login("alice");
-    const key = `${h.prefix}${sessionIdOf(cookie)}`;
-    let stored: string | null;
-    if (REDIS_CLIENT === "node-redis") {
-      expect(h.store).toBeInstanceOf(RedisStore9);
-      expect(h.store).not.toBeInstanceOf(RedisStore);
-      expect(h.nodeRedis?.isReady).toBe(true);
-      stored = await h.nodeRedis!.get(key);
-    } else {
-      expect(h.store).toBeInstanceOf(RedisStore);
-      expect(h.nodeRedis).toBeUndefined();
-      stored = await h.redis!.get(key);
-    }
-    expect(JSON.parse(stored ?? "null")).toMatchObject({ passport: { user: "1" } });
-    // h.redis works under either client, for a spec's own look at Redis.
-    expect(await h.redis!.ttl(key)).toBeGreaterThan(0);
-    const socket = await h.connect({ cookie });
-    expect((await ask(socket)).user).toMatchObject({ name: "Alice" });
   });
 });

@@ -22,8 +22,9 @@ afterAll(async () => {
 
 describe("a Redis outage", () => {
   it("keeps 100 connected sockets, refuses new handshakes as store_unavailable, and recovers", { timeout: 60_000 }, async () => {
-    const storeTimeoutMs = 1000;
-    const h = await start({ redisUrl: redis.url, bridge: { storeTimeoutMs } });
+    const storeTimeoutMs = 400;
+    const sessionCacheMs = 500;
+    const h = await start({ redisUrl: redis.url, bridge: { storeTimeoutMs, sessionCacheMs } });
     const cookies = [await h.login("alice"), await h.login("bob")];
     // A session with no socket yet: its first handshake needs the store.
     const stranger = await h.login("carol");
@@ -32,7 +33,8 @@ describe("a Redis outage", () => {
     );
 
     await redis.stop({ crash: true });
-    await sleep(1500);
+    // Longer than sessionCacheMs: what the sockets' copies were read from is gone.
+    await sleep(sessionCacheMs + 100);
     expect(sockets.filter((s) => !s.connected)).toEqual([]);
     const answers = (await Promise.all(sockets.slice(0, 10).map((s) => s.emitWithAck("whoami")))) as WhoAmI[];
     expect(answers.every((me) => me.user !== null)).toBe(true);
@@ -46,8 +48,8 @@ describe("a Redis outage", () => {
       expect(elapsed).toBeLessThan(storeTimeoutMs + 1500);
     }
 
-    // A session whose sockets are connected here: its copy is older than sessionCacheMs (2 s) by now, so a new
-    // tab needs the store, as an HTTP request would; its live sockets stay.
+    // A session whose sockets are connected here: its copy is older than sessionCacheMs by now, so a new tab
+    // needs the store, as an HTTP request would; its live sockets stay.
     expect((await h.refusal({ cookie: cookies[0] })).data).toEqual({ code: "store_unavailable", reconnect: true });
 
     await redis.restart();

@@ -1,7 +1,7 @@
 /**
  * Longest spec files first, across the projects of vitest.config.ts. Vitest's own order runs the projects one
- * after the other (by name), so the "node-redis" project's long files (live-sessions, about 45 s) would start
- * only once every other file had, and finish alone on one of the two workers.
+ * after the other (by name), so the "node-redis" project's files (the store contract, the outage, the example
+ * cluster) would start only once every other file had, and finish alone on one of the two workers.
  */
 import { relative } from "node:path";
 import { BaseSequencer, type TestSpecification } from "vitest/node";
