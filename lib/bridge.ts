@@ -13,8 +13,9 @@ import { ConfigError, RefusalError, type EndCode } from "./errors.js";
 import { Handshake } from "./handshake.js";
 import { sessionRoom, toUserId, userRoom, type SessionIdentity } from "./identity.js";
 import { LiveSessions } from "./live-sessions.js";
+import { withSession } from "./with-session.js";
 import { Endings } from "./endings.js";
-import { closeConnection, onCleanup, ownRequest, recoveryOptionsOf, wireEveryNamespace } from "./seams.js";
+import { closeConnection, ownRequest, recoveryOptionsOf, wireEveryNamespace } from "./seams.js";
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from "./options.js";
 import { checkNoSocketsYet, EngineLeftovers, probeSession } from "./setup-checks.js";
 import { Gate, type Admission } from "./policy.js";
@@ -78,16 +79,6 @@ export class SocketBridge<TUser = Express.User> {
   /** What this node believes about each session (ledger.ts). */
   private readonly ledger: Ledger;
   private readonly cluster: Cluster<Commands>;
-  /**
-   * Where a socket's admission is kept on the socket. (A property, not a WeakMap: a WeakMap entry per socket
-   * makes every young-generation GC walk them all.)
-   */
-  private readonly admission = Symbol("passport-socketio-bridge:admission");
-  /** Gives a socket's admission ticket back (its cleanup hook, one function for all sockets). */
-  private readonly finishAdmission = (socket: AnySocket): void => {
-    const admission = (socket as unknown as Record<symbol, Admission | undefined>)[this.admission];
-    if (admission) this.gate.finish(admission);
-  };
   /** Endings that admissions in flight must still see. */
   private readonly endings = new Endings();
   private store: SessionStore | undefined;
@@ -108,21 +99,8 @@ export class SocketBridge<TUser = Express.User> {
     this.ledger = new Ledger(this.options);
     const handshake = new Handshake(this.options as ResolvedOptions<unknown>, this.ledger, () => this.store !== undefined);
     this.tokens = new Tokens(this.options as ResolvedOptions<unknown>);
-    this.channels = new Channels<TUser>(io, this.options, (socket) => this.user(socket), (query) => this.cluster.run("members", query));
-    const leftovers = new EngineLeftovers(io, this.options.session, this.options.userProperty);
-    this.gate = new Gate(this.options, handshake, this.tokens, this.endings, (socket) => this.admissionOf(socket), leftovers);
-    this.live = new LiveSessions({
-      options: this.options as ResolvedOptions<unknown>,
-      ledger: this.ledger,
-      store: () => this.store,
-      end: (sessionId, code, everywhere) =>
-        everywhere ? this.cluster.tell("endSession", { sessionId, code }) : Promise.resolve(this.endSessionHere(sessionId, code)),
-      refreshed: (sockets) => Promise.all(sockets.map((socket) => this.channels.recheck(socket))),
-      renewalsElsewhere: async (sessionId, timeoutMs) =>
-        Math.max(0, ...(await this.cluster.run("renewal", sessionId, { timeoutMs })).map((expires) => expires ?? 0)) ||
-        undefined,
-    });
-    this.cluster = new Cluster<Commands>(io, {
+    // The command table: what one node asks of every node. Handlers run only once a command comes.
+    const cluster = new Cluster<Commands>(io, {
       endSession: ({ sessionId, code }) => this.endSessionHere(sessionId, code),
       endUser: ({ userId, code }) => this.endHere(userRoom(userId), code),
       refresh: (userId) => this.live.refreshUser(userId),
@@ -131,6 +109,21 @@ export class SocketBridge<TUser = Express.User> {
       leaveChannel: ({ userId, channel }) => this.leaveHere(userRoom(userId), channel),
       users: () => usersHere(io),
       members: (query) => this.channels.membersHere(query),
+    });
+    this.cluster = cluster;
+    const leftovers = new EngineLeftovers(io, this.options.session, this.options.userProperty);
+    this.gate = new Gate(this.options, handshake, this.tokens, this.endings, leftovers);
+    this.channels = new Channels<TUser>(io, this.options, (socket) => this.gate.userOf(socket), (query) => cluster.run("members", query));
+    this.live = new LiveSessions({
+      options: this.options as ResolvedOptions<unknown>,
+      ledger: this.ledger,
+      store: () => this.store,
+      end: (sessionId, code, everywhere) =>
+        everywhere ? cluster.tell("endSession", { sessionId, code }) : Promise.resolve(this.endSessionHere(sessionId, code)),
+      refreshed: (sockets) => Promise.all(sockets.map((socket) => this.channels.recheck(socket))),
+      renewalsElsewhere: async (sessionId, timeoutMs) =>
+        Math.max(0, ...(await cluster.run("renewal", sessionId, { timeoutMs })).map((expires) => expires ?? 0)) ||
+        undefined,
     });
     // The endings other nodes sent while this node's adapter was reconnecting never came: re-read its sessions.
     watchReconnects(io, () => this.live.revalidateAll());
@@ -151,8 +144,7 @@ export class SocketBridge<TUser = Express.User> {
         this.gate.admit(socket).then(
           (admission) => {
             // Whatever happens next (a later middleware refusing, the client leaving), the ticket goes back.
-            (socket as unknown as Record<symbol, Admission | undefined>)[this.admission] = admission;
-            onCleanup(socket, this.finishAdmission);
+            this.gate.keep(socket, admission);
             let joined: Promise<void> | void;
             try {
               joined = this.admitted(socket, admission);
@@ -190,8 +182,7 @@ export class SocketBridge<TUser = Express.User> {
 
   /** The user of an admitted socket, typed; undefined for anonymous sockets. */
   user(socket: AnySocket): TUser | undefined {
-    if (!this.admissionOf(socket)) return undefined;
-    return (socket.request as BridgeRequest)[this.options.userProperty] as TUser | undefined;
+    return this.gate.userOf(socket);
   }
 
   /**
@@ -222,7 +213,7 @@ export class SocketBridge<TUser = Express.User> {
    * gone, its sockets end with `logged_out` and the promise rejects with a BridgeError of that code.
    */
   withSession<T>(socket: AnySocket, fn: (session: IncomingMessage["session"]) => T | Promise<T>): Promise<T> {
-    return this.live.withSession(socket, fn);
+    return withSession(this.live, this.ledger, this.store, this.options.storeTimeoutMs, socket, fn);
   }
 
   /**
@@ -309,7 +300,7 @@ export class SocketBridge<TUser = Express.User> {
       this.channels.watch(socket);
       if (socket.recovered) this.channels.recovered(socket).catch((err: unknown) => debug("channels of a recovered socket: %O", err));
     }
-    const admission = this.admissionOf(socket);
+    const admission = this.gate.admissionOf(socket);
     const identity = admission?.identity;
     if (!admission || !identity) return;
     const ended = this.gate.endedSince(admission);
@@ -333,12 +324,6 @@ export class SocketBridge<TUser = Express.User> {
   private unjoined(admission: Admission, next: (err?: Error) => void, err: unknown): void {
     this.gate.finish(admission);
     next(unregistered(err));
-  }
-
-  /** The admission of a socket admitted with an identity (not anonymously). */
-  private admissionOf(socket: AnySocket): Admission | undefined {
-    const admission = (socket as unknown as Record<symbol, Admission | undefined>)[this.admission];
-    return admission?.identity ? admission : undefined;
   }
 
   /** Starts watching the session store, once it is known. */

@@ -8,7 +8,6 @@
  * Everything a client can trigger here answers its ack with a code and never rejects unhandled: the adapter
  * calls (join, leave, the members lookup) fail when other nodes are silent or Redis is down.
  */
-import { createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import createDebug from "debug";
 import type { Server } from "socket.io";
@@ -18,16 +17,12 @@ import type { ResolvedOptions } from "./options.js";
 import { Events, MAX_CHANNEL_LENGTH, type ChannelRefusalCode } from "./protocol.js";
 import { dataOf, isPresence, Presence, viaAdapter, type Member, type MembersLookup, type MembersQuery, type MemberAt } from "./presence.js";
 import { leaveQuietly } from "./rooms.js";
+import { signTicket, ticketRefusal } from "./tickets.js";
 import type { AnySocket } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:channels");
 
 export type { Member, MemberAt, MembersQuery } from "./presence.js";
-
-/** Signed into every ticket: tickets of another format (v1 signed `socketId:channel[:data]` unframed) never verify. */
-const TICKET_VERSION = "psb-ticket-v2";
-/** `<hexmac>`, or `<expiresAtMs>.<hexmac>` for a ticket with an expiry. Bounded, so it cannot backtrack. */
-const TICKET_FORMAT = /^(?:([1-9]\d{0,15})\.)?([0-9a-f]{64})$/;
 
 /**
  * Decides whether `user` may join the channel with these `params` (from the pattern's `{names}`). `socket` is
@@ -118,14 +113,7 @@ export class Channels<TUser> {
       throw new ConfigError(`A channel name is a non-empty string of at most ${MAX_CHANNEL_LENGTH} characters; no client could join this one.`);
     }
     if (isReservedName(channel)) throw new ConfigError(`"${channel}" is reserved: ${CHANNEL_REFUSALS.channel_reserved}`);
-    const expiresInMs = options?.expiresInMs;
-    let expiresAt: number | undefined;
-    if (expiresInMs !== undefined) {
-      expiresAt = typeof expiresInMs === "number" && expiresInMs > 0 ? Date.now() + Math.ceil(expiresInMs) : Number.NaN;
-      if (!Number.isSafeInteger(expiresAt)) throw new ConfigError("`expiresInMs` must be a positive, finite number of milliseconds.");
-    }
-    const mac = this.mac(socketId, channel, data, expiresAt);
-    return expiresAt === undefined ? mac : `${expiresAt}.${mac}`;
+    return signTicket(this.options.channelSecret, socketId, channel, data, options?.expiresInMs);
   }
 
   async join(socket: AnySocket, payload: unknown): Promise<ChannelAnswer> {
@@ -230,7 +218,7 @@ export class Channels<TUser> {
     if (ticket !== undefined) {
       // A presented ticket is always checked, whatever the channel's authorize would say.
       if (typeof ticket !== "string" || (data !== undefined && typeof data !== "string")) return refused("ticket_invalid");
-      const refusal = this.ticketRefusal(ticket, socket.id, channel, data);
+      const refusal = ticketRefusal(this.options.channelSecret, ticket, socket.id, channel, data);
       if (refusal) return refused(refusal);
       info = data === undefined ? undefined : parseInfo(data);
     } else {
@@ -336,24 +324,6 @@ export class Channels<TUser> {
     delete channels[channel];
     const membership = this.memberships.get(socket);
     if (membership) membership.count--;
-  }
-
-  /** `<hexmac>` over the JSON array of every field: no field can run into the next, whatever it holds. */
-  private mac(socketId: string, channel: string, data: string | undefined, expiresAt: number | undefined): string {
-    return createHmac("sha256", this.options.channelSecret!)
-      .update(JSON.stringify([TICKET_VERSION, socketId, channel, data ?? null, expiresAt ?? null]))
-      .digest("hex");
-  }
-
-  /** Why a presented ticket does not admit `socketId` to `channel` with `data`; undefined when it does. */
-  private ticketRefusal(ticket: string, socketId: string, channel: string, data: string | undefined): ChannelRefusalCode | undefined {
-    const parts = TICKET_FORMAT.exec(ticket);
-    if (!this.options.channelSecret || !parts) return "ticket_invalid";
-    const expiresAt = parts[1] === undefined ? undefined : Number(parts[1]);
-    const expected = Buffer.from(this.mac(socketId, channel, data, expiresAt), "hex");
-    if (!timingSafeEqual(expected, Buffer.from(parts[2]!, "hex"))) return "ticket_invalid";
-    // Only a genuine ticket is told it expired.
-    return expiresAt !== undefined && expiresAt <= Date.now() ? "ticket_expired" : undefined;
   }
 }
 

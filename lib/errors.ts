@@ -127,11 +127,18 @@ export interface RefusalData {
 }
 
 /** Base class of every error this library throws or sends. `code` is stable; `message` may be reworded. */
+/**
+ * Every code the bridge itself gives a BridgeError: refusals, endings, channel refusals, and the errors of its
+ * API (`invalid_config`, `cluster_timeout`, `no_session`). Hooks may refuse with codes of their own.
+ */
+export type BridgeErrorCode = RefusalCode | EndCode | ChannelRefusalCode | "invalid_config" | "cluster_timeout" | "no_session";
+
 export class BridgeError extends Error {
   override name = "BridgeError";
-  readonly code: string;
+  /** One of BridgeErrorCode, or a code a hook of the app chose. */
+  readonly code: BridgeErrorCode | (string & {});
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: BridgeErrorCode | (string & {}), message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
   }

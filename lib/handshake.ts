@@ -10,14 +10,14 @@
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import { claimsSessionId, cookiePairs } from "./cookies.js";
-import { DeadlineError, DeadlineList, rejectionsTo, type Deadline } from "./deadline.js";
+import { DeadlineError, DeadlineList, type Deadline } from "./deadline.js";
 import { RefusalError, sessionMissing, type RefusalCode, type SessionMissingReason } from "./errors.js";
-import type { ResolvedOptions } from "./options.js";
-import type { Identity, SessionIdentity } from "./identity.js";
+import type { SessionIdentity } from "./identity.js";
 import type { Ledger } from "./ledger.js";
+import type { ResolvedOptions } from "./options.js";
 import {
-  forgetParsedUrl,
   detachedResponse,
+  forgetParsedUrl,
   giveIsAuthenticated,
   guardDeserializers,
   hasDeserializer,
@@ -25,7 +25,7 @@ import {
   unwrapSession,
 } from "./seams.js";
 import { sharedRead, type ReadTicket } from "./store-hooks.js";
-import type { BridgeRequest, PassportLike, SessionMiddleware } from "./types.js";
+import type { BridgeRequest, SessionMiddleware } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:handshake");
 

@@ -14,6 +14,7 @@ export {
 } from "./security.js";
 export {
   BridgeError,
+  type BridgeErrorCode,
   ClusterError,
   ConfigError,
   ENDINGS,

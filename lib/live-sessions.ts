@@ -13,13 +13,13 @@
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
-import { DeadlineError, delayUntil, within } from "./deadline.js";
-import { BridgeError, type EndCode } from "./errors.js";
+import { delayUntil, within } from "./deadline.js";
+import type { EndCode } from "./errors.js";
 import { roomsOf, type SessionIdentity } from "./identity.js";
-import type { ResolvedOptions } from "./options.js";
-import { eventHook, guardDeserializers } from "./seams.js";
 import type { Ledger, SessionFacts } from "./ledger.js";
+import type { ResolvedOptions } from "./options.js";
 import { expiresOf, type SessionRecord, type SessionStore } from "./records.js";
+import { eventHook, guardDeserializers } from "./seams.js";
 import type { AnySocket, BridgeRequest } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:live");
@@ -40,7 +40,7 @@ const UNKNOWN_LIFETIME_MS = 60_000;
 
 type Session = NonNullable<IncomingMessage["session"]>;
 
-interface LiveSession {
+export interface LiveSession {
   id: string;
   userId: string;
   /** Its sockets' rooms (rooms.ts's roomsOf), named once for all of them. */
@@ -192,59 +192,22 @@ export class LiveSessions {
     return valid;
   }
 
-  /**
-   * Reloads the socket's session, runs `fn` on it, then touches and saves it. Calls for one session run
-   * one at a time on this node, and nothing is saved once the session has ended.
-   */
-  withSession<T>(socket: AnySocket, fn: (session: Session) => T | Promise<T>): Promise<T> {
+  /** The live session a connected socket was admitted with, if it still has one here. */
+  liveOf(socket: AnySocket): LiveSession | undefined {
     const sessionId = (socket.data as { sessionId?: string }).sessionId;
     const live = sessionId === undefined ? undefined : this.sessions.get(sessionId);
-    if (!live || !live.sockets.has(socket)) {
-      return Promise.reject(
-        new BridgeError("no_session", "withSession() needs a connected socket that was admitted with a session."),
-      );
-    }
-    return this.queued(live, async () => {
-      const req = socket.request as BridgeRequest;
-      const ms = this.deps.options.storeTimeoutMs;
-      if (live.facts.ended) throw gone();
-      try {
-        await within(ms, (done) => req.session.reload(done));
-      } catch (cause) {
-        if (cause instanceof DeadlineError || !/failed to load session/.test(String((cause as Error)?.message))) {
-          throw new BridgeError("store_unavailable", "The session store did not answer; nothing was changed.", { cause });
-        }
-        this.endSoon(live, "logged_out");
-        throw gone("logged_out", cause);
-      }
-      const session = req.session as Session;
-      // Still in the store only because connect-redis rounds TTLs up: it has expired.
-      if ((expiresOf(session as unknown as SessionRecord) ?? Infinity) <= this.ledger.clock.now()) {
-        this.endSoon(live, "session_expired");
-        throw gone("session_expired");
-      }
-      const result = await fn(session);
-      if (live.facts.ended) throw gone();
-      session.touch();
-      await within(ms, (done) => session.save(done));
-      // Logged out while the save was on its way: take the resurrected record back out.
-      if (live.facts.ended) {
-        this.deps.store()?.destroy(live.id, (err?: unknown) => err && debug("re-destroying %s: %O", live.id, err));
-        throw gone();
-      }
-      return result;
-    });
+    return live?.sockets.has(socket) ? live : undefined;
   }
 
   /** Runs `task` after the session's earlier work, so reloads, writes and refreshes never interleave. */
-  private queued<T>(live: LiveSession, task: () => Promise<T>): Promise<T> {
+  queued<T>(live: LiveSession, task: () => Promise<T>): Promise<T> {
     const result = live.queue.then(task, task);
     live.queue = result.catch(() => undefined);
     return result;
   }
 
   /** Ends the session's sockets on every node once the caller has seen its rejection (and acknowledged, say). */
-  private endSoon(live: LiveSession, code: EndCode): void {
+  endSoon(live: LiveSession, code: EndCode): void {
     this.ledger.end(live.id);
     setImmediate(() => void this.deps.end(live.id, code, true).catch((err: unknown) => debug("%O", err)));
   }
@@ -399,8 +362,4 @@ export class LiveSessions {
     if (!store) return Promise.reject(new Error("the session store is not known yet"));
     return within(this.deps.options.storeTimeoutMs, (done) => store.get(sessionId, done));
   }
-}
-
-function gone(code: "logged_out" | "session_expired" = "logged_out", cause?: unknown): BridgeError {
-  return new BridgeError(code, "The session has ended (logged out or expired); nothing was saved.", { cause });
 }

@@ -11,17 +11,19 @@ import type { Endings, Watch } from "./endings.js";
 import { RefusalError, sessionMissing, type EndCode } from "./errors.js";
 import type { Handshake } from "./handshake.js";
 import { roomsOf, type Identity, type SessionIdentity } from "./identity.js";
-import { connectedSiblings } from "./seams.js";
+import { connectedSiblings, onCleanup } from "./seams.js";
 import type { AnonymousPolicy, ResolvedOptions } from "./options.js";
 import { Security } from "./security.js";
 import type { EngineLeftovers } from "./setup-checks.js";
 import { presentedToken, type Tokens } from "./tokens.js";
-import type { AnySocket } from "./types.js";
+import type { AnySocket, BridgeRequest } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:policy");
 
 /** Refusals that mean "nobody is logged in", which `allowAnonymous: true` turns into anonymous admissions. */
 const NOBODY = new Set(["session_missing", "unauthenticated", "user_not_found"]);
+
+type Admitted = AnySocket & { [key: symbol]: Admission | undefined };
 
 /** The refusal a handshake gets when its identity ended while it ran: what reading the store now would say. */
 const REFUSED_AS: Record<EndCode, () => RefusalError> = {
@@ -90,6 +92,8 @@ export class Gate<TUser> {
   private readonly kept = Symbol("passport-socketio-bridge:handshake");
 
   private readonly security: Security;
+  /** Where a socket's admission is kept on the socket. */
+  private readonly admitted = Symbol("passport-socketio-bridge:admission");
   /** Admissions between the bridge's middleware and their `connection`. */
   private readonly lingering: DeadlineList;
   private warnedOnRejectAdmits = false;
@@ -99,8 +103,6 @@ export class Gate<TUser> {
     private readonly handshake: Handshake,
     private readonly tokens: Tokens,
     private readonly endings: Endings,
-    /** The admission of a connected socket, if it was admitted with an identity. */
-    private readonly admissionOf: (socket: AnySocket) => Admission | undefined,
     private readonly leftovers: EngineLeftovers,
   ) {
     this.security = new Security(options.security);
@@ -179,6 +181,34 @@ export class Gate<TUser> {
       { code: "PSB_ONREJECT_ADMITS" },
     );
   }
+
+  /**
+   * Keeps an admitted socket's admission on the socket, and gives its ticket back once the socket is gone (or
+   * will never connect). (A property, not a WeakMap: a WeakMap entry per socket makes every young-generation
+   * GC walk them all.)
+   */
+  keep(socket: AnySocket, admission: Admission): void {
+    (socket as Admitted)[this.admitted] = admission;
+    onCleanup(socket, this.finishOf);
+  }
+
+  /** The admission of a socket admitted with an identity (not anonymously). */
+  admissionOf(socket: AnySocket): Admission | undefined {
+    const admission = (socket as Admitted)[this.admitted];
+    return admission?.identity ? admission : undefined;
+  }
+
+  /** The user of a socket admitted with an identity; undefined for anonymous sockets. */
+  userOf<T>(socket: AnySocket): T | undefined {
+    if (!this.admissionOf(socket)) return undefined;
+    return (socket.request as BridgeRequest)[this.options.userProperty] as T | undefined;
+  }
+
+  /** A socket's cleanup hook (one function for all sockets). */
+  private readonly finishOf = (socket: AnySocket): void => {
+    const admission = (socket as Admitted)[this.admitted];
+    if (admission) this.finish(admission);
+  };
 
   /** Gives the admission's ticket (or watch) back: the socket is connected, or will never be. */
   finish(admission: Admission): void {

@@ -6,9 +6,7 @@
 import type { Server } from "socket.io";
 import { ConfigError } from "./errors.js";
 import { cookiePathOf, detachedResponse, engineMiddlewares, namespacesOf } from "./seams.js";
-import type { PassportLike, SessionMiddleware } from "./types.js";
-
-type Middleware = ((...args: any[]) => unknown) & { name: string };
+import type { SessionMiddleware } from "./types.js";
 
 /**
  * Runs the session middleware once on a detached request to the Socket.IO path. Returns the store it
