@@ -14,7 +14,6 @@ import { Handshake } from "./handshake.js";
 import { sessionRoom, toUserId, userRoom, type SessionIdentity } from "./identity.js";
 import { LiveSessions } from "./live-sessions.js";
 import { withSession } from "./with-session.js";
-import { Endings } from "./endings.js";
 import { closeConnection, ownRequest, recoveryOptionsOf, wireEveryNamespace } from "./seams.js";
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from "./options.js";
 import { checkNoSocketsYet, EngineLeftovers, probeSession } from "./setup-checks.js";
@@ -79,8 +78,6 @@ export class SocketBridge<TUser = Express.User> {
   /** What this node believes about each session (ledger.ts). */
   private readonly ledger: Ledger;
   private readonly cluster: Cluster<Commands>;
-  /** Endings that admissions in flight must still see. */
-  private readonly endings = new Endings();
   private store: SessionStore | undefined;
 
   constructor(
@@ -112,7 +109,7 @@ export class SocketBridge<TUser = Express.User> {
     });
     this.cluster = cluster;
     const leftovers = new EngineLeftovers(io, this.options.session, this.options.userProperty);
-    this.gate = new Gate(this.options, handshake, this.tokens, this.endings, leftovers);
+    this.gate = new Gate(this.options, handshake, this.tokens, this.ledger.endings, leftovers);
     this.channels = new Channels<TUser>(io, this.options, (socket) => this.gate.userOf(socket), (query) => cluster.run("members", query));
     this.live = new LiveSessions({
       options: this.options as ResolvedOptions<unknown>,
@@ -331,11 +328,9 @@ export class SocketBridge<TUser = Express.User> {
     if (this.store || !isSessionStore(store)) return;
     this.store = store;
     observeStore(store, {
-      destroyed: (sessionId) => {
-        // At once, before the cluster hears of it: no read of it in flight now may be used.
-        this.ledger.end(sessionId);
-        this.loggedOut(sessionId);
-      },
+      // (The cluster runs this node's endSession at once, inside the call: the ledger ends the session before
+      // any read in flight can answer.)
+      destroyed: (sessionId) => this.loggedOut(sessionId),
       renewed: (sessionId, session, written) => {
         this.live.renewed(sessionId, session, written);
         if (written) this.written(sessionId, session);
@@ -378,7 +373,7 @@ export class SocketBridge<TUser = Express.User> {
   }
 
   private endHere(room: string, code: EndCode): number {
-    this.endings.record(room, code);
+    this.ledger.endings.record(room, code);
     return endLocalSockets(this.io, room, code, (socket) => this.gate.forget(socket));
   }
 

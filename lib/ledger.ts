@@ -3,12 +3,14 @@
  * copy of its record and when it was read, the store read in flight, whether it has ended, its known expiry and
  * when it was last renewed; and, for any session written through this node, the expiry written (a hint other
  * nodes ask for). Handshakes, live sessions, the store hooks, revalidation and the cluster ask it; nothing else
- * keeps session state.
+ * keeps session state. The endings that admissions in flight must still see, of sessions and of users alike, are
+ * its record too (endings.ts keeps them by room, on a clock of tickets).
  *
  * One freshness rule: data read at `readAt` is used only if the session has not ended since the read began, and
  * a copy serves a handshake only while younger than `sessionCacheMs` and before its expiry. One name per
  * instant: `readAt`, `renewedAt`, `expiresAt` (ms on the ledger's clock, which tests may replace).
  */
+import { Endings } from "./endings.js";
 import { expiresOf, type SessionRecord } from "./records.js";
 
 /** Where the ledger reads the time. */
@@ -60,6 +62,8 @@ const RENEWALS_KEPT = 50_000;
 
 export class Ledger {
   private readonly entries = new Map<string, Entry>();
+  /** Endings of sessions and users, kept while an admission that began before them is in flight. */
+  readonly endings = new Endings();
   /** The expiry written through this node, per session (any session, bounded): hints for expiry checks. */
   private readonly renewals = new Map<string, number>();
 

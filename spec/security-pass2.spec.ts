@@ -146,7 +146,7 @@ describe("an admission that never finishes", () => {
     const raw = await rawConnection(h.url, { cookie });
     const answer = raw.connect("/stuck");
     await vi.waitFor(() => expect(held).toHaveLength(1));
-    const endings = () => (h.auth as unknown as { endings: { size: number } }).endings.size;
+    const endings = () => (h.auth as unknown as { ledger: { endings: { size: number } } }).ledger.endings.size;
 
     await sleep(400);
     for (let i = 0; i < 200; i++) await h.request("/logout", { method: "POST" });

@@ -124,7 +124,7 @@ describe("an idle Engine.IO connection CONNECTing again", () => {
     await h.connect({ cookie });
     for (let i = 0; i < 200; i++) await h.request("/logout", { method: "POST" });
     // (The endings are private: their count is the memory this bounds.)
-    expect((h.auth as unknown as { endings: { size: number } }).endings.size).toBe(0);
+    expect((h.auth as unknown as { ledger: { endings: { size: number } } }).ledger.endings.size).toBe(0);
   });
 
   it("closes the Engine.IO connection of an ending, on every node", async () => {
