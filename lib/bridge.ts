@@ -9,6 +9,7 @@ import type { Namespace, Server } from "socket.io";
 import { watchReconnects } from "./adapter-watch.js";
 import { Channels, type ChannelAuthorizer, type MemberAt, type MembersQuery } from "./channels.js";
 import { Cluster } from "./cluster.js";
+import type { Commands } from "./commands.js";
 import { ConfigError, RefusalError, type EndCode } from "./errors.js";
 import { Handshake } from "./handshake.js";
 import { sessionRoom, toUserId, userRoom, type SessionIdentity } from "./identity.js";
@@ -39,18 +40,6 @@ const debug = createDebug("passport-socketio-bridge:bridge");
 
 const INSTALLED = Symbol.for("passport-socketio-bridge");
 
-
-/** What one node asks of every node (cluster.ts carries them). */
-type Commands = {
-  endSession: (payload: { sessionId: string; code: EndCode }) => number;
-  endUser: (payload: { userId: string; code: EndCode }) => number;
-  refresh: (userId: string) => Promise<number>;
-  renewal: (sessionId: string) => number | null;
-  online: (userId: string) => boolean;
-  users: () => string[];
-  leaveChannel: (payload: { userId: string; channel: string }) => Promise<number>;
-  members: (query: MembersQuery) => MemberAt[];
-};
 
 /**
  * Authenticates every Socket.IO connection of `io` with the app's express-session and Passport: the
@@ -114,13 +103,8 @@ export class SocketBridge<TUser = Express.User> {
     this.live = new LiveSessions({
       options: this.options as ResolvedOptions<unknown>,
       ledger: this.ledger,
-      store: () => this.store,
-      end: (sessionId, code, everywhere) =>
-        everywhere ? cluster.tell("endSession", { sessionId, code }) : Promise.resolve(this.endSessionHere(sessionId, code)),
-      refreshed: (sockets) => Promise.all(sockets.map((socket) => this.channels.recheck(socket))),
-      renewalsElsewhere: async (sessionId, timeoutMs) =>
-        Math.max(0, ...(await cluster.run("renewal", sessionId, { timeoutMs })).map((expires) => expires ?? 0)) ||
-        undefined,
+      cluster,
+      channels: this.channels,
     });
     // The endings other nodes sent while this node's adapter was reconnecting never came: re-read its sessions.
     watchReconnects(io, () => this.live.revalidateAll());
@@ -327,6 +311,7 @@ export class SocketBridge<TUser = Express.User> {
   private useStore(store: unknown): void {
     if (this.store || !isSessionStore(store)) return;
     this.store = store;
+    this.live.useStore(store);
     observeStore(store, {
       // (The cluster runs this node's endSession at once, inside the call: the ledger ends the session before
       // any read in flight can answer.)

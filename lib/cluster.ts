@@ -67,6 +67,11 @@ export class Cluster<H extends Handlers> {
     return this.runLocal(command) as Promise<Awaited<ReturnType<H[K]>>>;
   }
 
+  /** Runs `name` on this node only. */
+  here<K extends keyof H & string>(name: K, payload: Parameters<H[K]>[0]): Promise<Awaited<ReturnType<H[K]>>> {
+    return this.runLocal({ name, payload }) as Promise<Awaited<ReturnType<H[K]>>>;
+  }
+
   private async runLocal(command: Command): Promise<unknown> {
     const handler = Object.hasOwn(this.handlers, command?.name) ? this.handlers[command.name] : undefined;
     if (!handler) throw new Error(`unknown cluster command ${String(command?.name)}`);

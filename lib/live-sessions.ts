@@ -16,6 +16,7 @@ import createDebug from "debug";
 import { delayUntil, within } from "./deadline.js";
 import type { EndCode } from "./errors.js";
 import { roomsOf, type SessionIdentity } from "./identity.js";
+import type { BridgeCluster } from "./commands.js";
 import type { Ledger, SessionFacts } from "./ledger.js";
 import type { ResolvedOptions } from "./options.js";
 import { expiresOf, type SessionRecord, type SessionStore } from "./records.js";
@@ -60,19 +61,17 @@ export interface LiveSessionsDeps {
   options: ResolvedOptions<unknown>;
   /** What the bridge believes about its sessions. */
   ledger: Ledger;
-  /** The session store, once known. */
-  store(): SessionStore | undefined;
-  /** Ends the session's sockets: `everywhere` on every node, else on this one. */
-  end(sessionId: string, code: EndCode, everywhere: boolean): Promise<unknown>;
-  /** The latest expiry other nodes have seen written for the session, within `ms`. */
-  renewalsElsewhere(sessionId: string, ms: number): Promise<number | undefined>;
-  /** The session's sockets have a fresh user (after refresh or revalidation). */
-  refreshed(sockets: AnySocket[]): Promise<unknown>;
+  /** Endings (this node's or every node's) and other nodes' renewal hints go through the command table. */
+  cluster: BridgeCluster;
+  /** Re-checks a socket's channels once its user is fresh (after refresh or revalidation). */
+  channels: { recheck(socket: AnySocket): Promise<unknown> };
 }
 
 export class LiveSessions {
   private readonly sessions = new Map<string, LiveSession>();
   private readonly ledger: Ledger;
+  /** The session store, once the bridge knows it. */
+  private store: SessionStore | undefined;
 
   /** Shared by every socket (no closure per socket). */
   private readonly watchEvents = eventHook((socket) => {
@@ -87,6 +86,17 @@ export class LiveSessions {
     this.onDisconnect = function (this: AnySocket) {
       remove(this);
     };
+  }
+
+  /** The session store the bridge found (at bridge(), or with the first handshake). */
+  useStore(store: SessionStore): void {
+    this.store = store;
+  }
+
+  /** Ends the session's sockets, on every node or on this one, through the command table. */
+  private end(sessionId: string, code: EndCode, everywhere: boolean): Promise<unknown> {
+    const { cluster } = this.deps;
+    return everywhere ? cluster.tell("endSession", { sessionId, code }) : cluster.here("endSession", { sessionId, code });
   }
 
   /**
@@ -209,11 +219,11 @@ export class LiveSessions {
   /** Ends the session's sockets on every node once the caller has seen its rejection (and acknowledged, say). */
   endSoon(live: LiveSession, code: EndCode): void {
     this.ledger.end(live.id);
-    setImmediate(() => void this.deps.end(live.id, code, true).catch((err: unknown) => debug("%O", err)));
+    setImmediate(() => void this.end(live.id, code, true).catch((err: unknown) => debug("%O", err)));
   }
 
   private activity(live: LiveSession): void {
-    const store = this.deps.store();
+    const store = this.store;
     const { facts } = live;
     const now = this.ledger.clock.now();
     const interval = Math.min(this.deps.options.keepAliveMs || Infinity, (facts.lifetimeMs ?? Infinity) / 2);
@@ -282,7 +292,8 @@ export class LiveSessions {
 
   private async hintsElsewhere(sessionId: string): Promise<number | undefined> {
     try {
-      return await this.deps.renewalsElsewhere(sessionId, HINTS_WAIT_MS);
+      const answers = await this.deps.cluster.run("renewal", sessionId, { timeoutMs: HINTS_WAIT_MS });
+      return Math.max(0, ...answers.map((expires) => expires ?? 0)) || undefined;
     } catch (err) {
       debug("no renewal hints from other nodes for %s: %O", sessionId, err);
       return undefined;
@@ -325,18 +336,18 @@ export class LiveSessions {
       );
       if (this.sessions.get(live.id) !== live) return false;
       if (!user) {
-        await this.deps.end(live.id, "user_removed", false);
+        await this.end(live.id, "user_removed", false);
         return false;
       }
       // Now someone else's: the same.
       if (options.userId(user, serialized) !== live.userId) return await this.endLive(live, "logged_out");
-      const store = this.deps.store();
+      const store = this.store;
       this.ledger.keep(live.id, record, readAt);
       for (const req of new Set([...live.sockets].map((socket) => socket.request as BridgeRequest))) {
         if (store?.createSession) store.createSession(req, structuredClone(record));
         req[options.userProperty] = user;
       }
-      await this.deps.refreshed([...live.sockets]);
+      await Promise.all([...live.sockets].map((socket) => this.deps.channels.recheck(socket)));
       return true;
     } catch (err) {
       debug("revalidating session %s failed: %O", live.id, err);
@@ -347,18 +358,18 @@ export class LiveSessions {
   /** The session is over: nothing may write it again, and its sockets on this node end. Resolves false. */
   private async endLive(live: LiveSession, code: EndCode): Promise<false> {
     this.ledger.end(live.id);
-    await this.deps.end(live.id, code, false);
+    await this.end(live.id, code, false);
     return false;
   }
 
   /** The store's TTL in ms, for sessions whose cookie has no expiry (connect-redis and others expose `ttl`). */
   private storeTtl(): number | undefined {
-    const ttl = (this.deps.store() as { ttl?: unknown } | undefined)?.ttl;
+    const ttl = (this.store as { ttl?: unknown } | undefined)?.ttl;
     return typeof ttl === "number" && ttl > 0 ? ttl * 1000 : undefined;
   }
 
   private read(sessionId: string): Promise<SessionRecord | null | undefined> {
-    const store = this.deps.store();
+    const store = this.store;
     if (!store) return Promise.reject(new Error("the session store is not known yet"));
     return within(this.deps.options.storeTimeoutMs, (done) => store.get(sessionId, done));
   }
