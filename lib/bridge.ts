@@ -55,7 +55,7 @@ export function bridge<TUser = Express.User>(io: Server, options: BridgeOptions<
  */
 export function bridgeOf<TUser = Express.User>(serverOrNamespace: Server | Namespace): SocketBridge<TUser> | undefined {
   const server = "server" in serverOrNamespace ? serverOrNamespace.server : serverOrNamespace;
-  return (server as unknown as Record<symbol, SocketBridge<TUser> | undefined> | undefined)?.[INSTALLED];
+  return (server as (Server & { [INSTALLED]?: SocketBridge<TUser> }) | undefined)?.[INSTALLED];
 }
 
 export class SocketBridge<TUser = Express.User> {
@@ -76,7 +76,7 @@ export class SocketBridge<TUser = Express.User> {
     if (typeof io?.of !== "function" || typeof io.path !== "function") {
       throw new ConfigError("bridge(io, options) needs a Socket.IO Server as its first argument.");
     }
-    if ((io as unknown as Record<symbol, unknown>)[INSTALLED]) {
+    if ((io as Server & { [INSTALLED]?: unknown })[INSTALLED]) {
       throw new ConfigError("bridge() was already called for this Socket.IO server; call it once and share the result.");
     }
     this.options = resolveOptions(options);

@@ -18,7 +18,7 @@ import { Events, MAX_CHANNEL_LENGTH, type ChannelRefusalCode } from "./protocol.
 import { dataOf, isPresence, Presence, viaAdapter, type Member, type MembersLookup, type MembersQuery, type MemberAt } from "./presence.js";
 import { leaveQuietly } from "./rooms.js";
 import { signTicket, ticketRefusal } from "./tickets.js";
-import type { AnySocket } from "./types.js";
+import type { AnySocket, BridgeRequest } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:channels");
 
@@ -188,7 +188,7 @@ export class Channels<TUser> {
     const fields = { ...(req as { query?: object }).query, ...(req as { body?: object }).body } as Record<string, unknown>;
     const socketId = fields.socket_id;
     const channel = fields.channel_name;
-    const user = (req as unknown as Record<string, TUser | undefined>)[this.options.userProperty];
+    const user = (req as BridgeRequest)[this.options.userProperty] as TUser | undefined;
     if (!user) return [401, { error: "unauthenticated" }];
     // Checked before any matching: no client could join a longer name anyway.
     if (typeof socketId !== "string" || !/^[\w-]{1,64}$/.test(socketId) || !isChannelName(channel)) {

@@ -24,6 +24,8 @@ const debug = createDebug("passport-socketio-bridge:policy");
 const NOBODY = new Set(["session_missing", "unauthenticated", "user_not_found"]);
 
 type Admitted = AnySocket & { [key: symbol]: Admission | undefined };
+/** A connection's request, keeping its handshake under the Gate's symbol. */
+type Keeping = IncomingMessage & { [key: symbol]: Handshaken | undefined };
 
 /** The refusal a handshake gets when its identity ended while it ran: what reading the store now would say. */
 const REFUSED_AS: Record<EndCode, () => RefusalError> = {
@@ -261,7 +263,7 @@ export class Gate<TUser> {
 
   /** Forgets the socket's connection's handshake: the next namespace it joins reads the session again. */
   forget(socket: AnySocket): void {
-    const req = socket.client.request as unknown as Record<symbol, Handshaken | undefined>;
+    const req = socket.client.request as Keeping;
     if (req[this.kept] !== undefined) req[this.kept] = undefined;
   }
 
@@ -272,7 +274,7 @@ export class Gate<TUser> {
    */
   private handshakeOf(socket: AnySocket): { handshake: Handshaken; fresh: boolean } {
     const req = socket.client.request;
-    const kept = (req as unknown as Record<symbol, Handshaken | undefined>)[this.kept];
+    const kept = (req as Keeping)[this.kept];
     if (!kept) this.leftovers.check(req);
     if (kept && !kept.settled) return { handshake: { ...kept, ticket: this.endings.share(kept.ticket) }, fresh: false };
     if (kept && this.held(socket, kept)) return { handshake: { ...kept, ticket: this.endings.begin() }, fresh: false };
@@ -287,7 +289,7 @@ export class Gate<TUser> {
       settled: false,
     };
     handshake.identity = this.start(socket, req, handshake);
-    (req as unknown as Record<symbol, Handshaken | undefined>)[this.kept] = handshake;
+    (req as Keeping)[this.kept] = handshake;
     return { handshake, fresh: true };
   }
 
