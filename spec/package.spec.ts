@@ -84,9 +84,8 @@ const session = require("express-session");`),
 });
 
 describe("type declarations", () => {
-  /** A consumer project: its own directory, package type, packages, source and compiler options. */
+  /** A consumer project (its directory is its name): package type, packages, source and compiler options. */
   interface Project {
-    dir: string;
     type: "module" | "commonjs";
     packages: string[];
     source: () => string;
@@ -98,21 +97,19 @@ describe("type declarations", () => {
   const typed = () => readFixture("typed-app.ts");
   const client = () => readFixture("client-app.ts");
   const projects = {
-    "types-esm": { dir: "types-esm", type: "module", packages: SERVER, source: typed, options: { ...NODENEXT, esModuleInterop: true } },
-    "types-cjs": { dir: "types-cjs", type: "commonjs", packages: SERVER, source: typed, options: { ...NODENEXT, esModuleInterop: true } },
-    "types-bundler": { dir: "types-bundler", type: "module", packages: SERVER, source: typed, options: { ...BUNDLER, esModuleInterop: true } },
+    "types-esm": { type: "module", packages: SERVER, source: typed, options: { ...NODENEXT, esModuleInterop: true } },
+    "types-cjs": { type: "commonjs", packages: SERVER, source: typed, options: { ...NODENEXT, esModuleInterop: true } },
+    "types-bundler": { type: "module", packages: SERVER, source: typed, options: { ...BUNDLER, esModuleInterop: true } },
     "types-quickstart": {
-      dir: "types-quickstart",
       type: "module",
       packages: SERVER,
       source: () => readmeBlock("quickstart-ts", "ts"),
       options: { ...NODENEXT, esModuleInterop: true },
     },
-    "client-esm": { dir: "client-esm", type: "module", packages: CLIENT, source: client, options: NODENEXT },
-    "client-cjs": { dir: "client-cjs", type: "commonjs", packages: CLIENT, source: client, options: NODENEXT },
-    "client-bundler": { dir: "client-bundler", type: "module", packages: CLIENT, source: client, options: { ...BUNDLER, target: "es2020", lib: ["es2020", "dom"] } },
+    "client-esm": { type: "module", packages: CLIENT, source: client, options: NODENEXT },
+    "client-cjs": { type: "commonjs", packages: CLIENT, source: client, options: NODENEXT },
+    "client-bundler": { type: "module", packages: CLIENT, source: client, options: { ...BUNDLER, target: "es2020", lib: ["es2020", "dom"] } },
     "types-negative": {
-      dir: "types-negative",
       type: "module",
       packages: [...SERVER, ...CLIENT],
       source: () => readFixture("wrong-app.ts"),
@@ -121,7 +118,8 @@ describe("type declarations", () => {
   } satisfies Record<string, Project>;
   type Name = keyof typeof projects;
   // Two `tsc -b` runs side by side (this machine has two cores). Each builds its projects one after the other,
-  // every project its own program with its own options, sharing the parsed declaration files between them.
+  // every project its own program with its own options, sharing the parsed declaration files between them. (One
+  // program for several apps would not do: one app's imports would lend their augmentations to the others.)
   const RUNS: Name[][] = [
     ["types-esm", "types-cjs", "types-bundler", "types-quickstart"],
     ["client-esm", "client-cjs", "client-bundler", "types-negative"],
@@ -129,14 +127,15 @@ describe("type declarations", () => {
   let diagnostics: Map<string, string>;
 
   beforeAll(async () => {
-    for (const project of Object.values(projects) as Project[]) {
-      const dir = makeApp(project.dir, project.packages, project.type);
+    for (const [name, project] of Object.entries(projects)) {
+      const dir = makeApp(name, project.packages, project.type);
       writeFileSync(join(dir, "app.ts"), project.source());
       const compilerOptions = {
         noEmit: true,
         strict: true,
-        // The package's declarations and its dependencies' are checked; TypeScript's own lib files are the
-        // same for every app (and take most of the time).
+        // The package's declarations are checked, and its dependencies' (where a clash with its augmentations of
+        // http and Express would show). TypeScript's own lib files are not: the same for every app, augmented
+        // by nothing here, and most of the time.
         skipLibCheck: false,
         skipDefaultLibCheck: true,
         types: ["node"],
@@ -144,7 +143,7 @@ describe("type declarations", () => {
       };
       writeFileSync(join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions, files: ["app.ts"] }));
     }
-    const outputs = await Promise.all(RUNS.map((names) => build(names.map((name) => projects[name].dir))));
+    const outputs = await Promise.all(RUNS.map((names) => build(names)));
     diagnostics = new Map(outputs.flatMap((output) => [...output]));
   }, 120_000);
 
@@ -173,7 +172,7 @@ describe("type declarations", () => {
     return result;
   }
   /** The diagnostics of one project: "" when clean, undefined when tsc never built it. */
-  const of = (name: Name) => diagnostics.get(projects[name].dir);
+  const of = (name: Name) => diagnostics.get(name);
 
   it.each([
     ["an ESM app (NodeNext)", "types-esm"],
