@@ -74,7 +74,8 @@ describe("npm pack from a clean checkout", () => {
     ["an ES module app (import)", "module", "dist/index.js"],
     ["a CommonJS app (require)", "commonjs", "dist/index.cjs"],
   ] as const;
-  it.each(cases)("installs into %s outside the repository: login over HTTP, then the socket sees req.user", async (_name, type, entry) => {
+  // The two apps side by side: each waits mostly on its own process.
+  it.concurrent.for(cases)("installs into %s outside the repository: login over HTTP, then the socket sees req.user", async ([_name, type, entry], { expect }) => {
     const app = join(work, `${type}-app`);
     const modules = join(app, "node_modules");
     mkdirSync(join(modules, NAME), { recursive: true });
