@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import createDebug from "debug";
 import type { Namespace, Server } from "socket.io";
 import { watchReconnects } from "./adapter-watch.js";
-import { Channels, type ChannelAuthorizer, type MemberAt, type MembersQuery } from "./channels.js";
+import { Channels, type ChannelAuthorizer } from "./channels.js";
 import { Cluster } from "./cluster.js";
 import type { Commands } from "./commands.js";
 import { ConfigError, RefusalError, type EndCode } from "./errors.js";

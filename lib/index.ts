@@ -5,13 +5,8 @@ export { bridge, bridgeOf } from "./bridge.js";
 export type SocketBridge<TUser = Express.User> = Bridge<TUser>;
 export type { BridgeOptions } from "./options.js";
 export type { ChannelAuthorizer } from "./channels.js";
-export {
-  memoryFailureLimiter,
-  redisFailureLimiter,
-  type FailureLimiter,
-  type OriginPolicy,
-  type RedisCounterClient,
-} from "./security.js";
+export { memoryFailureLimiter, redisFailureLimiter, type FailureLimiter, type RedisCounterClient } from "./limiter.js";
+export type { OriginPolicy } from "./security.js";
 export {
   BridgeError,
   type BridgeErrorCode,

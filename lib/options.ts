@@ -6,7 +6,8 @@ import { createRequire } from "node:module";
 import { MAX_TIMER_MS } from "./deadline.js";
 import { ConfigError, type RefusalError } from "./errors.js";
 import { userIdResolver, type UserIdOf } from "./identity.js";
-import { exactOrigin, memoryFailureLimiter, type FailureLimiter, type OriginPolicy, type SecurityOptions } from "./security.js";
+import { memoryFailureLimiter, type FailureLimiter } from "./limiter.js";
+import { exactOrigin, type OriginPolicy, type SecurityOptions } from "./security.js";
 import { hasStrategy, passportKeyOf } from "./seams.js";
 import type { AnySocket, PassportLike, SessionMiddleware } from "./types.js";
 

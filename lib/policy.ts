@@ -123,7 +123,7 @@ export class Gate<TUser> {
     try {
       try {
         // A fresh handshake was screened; every other attempt on the connection counts against the limit too.
-        if (!fresh) admission.release = await this.security.limit(socket.request);
+        if (!fresh) admission.release = await this.security.take(socket.request);
         const identity = await handshake.identity;
         this.checkNotEnded(identity, admission);
         try {

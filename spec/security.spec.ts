@@ -359,7 +359,7 @@ describe("the failure limit counts failures only (issue 20)", () => {
   });
 });
 
-describe("Security.limit, on its own", () => {
+describe("Security.take (the failure limit), on its own", () => {
   const request = (address: string) => ({ headers: {}, socket: { remoteAddress: address } }) as unknown as IncomingMessage;
   const security = (perMinute: number, timeoutMs = 1_000) =>
     new Security({ origins: false, requireOrigin: false, trustProxy: false, csrf: false, failureLimit: { perMinute, limiter: memoryFailureLimiter() }, timeoutMs });
@@ -372,30 +372,30 @@ describe("Security.limit, on its own", () => {
 
   it("holds an attempt past the room left until an earlier one is decided, and counts none of them", async () => {
     const s = security(2);
-    const first = await s.limit(request("192.0.2.1"));
-    await s.limit(request("192.0.2.1"));
-    const third = s.limit(request("192.0.2.1"));
+    const first = await s.take(request("192.0.2.1"));
+    await s.take(request("192.0.2.1"));
+    const third = s.take(request("192.0.2.1"));
     expect(await settled(third)).toBe(false);
     // Another address is not held by this one.
-    await s.limit(request("192.0.2.2"));
+    await s.take(request("192.0.2.2"));
     first();
     expect(await settled(third)).toBe(true);
   });
 
   it("refuses an attempt that waited the deadline for its turn, with retryAfterMs, and forgets the address after", async () => {
     const s = security(1, 50);
-    const first = await s.limit(request("192.0.2.1"));
-    await expect(s.limit(request("192.0.2.1"))).rejects.toMatchObject({ code: "too_many_attempts", data: { reconnect: true, retryAfterMs: 50 } });
+    const first = await s.take(request("192.0.2.1"));
+    await expect(s.take(request("192.0.2.1"))).rejects.toMatchObject({ code: "too_many_attempts", data: { reconnect: true, retryAfterMs: 50 } });
     first();
-    (await s.limit(request("192.0.2.1")))();
-    expect(s["turns"].size).toBe(0);
+    (await s.take(request("192.0.2.1")))();
+    expect((s as unknown as { limit: { turns: Map<string, unknown> } }).limit.turns.size).toBe(0);
   });
 
   it("a failure reported while an attempt waits counts for it: one failure with a limit of 1 refuses the waiting one", async () => {
     const s = security(1);
     const req = request("192.0.2.1");
-    const first = await s.limit(req);
-    const second = s.limit(req);
+    const first = await s.take(req);
+    const second = s.take(req);
     first();
     s.refused(req, new RefusalError("unauthenticated"));
     await expect(second).rejects.toMatchObject({ code: "too_many_attempts" });
