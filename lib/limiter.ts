@@ -30,25 +30,6 @@ interface Place {
   wake?: (() => void) | undefined;
 }
 
-/** The attempts of one address (see Security.limit). */
-interface Turns {
-  /** Attempts between limit() and their decision, waiting or not. */
-  attempts: number;
-  /** Attempts let through and not decided yet. */
-  running: number;
-  /** Attempts waiting for their turn, oldest first; only the first may take room that frees. */
-  line: Place[];
-  /** Failures given to an async limiter that it has not confirmed yet. */
-  unconfirmed: number;
-  /** Failures reported while this entry lived (to count those a limiter's answer may predate). */
-  reported: number;
-}
-
-/** An attempt's place in its address's line; `wake` is set while it waits. */
-interface Place {
-  wake?: (() => void) | undefined;
-}
-
 /** The attempts of one address (see FailureLimit.take). */
 interface Turns {
   /** Attempts between take() and their decision, waiting or not. */
