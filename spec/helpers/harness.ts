@@ -117,6 +117,8 @@ export interface HarnessOptions {
   io?: Partial<ServerOptions>;
   /** Use @socket.io/redis-adapter, so several harnesses that share a `prefix` form one cluster. */
   redisAdapter?: boolean;
+  /** The Redis adapter's requestsTimeout (default 2000 ms): lower for a test that waits for a silent node. */
+  requestsTimeout?: number;
   /** Install another adapter (e.g. @socket.io/postgres-adapter) before bridge(); returns its cleanup. */
   adapter?: (io: Server) => (() => unknown) | void;
   /** Use the `passport` module's singleton, and leave the `passport` option out of bridge(). */
@@ -290,7 +292,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     cleanups.push(() => pub.disconnect(), () => sub.disconnect());
     // One channel key per cluster (its nodes share the prefix): spec files run in parallel on one Redis, and
     // another file's nodes must not answer this one's fetchSockets or serverSideEmit.
-    io.adapter(createAdapter(pub, sub, { requestsTimeout: 2000, key: `socket.io:${prefix}` }));
+    io.adapter(createAdapter(pub, sub, { requestsTimeout: options.requestsTimeout ?? 2000, key: `socket.io:${prefix}` }));
   }
   const adapterCleanup = options.adapter?.(io);
   if (adapterCleanup) cleanups.push(adapterCleanup);
