@@ -31,6 +31,8 @@ const withJwt = (extra: HarnessOptions = {}): HarnessOptions => ({
   },
 });
 const sign = (sub: string, seconds = 60) => jwt.sign({ sub }, KEY, { algorithm: "HS256", expiresIn: seconds });
+/** When a token signed here expires, in ms. */
+const expiryOf = (token: string) => (jwt.decode(token) as jwt.JwtPayload).exp! * 1000;
 const whoami = (socket: { emitWithAck(ev: string): Promise<unknown> }) => socket.emitWithAck("whoami") as Promise<WhoAmI>;
 
 describe("tokens on the handshake", () => {
@@ -146,14 +148,16 @@ describe("token expiry and refresh", () => {
 
   it("auth:refresh with a fresh token keeps it connected, without a reconnect; a token for someone else is refused", async () => {
     const h = await start(withJwt());
-    const socket = await h.connect({ auth: { token: sign("1", 2) } });
+    const first = sign("1", 2);
+    const socket = await h.connect({ auth: { token: first } });
     let reconnects = 0;
     socket.on("connect", () => reconnects++);
     expect(await socket.emitWithAck("auth:refresh", { token: sign("1", 60) })).toMatchObject({ ok: true });
     expect(await socket.emitWithAck("auth:refresh", { token: sign("2", 60) })).toMatchObject({ ok: false, code: "token_invalid" });
     expect(await socket.emitWithAck("auth:refresh", { token: jwt.sign({ sub: "1", exp: now() - 1 }, KEY) })).toMatchObject({ ok: false, code: "token_expired" });
     expect(await socket.emitWithAck("auth:refresh", {})).toMatchObject({ ok: false, code: "token_invalid" });
-    await sleep(3200);
+    // Past the first token's expiry (whole-second exp: 1-2 s away), with room for its ending to arrive.
+    await sleep(expiryOf(first) + 800 - Date.now());
     expect(socket.connected).toBe(true);
     expect(reconnects).toBe(0);
     expect((await whoami(socket)).user).toMatchObject({ name: "Alice" });
