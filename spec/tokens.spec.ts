@@ -8,7 +8,7 @@ import jwt from "jsonwebtoken";
 import { Strategy as BearerStrategy } from "passport-http-bearer";
 import { ExtractJwt, Strategy as JwtStrategy } from "passport-jwt";
 import { describe, expect, it } from "vitest";
-import { harnessPerTest, nextEvent, TRANSPORTS, type HarnessOptions, type User, type WhoAmI } from "./helpers/harness.js";
+import { harnessesOf, harnessPerTest, nextEvent, TRANSPORTS, type HarnessOptions, type User, type WhoAmI } from "./helpers/harness.js";
 import { failOnLeaks } from "./helpers/leaks.js";
 
 const start = harnessPerTest();
@@ -138,16 +138,17 @@ describe("tokens on the handshake", () => {
 });
 
 describe("token expiry and refresh", () => {
-  it("ends the socket with token_expired when its token expires", async () => {
-    const h = await start(withJwt());
+  // Each waits for a 2-second token's expiry: they run side by side (nothing shared, margins of over 0.8 s).
+  it.concurrent("ends the socket with token_expired when its token expires", async (context) => {
+    const h = await harnessesOf(context)(withJwt());
     const socket = await h.connect({ auth: { token: sign("1", 2) } });
     const since = Date.now();
     expect(await nextEvent(socket, "auth:ended", 5000)).toEqual({ code: "token_expired" });
     expect(Date.now() - since).toBeLessThan(3100);
   });
 
-  it("auth:refresh with a fresh token keeps it connected, without a reconnect; a token for someone else is refused", async () => {
-    const h = await start(withJwt());
+  it.concurrent("auth:refresh with a fresh token keeps it connected, without a reconnect; a token for someone else is refused", async (context) => {
+    const h = await harnessesOf(context)(withJwt());
     const first = sign("1", 2);
     const socket = await h.connect({ auth: { token: first } });
     let reconnects = 0;
@@ -163,19 +164,8 @@ describe("token expiry and refresh", () => {
     expect((await whoami(socket)).user).toMatchObject({ name: "Alice" });
   });
 
-  it("an accepted refresh answers with the expiry the server now enforces and the server's clock", async () => {
-    const h = await start(withJwt());
-    const socket = await h.connect({ auth: { token: sign("1", 60) } });
-    const exp = now() + 120;
-    const before = Date.now();
-    const answer = await socket.emitWithAck("auth:refresh", { token: jwt.sign({ sub: "1", exp }, KEY) });
-    expect(answer).toEqual({ ok: true, expiresAt: exp * 1000, now: expect.any(Number) });
-    expect((answer as { now: number }).now).toBeGreaterThanOrEqual(before);
-    expect((answer as { now: number }).now).toBeLessThanOrEqual(Date.now());
-  });
-
-  it("a refresh never loosens the expiry: a token without exp is refused, and the earlier expiry still ends the socket", async () => {
-    const h = await start(withJwt());
+  it.concurrent("a refresh never loosens the expiry: a token without exp is refused, and the earlier expiry still ends the socket", async (context) => {
+    const h = await harnessesOf(context)(withJwt());
     const socket = await h.connect({ auth: { token: sign("1", 2) } });
     const since = Date.now();
     expect(await socket.emitWithAck("auth:refresh", { token: jwt.sign({ sub: "1" }, KEY) })).toEqual({
@@ -185,6 +175,17 @@ describe("token expiry and refresh", () => {
     });
     expect(await nextEvent(socket, "auth:ended", 5000)).toEqual({ code: "token_expired" });
     expect(Date.now() - since).toBeLessThan(3100);
+  });
+
+  it("an accepted refresh answers with the expiry the server now enforces and the server's clock", async () => {
+    const h = await start(withJwt());
+    const socket = await h.connect({ auth: { token: sign("1", 60) } });
+    const exp = now() + 120;
+    const before = Date.now();
+    const answer = await socket.emitWithAck("auth:refresh", { token: jwt.sign({ sub: "1", exp }, KEY) });
+    expect(answer).toEqual({ ok: true, expiresAt: exp * 1000, now: expect.any(Number) });
+    expect((answer as { now: number }).now).toBeGreaterThanOrEqual(before);
+    expect((answer as { now: number }).now).toBeLessThanOrEqual(Date.now());
   });
 
   it("answers every malformed auth:refresh that has an ack, with a code and a sentence; without an ack, nothing breaks", async () => {

@@ -17,7 +17,7 @@ import { Strategy as LocalStrategy } from "passport-local";
 import { createClient } from "redis";
 import { Server, type ServerOptions, type Socket as ServerSocket } from "socket.io";
 import { io as ioClient, type ManagerOptions, type Socket as ClientSocket, type SocketOptions } from "socket.io-client";
-import { afterEach, expect, inject } from "vitest";
+import { afterEach, expect, inject, type TestContext } from "vitest";
 import { bridge, ConfigError, type BridgeOptions, type SocketBridge } from "../../lib/index.js";
 
 export const SECRET = "keyboard cat";
@@ -409,6 +409,18 @@ export function harnessPerTest(): (options?: HarnessOptions) => Promise<Harness>
   return async (options) => {
     const harness = await startHarness(options);
     open.push(harness);
+    return harness;
+  };
+}
+
+/**
+ * A start function for one `it.concurrent` test (harnessPerTest's afterEach would close a concurrent neighbour's
+ * harnesses too): each harness it starts is closed when that test finishes. Pass the test's context.
+ */
+export function harnessesOf(context: Pick<TestContext, "onTestFinished">): (options?: HarnessOptions) => Promise<Harness> {
+  return async (options) => {
+    const harness = await startHarness(options);
+    context.onTestFinished(() => harness.close());
     return harness;
   };
 }
