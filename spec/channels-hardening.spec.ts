@@ -200,8 +200,9 @@ describe("many channels on one socket", () => {
 describe("when other nodes do not answer", () => {
   /** Two nodes; the returned function makes node B stop answering cluster requests (fetchSockets times out on A). */
   async function cluster() {
-    const a = await app({ redisAdapter: true });
-    const b = await app({ redisAdapter: true, prefix: a.prefix });
+    // The wait for the silent node is requestsTimeout; 600 ms still leaves the healthy answers a wide margin.
+    const a = await app({ redisAdapter: true, requestsTimeout: 600 });
+    const b = await app({ redisAdapter: true, requestsTimeout: 600, prefix: a.prefix });
     const silence = () => {
       const adapter = b.io.of("/").adapter as unknown as { subClient: Redis; redisListeners: Map<string, (...args: any[]) => void> };
       adapter.subClient.off("messageBuffer", adapter.redisListeners.get("messageBuffer")!);

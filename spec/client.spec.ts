@@ -11,9 +11,9 @@ import { build } from "esbuild";
 import jwt from "jsonwebtoken";
 import { ExtractJwt, Strategy as JwtStrategy } from "passport-jwt";
 import { io as ioClient, type Socket as ClientSocket } from "socket.io-client";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi, type TestContext } from "vitest";
 import { ChannelError, withAuth, type EndedInfo, type PresenceMember, type RefusalInfo, type SocketAuth } from "../lib/client.js";
-import { harnessPerTest, nextEvent, type Harness, type HarnessOptions, type User } from "./helpers/harness.js";
+import { harnessesOf, harnessPerTest, nextEvent, type Harness, type HarnessOptions, type User } from "./helpers/harness.js";
 import { failOnLeaks } from "./helpers/leaks.js";
 import { FlakyStore } from "./helpers/stores.js";
 import type { Server } from "socket.io";
@@ -38,6 +38,14 @@ function clientSocket(url: string, headers: Record<string, string> = {}, namespa
     reconnectionDelayMax: 200,
   });
   sockets.push(socket);
+  return socket;
+}
+
+/** clientSocket for an it.concurrent test: disconnected when that test finishes (the afterEach above would end a neighbour's). */
+function clientSocketOf(context: Pick<TestContext, "onTestFinished">, url: string): ClientSocket {
+  const socket = clientSocket(url);
+  sockets.splice(sockets.indexOf(socket), 1);
+  context.onTestFinished(() => void socket.disconnect());
   return socket;
 }
 
@@ -210,30 +218,6 @@ describe("credentials", () => {
     await nextEvent(auth.socket, "connect");
     expect(((await auth.socket.emitWithAck("whoami")) as { user: User }).user.name).toBe("Alice");
   });
-
-  it("a 3-second JWT is renewed through token() twice, with no reconnect", { timeout: 15_000 }, async () => {
-    const h = await start({ bridge: { strategies: ["jwt"] }, passport: withJwt });
-    let issued = 0;
-    const auth = withAuth(clientSocket(h.url), {
-      token: () => {
-        issued++;
-        return jwt.sign({ sub: "1" }, KEY, { algorithm: "HS256", expiresIn: 3 });
-      },
-    }).connect();
-    await nextEvent(auth.socket, "connect");
-    const id = auth.socket.id;
-    const endings: EndedInfo[] = [];
-    auth.on("ended", (e) => endings.push(e));
-    let disconnects = 0;
-    auth.socket.on("disconnect", () => disconnects++);
-    while (issued < 3) await sleep(50);
-    // Past the second token's expiry: the third one holds it.
-    await sleep(1000);
-    expect(endings).toEqual([]);
-    expect(disconnects).toBe(0);
-    expect(auth.socket.id).toBe(id);
-    expect(auth.state).toBe("connected");
-  });
 });
 
 describe("token renewal without a global atob (older React Native)", () => {
@@ -385,11 +369,12 @@ describe("token renewal that cannot run away", () => {
     return output.trim().split("\n");
   }
 
-  it("a client clock 10 minutes fast, or slow, renews on the server's time: a bounded count, and the socket stays", { timeout: 20_000 }, async () => {
+  // This and the next wait out several token lifetimes, idle: they run side by side (nothing shared).
+  it.concurrent("a client clock 10 minutes fast, or slow, renews on the server's time: a bounded count, and the socket stays", { timeout: 20_000 }, async (context) => {
     // Both clients at once, each against a server of its own.
     await Promise.all(
       [10 * 60_000, -10 * 60_000].map(async (skewMs) => {
-        const h = await start({ bridge: { strategies: ["jwt"] }, passport: withJwt });
+        const h = await harnessesOf(context)({ bridge: { strategies: ["jwt"] }, passport: withJwt });
         const refreshes = countRefreshes(h.io);
         // Past the first token's expiry (at most 3 s after connect), and the next one's (renewed at the 1 s
         // floor: at most 4 s after connect).
@@ -403,6 +388,29 @@ describe("token renewal that cannot run away", () => {
     );
   });
 
+  it.concurrent("a 3-second JWT is renewed through token() twice, with no reconnect", { timeout: 15_000 }, async (context) => {
+    const h = await harnessesOf(context)({ bridge: { strategies: ["jwt"] }, passport: withJwt });
+    let issued = 0;
+    const auth = withAuth(clientSocketOf(context, h.url), {
+      token: () => {
+        issued++;
+        return jwt.sign({ sub: "1" }, KEY, { algorithm: "HS256", expiresIn: 3 });
+      },
+    }).connect();
+    await nextEvent(auth.socket, "connect");
+    const id = auth.socket.id;
+    const endings: EndedInfo[] = [];
+    auth.on("ended", (e) => endings.push(e));
+    let disconnects = 0;
+    auth.socket.on("disconnect", () => disconnects++);
+    while (issued < 3) await sleep(50);
+    // Past the second token's expiry: the third one holds it.
+    await sleep(1000);
+    expect(endings).toEqual([]);
+    expect(disconnects).toBe(0);
+    expect(auth.socket.id).toBe(id);
+    expect(auth.state).toBe("connected");
+  });
 });
 
 describe("credentials that are gone", () => {

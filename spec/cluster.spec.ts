@@ -61,10 +61,13 @@ describe("a node whose Redis subscriber connection dropped", () => {
   // Revalidation far away: only the catch-up can end a socket or read a session within these tests.
   const bridge = { revalidateEveryMs: 600_000 };
 
-  /** Node B of node A's cluster, on a subscriber of the spec's own that reconnects 1 s after it drops (ioredis's default is 50 ms: too short to log out in). */
-  async function nodeB(a: Harness) {
+  /**
+   * Node B of node A's cluster, on a subscriber of the spec's own that reconnects `retryMs` after it drops
+   * (default 1 s: ioredis's 50 ms is too short to log out in).
+   */
+  async function nodeB(a: Harness, retryMs = 1000) {
     const pub = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null });
-    const sub = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null, retryStrategy: () => 1000 });
+    const sub = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null, retryStrategy: () => retryMs });
     const b = await start({
       prefix: a.prefix,
       bridge,
@@ -118,7 +121,8 @@ describe("a node whose Redis subscriber connection dropped", () => {
 
   it("reads each live session once per reconnection, at most 8 at a time, and coalesces reconnections during a catch-up", async () => {
     const a = await start({ redisAdapter: true, bridge });
-    const { b, sub } = await nodeB(a);
+    // Nothing to do while it is down: it reconnects after 100 ms.
+    const { b, sub } = await nodeB(a, 100);
     const cookies = await Promise.all(Array.from({ length: 20 }, (_, i) => a.login(["alice", "bob", "carol"][i % 3]!)));
     await b.connectSessions(cookies, 40, () => "websocket");
     // Count B's store reads, and how many are under way at once (a 20 ms store).

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { RedisStore } from "connect-redis";
 import { RedisStore as RedisStore9 } from "connect-redis-9";
 import { describe, expect, it, vi } from "vitest";
-import { REDIS_CLIENT, harnessPerTest, nextEvent, openRedisStore, sessionIdOf, type Harness } from "./helpers/harness.js";
+import { REDIS_CLIENT, harnessesOf, harnessPerTest, nextEvent, openRedisStore, sessionIdOf, type Harness } from "./helpers/harness.js";
 import { bumpThroughSession, ending, incrementer, twoNodes, whoami } from "./helpers/live.js";
 import { monitorPerTest } from "./helpers/monitor.js";
 import { rawConnection } from "./helpers/raw-engine.js";
@@ -158,8 +158,9 @@ describe("expiry by TTL", () => {
 });
 
 describe("keep-alive touches", () => {
-  it("client events keep the session alive in the store; an idle socket then expires", async () => {
-    const h = await start({ session: { cookie: { maxAge: 1000 } } });
+  // Both wait out a 1-second session, idle but for an event every 100 ms: they run side by side (nothing shared).
+  it.concurrent("client events keep the session alive in the store; an idle socket then expires", async (context) => {
+    const h = await harnessesOf(context)({ session: { cookie: { maxAge: 1000 } } });
     const cookie = await h.login("alice");
     const socket = await h.connect({ cookie });
     const since = Date.now();
@@ -175,11 +176,11 @@ describe("keep-alive touches", () => {
     expect(end.ms).toBeLessThan(2000);
   });
 
-  it("only as far as the store really renews: a store that ignores touches still expires", async () => {
+  it.concurrent("only as far as the store really renews: a store that ignores touches still expires", async (context) => {
     const prefix = `sess:notouch:${Date.now()}:`;
     const { store, close } = await openRedisStore({ prefix, disableTouch: true });
     try {
-      const h = await start({ store, prefix, session: { cookie: { maxAge: 1000 } } });
+      const h = await harnessesOf(context)({ store, prefix, session: { cookie: { maxAge: 1000 } } });
       const loggedIn = Date.now();
       const cookie = await h.login("alice");
       const socket = await h.connect({ cookie });

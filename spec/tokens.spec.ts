@@ -8,7 +8,7 @@ import jwt from "jsonwebtoken";
 import { Strategy as BearerStrategy } from "passport-http-bearer";
 import { ExtractJwt, Strategy as JwtStrategy } from "passport-jwt";
 import { describe, expect, it } from "vitest";
-import { harnessPerTest, nextEvent, TRANSPORTS, type HarnessOptions, type User, type WhoAmI } from "./helpers/harness.js";
+import { harnessesOf, harnessPerTest, nextEvent, TRANSPORTS, type HarnessOptions, type User, type WhoAmI } from "./helpers/harness.js";
 import { failOnLeaks } from "./helpers/leaks.js";
 
 const start = harnessPerTest();
@@ -31,6 +31,8 @@ const withJwt = (extra: HarnessOptions = {}): HarnessOptions => ({
   },
 });
 const sign = (sub: string, seconds = 60) => jwt.sign({ sub }, KEY, { algorithm: "HS256", expiresIn: seconds });
+/** When a token signed here expires, in ms. */
+const expiryOf = (token: string) => (jwt.decode(token) as jwt.JwtPayload).exp! * 1000;
 const whoami = (socket: { emitWithAck(ev: string): Promise<unknown> }) => socket.emitWithAck("whoami") as Promise<WhoAmI>;
 
 describe("tokens on the handshake", () => {
@@ -136,27 +138,43 @@ describe("tokens on the handshake", () => {
 });
 
 describe("token expiry and refresh", () => {
-  it("ends the socket with token_expired when its token expires", async () => {
-    const h = await start(withJwt());
+  // Each waits for a 2-second token's expiry: they run side by side (nothing shared, margins of over 0.8 s).
+  it.concurrent("ends the socket with token_expired when its token expires", async (context) => {
+    const h = await harnessesOf(context)(withJwt());
     const socket = await h.connect({ auth: { token: sign("1", 2) } });
     const since = Date.now();
     expect(await nextEvent(socket, "auth:ended", 5000)).toEqual({ code: "token_expired" });
     expect(Date.now() - since).toBeLessThan(3100);
   });
 
-  it("auth:refresh with a fresh token keeps it connected, without a reconnect; a token for someone else is refused", async () => {
-    const h = await start(withJwt());
-    const socket = await h.connect({ auth: { token: sign("1", 2) } });
+  it.concurrent("auth:refresh with a fresh token keeps it connected, without a reconnect; a token for someone else is refused", async (context) => {
+    const h = await harnessesOf(context)(withJwt());
+    const first = sign("1", 2);
+    const socket = await h.connect({ auth: { token: first } });
     let reconnects = 0;
     socket.on("connect", () => reconnects++);
     expect(await socket.emitWithAck("auth:refresh", { token: sign("1", 60) })).toMatchObject({ ok: true });
     expect(await socket.emitWithAck("auth:refresh", { token: sign("2", 60) })).toMatchObject({ ok: false, code: "token_invalid" });
     expect(await socket.emitWithAck("auth:refresh", { token: jwt.sign({ sub: "1", exp: now() - 1 }, KEY) })).toMatchObject({ ok: false, code: "token_expired" });
     expect(await socket.emitWithAck("auth:refresh", {})).toMatchObject({ ok: false, code: "token_invalid" });
-    await sleep(3200);
+    // Past the first token's expiry (whole-second exp: 1-2 s away), with room for its ending to arrive.
+    await sleep(expiryOf(first) + 800 - Date.now());
     expect(socket.connected).toBe(true);
     expect(reconnects).toBe(0);
     expect((await whoami(socket)).user).toMatchObject({ name: "Alice" });
+  });
+
+  it.concurrent("a refresh never loosens the expiry: a token without exp is refused, and the earlier expiry still ends the socket", async (context) => {
+    const h = await harnessesOf(context)(withJwt());
+    const socket = await h.connect({ auth: { token: sign("1", 2) } });
+    const since = Date.now();
+    expect(await socket.emitWithAck("auth:refresh", { token: jwt.sign({ sub: "1" }, KEY) })).toEqual({
+      ok: false,
+      code: "token_invalid",
+      message: expect.stringMatching(/`exp`/),
+    });
+    expect(await nextEvent(socket, "auth:ended", 5000)).toEqual({ code: "token_expired" });
+    expect(Date.now() - since).toBeLessThan(3100);
   });
 
   it("an accepted refresh answers with the expiry the server now enforces and the server's clock", async () => {
@@ -168,19 +186,6 @@ describe("token expiry and refresh", () => {
     expect(answer).toEqual({ ok: true, expiresAt: exp * 1000, now: expect.any(Number) });
     expect((answer as { now: number }).now).toBeGreaterThanOrEqual(before);
     expect((answer as { now: number }).now).toBeLessThanOrEqual(Date.now());
-  });
-
-  it("a refresh never loosens the expiry: a token without exp is refused, and the earlier expiry still ends the socket", async () => {
-    const h = await start(withJwt());
-    const socket = await h.connect({ auth: { token: sign("1", 2) } });
-    const since = Date.now();
-    expect(await socket.emitWithAck("auth:refresh", { token: jwt.sign({ sub: "1" }, KEY) })).toEqual({
-      ok: false,
-      code: "token_invalid",
-      message: expect.stringMatching(/`exp`/),
-    });
-    expect(await nextEvent(socket, "auth:ended", 5000)).toEqual({ code: "token_expired" });
-    expect(Date.now() - since).toBeLessThan(3100);
   });
 
   it("answers every malformed auth:refresh that has an ack, with a code and a sentence; without an ack, nothing breaks", async () => {

@@ -17,7 +17,7 @@ import { Strategy as LocalStrategy } from "passport-local";
 import { createClient } from "redis";
 import { Server, type ServerOptions, type Socket as ServerSocket } from "socket.io";
 import { io as ioClient, type ManagerOptions, type Socket as ClientSocket, type SocketOptions } from "socket.io-client";
-import { afterEach, expect, inject } from "vitest";
+import { afterEach, expect, inject, type TestContext } from "vitest";
 import { bridge, ConfigError, type BridgeOptions, type SocketBridge } from "../../lib/index.js";
 
 export const SECRET = "keyboard cat";
@@ -117,6 +117,8 @@ export interface HarnessOptions {
   io?: Partial<ServerOptions>;
   /** Use @socket.io/redis-adapter, so several harnesses that share a `prefix` form one cluster. */
   redisAdapter?: boolean;
+  /** The Redis adapter's requestsTimeout (default 2000 ms): lower for a test that waits for a silent node. */
+  requestsTimeout?: number;
   /** Install another adapter (e.g. @socket.io/postgres-adapter) before bridge(); returns its cleanup. */
   adapter?: (io: Server) => (() => unknown) | void;
   /** Use the `passport` module's singleton, and leave the `passport` option out of bridge(). */
@@ -290,7 +292,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     cleanups.push(() => pub.disconnect(), () => sub.disconnect());
     // One channel key per cluster (its nodes share the prefix): spec files run in parallel on one Redis, and
     // another file's nodes must not answer this one's fetchSockets or serverSideEmit.
-    io.adapter(createAdapter(pub, sub, { requestsTimeout: 2000, key: `socket.io:${prefix}` }));
+    io.adapter(createAdapter(pub, sub, { requestsTimeout: options.requestsTimeout ?? 2000, key: `socket.io:${prefix}` }));
   }
   const adapterCleanup = options.adapter?.(io);
   if (adapterCleanup) cleanups.push(adapterCleanup);
@@ -407,6 +409,18 @@ export function harnessPerTest(): (options?: HarnessOptions) => Promise<Harness>
   return async (options) => {
     const harness = await startHarness(options);
     open.push(harness);
+    return harness;
+  };
+}
+
+/**
+ * A start function for one `it.concurrent` test (harnessPerTest's afterEach would close a concurrent neighbour's
+ * harnesses too): each harness it starts is closed when that test finishes. Pass the test's context.
+ */
+export function harnessesOf(context: Pick<TestContext, "onTestFinished">): (options?: HarnessOptions) => Promise<Harness> {
+  return async (options) => {
+    const harness = await startHarness(options);
+    context.onTestFinished(() => harness.close());
     return harness;
   };
 }
