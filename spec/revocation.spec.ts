@@ -81,8 +81,9 @@ describe("revocation", () => {
   });
 
   it("rejects with a ClusterError when a node stays silent, after acting on the others", async () => {
-    const a = await start({ redisAdapter: true });
-    const b = await start({ redisAdapter: true, prefix: a.prefix });
+    // The wait for the silent node is requestsTimeout; 600 ms still leaves the healthy answers a wide margin.
+    const a = await start({ redisAdapter: true, requestsTimeout: 600 });
+    const b = await start({ redisAdapter: true, requestsTimeout: 600, prefix: a.prefix });
     // Node B runs no bridge commands any more (as if it ran an older app).
     b.io.of("/").removeAllListeners("passport-socketio-bridge:command");
     const socket = await a.connect({ cookie: await a.login("alice") });
