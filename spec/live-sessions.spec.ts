@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { bridge } from "../lib/index.js";
 import { monitorPerTest } from "./helpers/monitor.js";
 import { dropWhileSessionEnds, harnessPerTest, nextEvent, sessionIdOf, type Harness } from "./helpers/harness.js";
-import { ending, incrementer, twoNodes, whoami } from "./helpers/live.js";
+import { ending, expectRollingRenewal, incrementer, twoNodes, whoami } from "./helpers/live.js";
 
 // Store reads, writes, touches and destroys, expiry by TTL and a renewal through another node are in
 // spec/store-contract.spec.ts, which runs under both Redis clients.
@@ -58,20 +58,7 @@ describe("expiry", () => {
 
   it("follows an HTTP renewal: with rolling, a request at 0.6 s moves the end to the renewed expiry", async () => {
     const h = await start({ session: { rolling: true, cookie: { maxAge: 1000 } } });
-    const loggedIn = Date.now();
-    const cookie = await h.login("alice");
-    const socket = await h.connect({ cookie });
-    const ended = ending(socket, loggedIn);
-    await sleep(600 - (Date.now() - loggedIn));
-    const renewed = Date.now() - loggedIn;
-    await h.request("/me", { cookie });
-    // Past the end before the renewal.
-    await sleep(1250 - (Date.now() - loggedIn));
-    expect(socket.connected).toBe(true);
-    const end = await ended;
-    expect(end.code).toBe("session_expired");
-    expect(end.ms).toBeGreaterThanOrEqual(renewed + 1000);
-    expect(end.ms).toBeLessThan(renewed + 2000);
+    await expectRollingRenewal(h, h);
   });
 
   it("with MemoryStore too: ends at expiry, follows a renewal", async () => {

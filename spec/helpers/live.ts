@@ -4,6 +4,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Session } from "express-session";
 import type { Socket as ClientSocket } from "socket.io-client";
+import { expect } from "vitest";
 import { nextEvent, type Harness, type HarnessOptions, type WhoAmI } from "./harness.js";
 
 /** Two nodes of one app on the Redis adapter, sharing the store's key prefix. */
@@ -55,4 +56,25 @@ export function incrementer(h: Harness, work: () => Promise<unknown> = () => sle
         .then(ack, (err: { code: string }) => ack({ error: err.code }));
     });
   });
+}
+
+/**
+ * With `rolling` 1 s sessions: a socket on `node`, and a request through `renewer` at 0.6 s, which moves the
+ * socket's end to the renewed expiry (still connected past the first end; ended 1 to 2 s after the renewal).
+ */
+export async function expectRollingRenewal(node: Harness, renewer: Harness): Promise<void> {
+  const loggedIn = Date.now();
+  const cookie = await node.login("alice");
+  const socket = await node.connect({ cookie });
+  const ended = ending(socket, loggedIn);
+  await sleep(600 - (Date.now() - loggedIn));
+  const renewed = Date.now() - loggedIn;
+  await renewer.request("/me", { cookie });
+  // Past the end before the renewal.
+  await sleep(1250 - (Date.now() - loggedIn));
+  expect(socket.connected).toBe(true);
+  const end = await ended;
+  expect(end.code).toBe("session_expired");
+  expect(end.ms).toBeGreaterThanOrEqual(renewed + 1000);
+  expect(end.ms).toBeLessThan(renewed + 2000);
 }
