@@ -35,7 +35,7 @@
 import { createHook } from "node:async_hooks";
 import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import inspector from "node:inspector";
 import { dirname, join } from "node:path";
@@ -430,14 +430,16 @@ async function child(config: Config, kind: StoreKind, redisUrl: string): Promise
 /** Which package a profile frame belongs to. */
 function packageOf(url: string, functionName: string): string {
   if (!url) return functionName.startsWith("(") ? functionName : "(native)";
-  const match = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url.replaceAll("\\", "/"));
+  // The innermost package (engine.io's own ws is ws, not engine.io).
+  const match = /.*node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url.replaceAll("\\", "/"));
   if (match) return match[1]!;
   if (/\/dist\/|\/bench-dist-/.test(url)) return "bridge";
   if (url.startsWith("node:")) return "node";
   return "bench";
 }
 
-function cpuSummary(profile: any, handshakes: number): string[] {
+/** Self time per handshake of one CPU profile, by package and by function (µs). */
+function selfTimes(profile: any, handshakes: number): { byPackage: Map<string, number>; byFunction: Map<string, number>; inclusive: Map<string, number> } {
   const nodes = new Map<number, any>(profile.nodes.map((node: any) => [node.id, node]));
   const dt = new Map<number, number>();
   // Each sample counts as one median interval: a long delta is the process waiting for a core (other work on
@@ -454,9 +456,68 @@ function cpuSummary(profile: any, handshakes: number): string[] {
     const key = `${callFrame.functionName || "(anonymous)"} ${pkg}:${callFrame.lineNumber + 1}`;
     byFunction.set(key, (byFunction.get(key) ?? 0) + micros);
   }
+  // Inclusive: each function's own time and its callees', counted once per sample however deep it recurses.
+  const inclusive = new Map<string, number>();
+  const walk = (id: number, path: Set<string>) => {
+    const node = nodes.get(id);
+    const { callFrame } = node;
+    const key = `${callFrame.functionName || "(anonymous)"} ${packageOf(callFrame.url, callFrame.functionName)}:${callFrame.lineNumber + 1}`;
+    const added = !path.has(key);
+    if (added) path.add(key);
+    const micros = dt.get(id) ?? 0;
+    if (micros) for (const k of path) inclusive.set(k, (inclusive.get(k) ?? 0) + micros);
+    for (const child of node.children ?? []) walk(child, path);
+    if (added) path.delete(key);
+  };
+  walk(profile.nodes[0].id, new Set());
+  for (const m of [byPackage, byFunction, inclusive]) for (const [k, v] of m) m.set(k, v / handshakes);
+  return { byPackage, byFunction, inclusive };
+}
+
+function cpuSummary(profile: any, handshakes: number): string[] {
+  const { byPackage, byFunction } = selfTimes(profile, 1);
   const top = (m: Map<string, number>, n: number) =>
     [...m].sort((x, y) => y[1] - x[1]).slice(0, n).map(([k, v]) => `${(v / handshakes).toFixed(1).padStart(6)} µs  ${k}`);
   return ["self time per handshake, by package:", ...top(byPackage, 12), "by function:", ...top(byFunction, 20)];
+}
+
+/**
+ * tsx bench/handshake.ts compare <dir> <variant> <variant> [transport] [handshakes]: the CPU profiles that
+ * `BENCH_CPU_PROF=<dir> npm run bench` saved (<variant>-<transport>-<pid>.cpuprofile), the second variant against
+ * the first: self time per handshake by package and by function, the median over each variant's profiles, with
+ * the difference's range over the rounds (profiles paired in the order they were written).
+ */
+function compareProfiles(dir: string, first: string, second: string, transport: string, handshakes: number, rows: number): string[] {
+  const of = (variant: string) =>
+    readdirSync(dir)
+      .filter((f) => f.startsWith(`${variant}-${transport}-`) && f.endsWith(".cpuprofile"))
+      .map((f) => join(dir, f))
+      .sort((x, y) => statSync(x).mtimeMs - statSync(y).mtimeMs)
+      .map((f) => selfTimes(JSON.parse(readFileSync(f, "utf8")), handshakes));
+  const [a, b] = [of(first), of(second)];
+  if (!a.length || !b.length) throw new Error(`no ${first}-${transport}-* or ${second}-${transport}-* profiles in ${dir}`);
+  const table = (pick: (t: ReturnType<typeof selfTimes>) => Map<string, number>, title: string) => {
+    const keys = new Set([...a, ...b].flatMap((t) => [...pick(t).keys()]));
+    const lines = [...keys].map((key) => {
+      const [x, y] = [a, b].map((runs) => median(runs.map((t) => pick(t).get(key) ?? 0)));
+      const diffs = a.slice(0, b.length).map((t, i) => (pick(b[i]!).get(key) ?? 0) - (pick(t).get(key) ?? 0));
+      return { key, x: x!, y: y!, d: y! - x!, lo: Math.min(...diffs), hi: Math.max(...diffs) };
+    });
+    lines.sort((p, q) => Math.abs(q.d) - Math.abs(p.d));
+    const f = (n: number) => n.toFixed(1).padStart(7);
+    return [
+      `${title}: ${first} | ${second} | difference (range over ${Math.min(a.length, b.length)} rounds)`,
+      ...lines.slice(0, rows).map((l) => `${f(l.x)} ${f(l.y)} ${f(l.d)} (${l.lo.toFixed(1)}..${l.hi.toFixed(1)})  ${l.key}`),
+    ];
+  };
+  const totals = (runs: ReturnType<typeof selfTimes>[]) =>
+    runs.map((t) => [...t.byPackage].filter(([k]) => k !== "(idle)").reduce((n, [, v]) => n + v, 0));
+  return [
+    `busy (all but (idle)) per handshake: ${first} ${totals(a).map((n) => n.toFixed(0)).join(", ")}; ${second} ${totals(b).map((n) => n.toFixed(0)).join(", ")}`,
+    ...table((t) => t.byPackage, "by package"),
+    ...table((t) => t.byFunction, "by function"),
+    ...table((t) => t.inclusive, "by function, inclusive (with its callees)"),
+  ];
 }
 
 function heapSummary(profile: any, handshakes: number): string[] {
@@ -628,11 +689,13 @@ function table(header: string[], rows: string[][]): string[] {
 if (process.argv[2] === "summarize") {
   // tsx bench/handshake.ts summarize <file.cpuprofile|file.heapprofile> [handshakes]: the same summary for any
   // profile, e.g. those `BENCH_CPU_PROF=<dir> npm run bench` saves of the real servers' measured windows.
-  const { readFileSync } = await import("node:fs");
   const file = process.argv[3]!;
   const profile = JSON.parse(readFileSync(file, "utf8"));
   const count = Number(process.argv[4] ?? 1500);
   console.log((file.endsWith(".heapprofile") ? heapSummary(profile, count) : cpuSummary(profile, count)).join("\n"));
+} else if (process.argv[2] === "compare") {
+  const [, , , dir, first, second, transport = "websocket", count = "1500", rows = "40"] = process.argv as string[];
+  console.log(compareProfiles(dir!, first!, second!, transport, Number(count), Number(rows)).join("\n"));
 } else if (process.argv[2] === "child") {
   const [, , , config, kind, redisUrl] = process.argv as [string, string, string, Config, StoreKind, string];
   child(config, kind, redisUrl).then(

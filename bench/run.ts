@@ -5,7 +5,8 @@
  * BENCH_PARTS=handshakes,heap,storm,latency pick a part (printed only); BENCH_CPU_PROF=<dir> saves V8 CPU
  * profiles of the servers' measured handshake windows. A full run also runs the in-process stage breakdown
  * (bench/handshake.ts) and shows it beside the one recorded before (bench/handshake-before.md); BENCH_STAGES=0
- * leaves it out, BENCH_STAGES=1 adds it to a partial run.
+ * leaves it out, BENCH_STAGES=1 adds it to a partial run. BENCH_COUNTS=1 prints what each window did per handshake
+ * (TCP writes, WebSocket frames, timers, promises, GCs) and the listeners per connected socket (bench/server.ts).
  */
 import { execFileSync, fork, type ChildProcess } from "node:child_process";
 import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -120,9 +121,21 @@ async function measureHandshakes(variant: Variant, transport: Transport, load: C
     await connect(200); // warm-up
     await load.ask({ type: "disconnect" });
     await redis.config("RESETSTAT");
-    await s.child.ask({ type: "cpu-start" });
+    await s.child.ask({ type: "cpu-start", label: transport });
     const run = await connect(HANDSHAKES);
-    const { micros, gcMicros, bytes } = await s.child.ask<{ micros: number; gcMicros: number; bytes: number }>({ type: "cpu-stop" });
+    const { micros, gcMicros, bytes, counts, listeners } = await s.child.ask<{
+      micros: number;
+      gcMicros: number;
+      bytes: number;
+      counts?: Record<string, number>;
+      listeners?: Record<string, number>;
+    }>({ type: "cpu-stop" });
+    // BENCH_COUNTS=1 (bench/server.ts): what the window did, per handshake.
+    if (counts) {
+      const perHandshake = Object.entries(counts).sort().map(([what, n]) => `${what} ${(n / HANDSHAKES).toFixed(2)}`);
+      const perSocket = Object.entries(listeners ?? {}).map(([what, n]) => `${what} ${n.toFixed(1)}`);
+      console.log(`  ${variant}/${transport} per handshake: ${perHandshake.join(", ")}\n  per connected socket: ${perSocket.join(", ")}`);
+    }
     const handshakeCommands = await storeCommands(redis);
     if (run.failures) throw new Error(`${run.failures} handshakes failed for ${variant}/${transport}`);
     await redis.config("RESETSTAT");
@@ -374,7 +387,12 @@ async function measureAll() {
     "",
   );
   // Only a full run is the published table; a partial one (BENCH_VARIANTS, BENCH_PARTS) is printed only.
-  if (!ONLY && PARTS.size === 4) writeFileSync(join(root, "docs", "benchmarks.md"), `${lines.join("\n")}\n`);
+  if (!ONLY && PARTS.size === 4) {
+    // Sections written by hand (from "## Whole-process attribution" on) survive a rerun.
+    const file = join(root, "docs", "benchmarks.md");
+    const kept = /^## Whole-process attribution[\s\S]*/m.exec(readFileSync(file, "utf8"))?.[0];
+    writeFileSync(file, `${lines.join("\n")}\n${kept ? `\n${kept}` : ""}`);
+  }
   console.log(lines.join("\n"));
 }
 

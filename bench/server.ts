@@ -8,7 +8,10 @@
  *   d  passport.socketio 3.7.0
  *   e  passport-socketio-bridge
  */
+import { createHook } from "node:async_hooks";
 import { writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { Socket as NetSocket } from "node:net";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import inspector from "node:inspector";
 import { join } from "node:path";
@@ -35,7 +38,7 @@ const { bridge } = (await import(
 export type Variant = "a" | "b" | "c" | "d" | "e";
 
 export type Command =
-  | { type: "cpu-start" }
+  | { type: "cpu-start"; label?: string }
   | { type: "cpu-stop" }
   | { type: "heap" }
   | { type: "snapshot" }
@@ -114,11 +117,56 @@ io.on("connection", (socket) => {
   socket.on("ping", (ack: () => void) => ack());
 });
 
+/**
+ * BENCH_COUNTS=1: what each measured window did besides CPU, per handshake: TCP writes (calls into the socket's
+ * handle, Redis's included) and their bytes, WebSocket frames sent, async resources created by type (timers,
+ * promises, ticks), GCs; and, once it ends, the listeners each connected socket and its connection carry.
+ * Opt-in: the counting itself costs CPU.
+ */
+const counting = process.env.BENCH_COUNTS === "1";
+const counts = new Map<string, number>();
+const bump = (key: string, n = 1) => counts.set(key, (counts.get(key) ?? 0) + n);
+let windowOpen = false;
+if (counting) {
+  const proto = NetSocket.prototype as unknown as { _writeGeneric(writev: boolean, data: any, encoding: string, cb: unknown): unknown };
+  const writeGeneric = proto._writeGeneric;
+  proto._writeGeneric = function (writev, data, encoding, cb) {
+    if (windowOpen) {
+      const to = (this as unknown as NetSocket).remotePort === Number(new URL(redisUrl).port) ? "redis" : "client";
+      bump(`tcp writes to ${to}`);
+      const chunks: Array<{ chunk: { length: number } }> | undefined = writev ? data : undefined;
+      bump(`tcp bytes to ${to}`, chunks ? chunks.reduce((n, c) => n + c.chunk.length, 0) : Buffer.byteLength(data, encoding as BufferEncoding));
+    }
+    return writeGeneric.call(this, writev, data, encoding, cb);
+  };
+  // engine.io's own copy of ws.
+  const ws = createRequire(createRequire(import.meta.url).resolve("engine.io"))("ws") as { Sender: { prototype: { sendFrame(...args: unknown[]): unknown } } };
+  const sendFrame = ws.Sender.prototype.sendFrame;
+  ws.Sender.prototype.sendFrame = function (...args: unknown[]) {
+    if (windowOpen) bump("websocket frames sent");
+    return sendFrame.apply(this, args);
+  };
+  createHook({ init: (_id, type) => windowOpen && bump(`created ${type}`) }).enable();
+}
+/** Listeners on each connected socket of "/", its Engine.IO socket and its transport, on average. */
+function listenersPerSocket(): Record<string, number> {
+  const sockets = [...io.of("/").sockets.values()];
+  const sum = (emitter: (s: (typeof sockets)[number]) => NodeJS.EventEmitter) =>
+    sockets.reduce((n, s) => n + emitter(s).eventNames().reduce((m, name) => m + emitter(s).listenerCount(name), 0), 0) / (sockets.length || 1);
+  return {
+    "listeners on socket": sum((s) => s),
+    "listeners on engine socket": sum((s) => s.conn as unknown as NodeJS.EventEmitter),
+    "listeners on transport": sum((s) => (s.conn as unknown as { transport: NodeJS.EventEmitter }).transport),
+    "own properties on socket": sockets.reduce((n, s) => n + Object.keys(s).length, 0) / (sockets.length || 1),
+  };
+}
+
 type GcHeap = { heapStatistics: { usedHeapSize: number } };
 let cpu: NodeJS.CpuUsage | undefined;
 // GC time and bytes allocated in the measured window: each GC's cost, and the heap's growth plus what GCs freed.
 let gcProfiler: GCProfiler | undefined;
 let heapAtStart = 0;
+let label = "";
 // BENCH_CPU_PROF=<dir>: a V8 CPU profile of each measured window (the handshakes only) goes to <dir>.
 const profileDir = process.env.BENCH_CPU_PROF;
 const profiler = profileDir ? new inspector.Session() : undefined;
@@ -128,6 +176,7 @@ const post = (method: "Profiler.enable" | "Profiler.start" | "Profiler.stop" | "
 process.on("message", (command: Command) => {
   switch (command.type) {
     case "cpu-start":
+      label = command.label ? `${command.label}-` : "";
       if (profiler) {
         void post("Profiler.enable")
           .then(() => post("Profiler.setSamplingInterval", { interval: 200 }))
@@ -136,20 +185,25 @@ process.on("message", (command: Command) => {
       gcProfiler = new GCProfiler();
       gcProfiler.start();
       heapAtStart = getHeapStatistics().used_heap_size;
+      counts.clear();
+      windowOpen = counting;
       cpu = process.cpuUsage();
       return process.send!({ type: "cpu-start" });
     case "cpu-stop": {
       const used = process.cpuUsage(cpu);
+      windowOpen = false;
       const heapNow = getHeapStatistics().used_heap_size;
       const { statistics } = gcProfiler!.stop() as unknown as { statistics: Array<{ cost: number; beforeGC: GcHeap; afterGC: GcHeap }> };
       const gcMicros = statistics.reduce((sum, gc) => sum + gc.cost, 0);
       const freed = statistics.reduce((sum, gc) => sum + gc.beforeGC.heapStatistics.usedHeapSize - gc.afterGC.heapStatistics.usedHeapSize, 0);
       if (profiler) {
         void post("Profiler.stop").then(({ profile }) =>
-          writeFileSync(join(profileDir!, `${variant}-${process.pid}.cpuprofile`), JSON.stringify(profile)),
+          writeFileSync(join(profileDir!, `${variant}-${label}${process.pid}.cpuprofile`), JSON.stringify(profile)),
         );
       }
-      return process.send!({ type: "cpu", micros: used.user + used.system, gcMicros, bytes: heapNow - heapAtStart + freed });
+      if (counting) bump("GCs", statistics.length);
+      const extra = counting ? { counts: Object.fromEntries(counts), listeners: listenersPerSocket() } : {};
+      return process.send!({ type: "cpu", micros: used.user + used.system, gcMicros, bytes: heapNow - heapAtStart + freed, ...extra });
     }
     case "snapshot":
       for (let i = 0; i < 3; i++) global.gc?.();
