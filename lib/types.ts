@@ -63,6 +63,3 @@ export interface BridgeSocketData {
  * it by name (`req[userProperty]`, Passport's `_userProperty`). The one request type of lib/.
  */
 export type BridgeRequest = IncomingMessage & { _userProperty?: string; [key: string]: unknown };
-
-/** The handshake request of an admitted socket: what `socket.request` is. */
-export type AuthRequest = IncomingMessage;

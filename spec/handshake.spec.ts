@@ -2,7 +2,7 @@ import type { IncomingMessage } from "node:http";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { describe, expect, it } from "vitest";
 import { bridge } from "../lib/index.js";
-import { bumpThroughSession } from "./helpers/live.js";
+import { expectSessionRoundTrip } from "./helpers/live.js";
 import {
   TRANSPORTS,
   nextEvent,
@@ -46,14 +46,8 @@ describe.each(["redis", "memory"] as const)("with the %s store", (store) => {
 // (The Redis store's case is in spec/store-contract.spec.ts, under both Redis clients.)
 describe("with the memory store", () => {
   it("puts the real express-session Session on socket.request: reload, save and touch work", async () => {
-    const { login, connect, request, io } = await start({ store: "memory" });
-    bumpThroughSession(io);
-    const cookie = await login("bob");
-    const socket = await connect({ cookie });
-    expect(await socket.emitWithAck("bump")).toEqual({ error: null, isSession: true });
-    expect(await socket.emitWithAck("bump")).toEqual({ error: null, isSession: true });
-    const http = (await (await request("/me", { cookie })).json()) as { session: { count: number } };
-    expect(http.session.count).toBe(2);
+    const h = await start({ store: "memory" });
+    await expectSessionRoundTrip(h);
   });
 });
 

@@ -9,7 +9,7 @@ import { RedisStore } from "connect-redis";
 import { RedisStore as RedisStore9 } from "connect-redis-9";
 import { describe, expect, it, vi } from "vitest";
 import { REDIS_CLIENT, harnessesOf, harnessPerTest, nextEvent, openRedisStore, sessionIdOf, type Harness } from "./helpers/harness.js";
-import { bumpThroughSession, ending, expectRollingRenewal, incrementer, twoNodes, whoami } from "./helpers/live.js";
+import { ending, expectSessionRoundTrip, expectRollingRenewal, incrementer, twoNodes, whoami } from "./helpers/live.js";
 import { monitorPerTest } from "./helpers/monitor.js";
 import { rawConnection } from "./helpers/raw-engine.js";
 
@@ -47,14 +47,8 @@ describe("the Redis store of this run", () => {
 
 describe("reads, writes and touches", () => {
   it("puts the real express-session Session on socket.request: reload, save and touch work", async () => {
-    const { login, connect, request, io } = await start();
-    bumpThroughSession(io);
-    const cookie = await login("bob");
-    const socket = await connect({ cookie });
-    expect(await socket.emitWithAck("bump")).toEqual({ error: null, isSession: true });
-    expect(await socket.emitWithAck("bump")).toEqual({ error: null, isSession: true });
-    const http = (await (await request("/me", { cookie })).json()) as { session: { count: number } };
-    expect(http.session.count).toBe(2);
+    const h = await start();
+    await expectSessionRoundTrip(h);
   });
 
   it("withSession: 40 concurrent increments from two sockets of one session all land", async () => {

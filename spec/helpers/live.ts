@@ -78,3 +78,17 @@ export async function expectRollingRenewal(node: Harness, renewer: Harness): Pro
   expect(end.ms).toBeGreaterThanOrEqual(renewed + 1000);
   expect(end.ms).toBeLessThan(renewed + 2000);
 }
+
+/**
+ * socket.request.session is express-session's own Session: two "bump"s from a socket (reload, count, touch,
+ * save) land, and HTTP sees the count.
+ */
+export async function expectSessionRoundTrip(h: Harness): Promise<void> {
+  bumpThroughSession(h.io);
+  const cookie = await h.login("bob");
+  const socket = await h.connect({ cookie });
+  expect(await socket.emitWithAck("bump")).toEqual({ error: null, isSession: true });
+  expect(await socket.emitWithAck("bump")).toEqual({ error: null, isSession: true });
+  const http = (await (await h.request("/me", { cookie })).json()) as { session: { count: number } };
+  expect(http.session.count).toBe(2);
+}
