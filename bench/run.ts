@@ -23,6 +23,7 @@ const root = join(here, "..");
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const ROUNDS = env("BENCH_ROUNDS", 5);
 const HANDSHAKES = env("BENCH_HANDSHAKES", 1500);
+const WARMUP = env("BENCH_WARMUP", 200);
 const HEAP_SOCKETS = env("BENCH_HEAP_SOCKETS", 10_000);
 const STORM_SOCKETS = env("BENCH_STORM_SOCKETS", 5000);
 const STORM_SESSIONS = env("BENCH_STORM_SESSIONS", 500);
@@ -48,7 +49,7 @@ const VARIANTS: Record<Variant, string> = {
   d: "(d) passport.socketio 3.7.0",
   e: "(e) passport-socketio-bridge",
 };
-const TRANSPORTS: Transport[] = ["websocket", "polling"];
+const TRANSPORTS = (process.env.BENCH_TRANSPORTS ?? "websocket,polling").split(",") as Transport[];
 const STORE_COMMANDS = ["get", "set", "setex", "expire", "pexpire", "del", "mget", "exists"];
 
 /** A child process spoken to one message at a time. */
@@ -71,8 +72,22 @@ class Child {
   }
 }
 
+/**
+ * BENCH_CALLGRIND=1: servers run under valgrind's callgrind, counting instructions only inside each measured
+ * window (bench/server.ts turns counting on and off). Instructions, unlike CPU seconds, don't move with
+ * whatever else the machine runs; they leave out the kernel's time and count V8's threads one after another.
+ */
+const CALLGRIND = process.env.BENCH_CALLGRIND === "1";
+const VALGRIND = ["--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file", "--callgrind-out-file=/tmp/psb-callgrind.%p"];
+
 const spawn = (file: string, args: string[], gc = false) =>
-  new Child(fork(join(here, file), args, { execArgv: ["--import", "tsx", ...(gc ? ["--expose-gc"] : [])], stdio: "inherit" }));
+  new Child(
+    fork(join(here, file), args, {
+      ...(gc && CALLGRIND ? { execPath: "valgrind" } : {}),
+      execArgv: [...(gc && CALLGRIND ? [...VALGRIND, process.execPath] : []), "--import", "tsx", ...(gc ? ["--expose-gc"] : [])],
+      stdio: "inherit",
+    }),
+  );
 
 async function server(variant: Variant, redisUrl: string, prefix: string, clustered = false) {
   const child = spawn("server.ts", [variant, redisUrl, prefix, ...(clustered ? ["clustered"] : [])], true);
@@ -118,13 +133,14 @@ async function measureHandshakes(variant: Variant, transport: Transport, load: C
     const connect = (count: number) => load.ask<{ latencies: number[]; failures: number; wallMs: number }>({
       type: "connect", url: s.url, cookies, transport, total: count, concurrency: 20,
     });
-    await connect(200); // warm-up
+    await connect(WARMUP);
     await load.ask({ type: "disconnect" });
     await redis.config("RESETSTAT");
     await s.child.ask({ type: "cpu-start", label: transport });
     const run = await connect(HANDSHAKES);
-    const { micros, gcMicros, bytes, counts, listeners } = await s.child.ask<{
+    const { micros, gcMicros, bytes, counts, listeners, instructions } = await s.child.ask<{
       micros: number;
+      instructions?: number;
       gcMicros: number;
       bytes: number;
       counts?: Record<string, number>;
@@ -136,6 +152,7 @@ async function measureHandshakes(variant: Variant, transport: Transport, load: C
       const perSocket = Object.entries(listeners ?? {}).map(([what, n]) => `${what} ${n.toFixed(1)}`);
       console.log(`  ${variant}/${transport} per handshake: ${perHandshake.join(", ")}\n  per connected socket: ${perSocket.join(", ")}`);
     }
+    if (instructions !== undefined) console.log(`  ${variant}/${transport}: ${(instructions / HANDSHAKES / 1000).toFixed(0)} k instructions per handshake`);
     const handshakeCommands = await storeCommands(redis);
     if (run.failures) throw new Error(`${run.failures} handshakes failed for ${variant}/${transport}`);
     await redis.config("RESETSTAT");

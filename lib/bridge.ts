@@ -83,7 +83,7 @@ export class SocketBridge<TUser = Express.User> {
     checkNoSocketsYet(io);
     authenticateRecoveredConnections(io);
     this.ledger = new Ledger(this.options);
-    const handshake = new Handshake(this.options as ResolvedOptions<unknown>, this.ledger, () => this.store !== undefined);
+    const handshake = new Handshake(this.options as ResolvedOptions<unknown>, this.ledger, () => this.store);
     this.tokens = new Tokens(this.options as ResolvedOptions<unknown>);
     // The command table: what one node asks of every node. Handlers run only once a command comes.
     const cluster = new Cluster<Commands>(io, {

@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
-import { claimsSessionId, cookiePairs } from "./cookies.js";
+import { claimsSessionId, cookiePairs, firstCookie } from "./cookies.js";
 import { DeadlineError, DeadlineList, type Deadline } from "./deadline.js";
 import { RefusalError, sessionMissing, type RefusalCode, type SessionMissingReason } from "./errors.js";
 import type { SessionIdentity } from "./identity.js";
@@ -24,7 +24,8 @@ import {
   setUserProperty,
   unwrapSession,
 } from "./seams.js";
-import { sharedRead, type ReadTicket } from "./store-hooks.js";
+import type { SessionRecord, SessionStore } from "./records.js";
+import { sharedRead, storeReady, type ReadTicket } from "./store-hooks.js";
 import type { BridgeRequest, SessionMiddleware } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:handshake");
@@ -48,14 +49,16 @@ export class Handshake {
   readonly passportSession: SessionMiddleware;
   /** The deadlines of every handshake's session read and deserialization, `storeTimeoutMs` each: one timer. */
   readonly deadlines: DeadlineList;
+  /** The name of express-session's cookie, once a handshake showed it unambiguously. */
+  cookieName: string | undefined;
   private warnedNoDeserializer = false;
 
   constructor(
     readonly options: ResolvedOptions<unknown>,
     /** What the bridge believes about its sessions: reads in flight and copies are shared through it. */
     readonly ledger: Ledger,
-    /** Whether the bridge watches the session store (so the session id express-session asked for is known). */
-    readonly watched: () => boolean,
+    /** The session store the bridge watches, once known (so the session id express-session asked for is known). */
+    readonly store: () => SessionStore | undefined,
   ) {
     this.passportSession = options.passport.session();
     this.deadlines = new DeadlineList(options.storeTimeoutMs);
@@ -149,6 +152,7 @@ class Authentication implements Deadline, ReadTicket {
   }
 
   run(session: SessionMiddleware): void {
+    if (this.fromCopy()) return this.read(undefined);
     this.handshake.deadlines.start(this);
     let thrown: unknown = NO_ANSWER;
     this.inside = true;
@@ -163,7 +167,31 @@ class Authentication implements Deadline, ReadTicket {
     else if (thrown !== NO_ANSWER) this.read(thrown);
   }
 
-  /** The session middleware answered. */
+  /**
+   * What express-session would do for a cookie it verified before, for a session whose fresh copy the ledger
+   * holds: the same Session from the same record, without verifying the signature and hashing the record again
+   * (about a tenth of a handshake). Only while the store is ready (else express-session skips the request).
+   */
+  private fromCopy(): boolean {
+    const { cookieName, ledger } = this.handshake;
+    const store = this.handshake.store();
+    if (cookieName === undefined || !store?.createSession || !storeReady(store)) return false;
+    const signed = firstCookie(this.request.headers.cookie, cookieName);
+    if (signed === undefined || !signed.startsWith("s:")) return false;
+    const sid = signed.slice(2, signed.lastIndexOf("."));
+    const copy = ledger.copyForCookie(sid, signed);
+    if (!copy) return false;
+    this.sid = sid;
+    this.readAt = copy.readAt;
+    this.loaded = true;
+    const request = this.request;
+    request.sessionStore = store;
+    request.sessionID = sid;
+    store.createSession(request, JSON.parse(copy.json) as SessionRecord);
+    return true;
+  }
+
+  /** The session middleware answered (or the copy stood in for it: `loaded` already set, nothing to undo). */
   private read(err: unknown): void {
     if (this.phase !== READING) return;
     this.handshake.deadlines.stop(this);
@@ -175,12 +203,7 @@ class Authentication implements Deadline, ReadTicket {
         // express-session skips requests while its store reports `disconnect`.
         throw new RefusalError("store_unavailable", { cause: new Error("express-session skipped the request") });
       }
-      // express-session wraps reload() and save() in closures over the whole request scope, response included,
-      // to save at the response's end; a socket's session has no response. Session.prototype's own methods
-      // work alone, and the scope can go (a few KB per connection). Its parsed-URL cache can go too.
-      unwrapSession(request.session);
-      forgetParsedUrl(request);
-      this.loaded = claimsSessionId(request.headers.cookie, request.sessionID);
+      if (!this.loaded) this.settleSession(request);
       // Read before Passport runs: it deletes the serialized user when deserializeUser finds nobody.
       const serialized: unknown = (request.session as Record<string, any>)[options.passportKey]?.user;
       this.serialized = serialized;
@@ -198,6 +221,25 @@ class Authentication implements Deadline, ReadTicket {
     } catch (err) {
       this.deserialized(err ?? new Error("threw a falsy value"));
     }
+  }
+
+  /**
+   * After express-session: did it load a stored session (rather than make a new one)? And the cookie it
+   * verified, for later handshakes of a live session (fromCopy).
+   */
+  private settleSession(request: BridgeRequest): void {
+    // express-session wraps reload() and save() in closures over the whole request scope, response included,
+    // to save at the response's end; a socket's session has no response. Session.prototype's own methods
+    // work alone, and the scope can go (a few KB per connection). Its parsed-URL cache can go too.
+    unwrapSession(request.session!);
+    forgetParsedUrl(request);
+    const sid = request.sessionID;
+    this.loaded = claimsSessionId(request.headers.cookie, sid);
+    if (!this.loaded || this.sid !== sid) return;
+    const handshake = this.handshake;
+    handshake.cookieName ??= sessionCookieName(request.headers.cookie, sid);
+    const signed = handshake.cookieName === undefined ? undefined : firstCookie(request.headers.cookie, handshake.cookieName);
+    if (signed?.startsWith(`s:${sid}.`)) handshake.ledger.verified(sid, signed);
   }
 
   /** passport.session() answered. */
@@ -223,7 +265,7 @@ class Authentication implements Deadline, ReadTicket {
     const { request } = this;
     const { options } = this.handshake;
     if (!this.loaded) {
-      const reason = missingReason(request.headers.cookie, this.sid, this.handshake.watched());
+      const reason = missingReason(request.headers.cookie, this.sid, this.handshake.store() !== undefined);
       debug("session_missing (%s): %s", reason, REASON_LOGS[reason]);
       throw sessionMissing(reason);
     }
@@ -286,6 +328,13 @@ function missingReason(header: string | undefined, asked: string | undefined, wa
   if (!cookiePairs(header).some(([, value]) => value.startsWith("s:"))) return "no_cookie";
   // Without the store watched, whether express-session asked it is unknown.
   return watched ? "bad_signature" : "unknown_session";
+}
+
+/** The name of the one cookie in `header` that claims session `sid`; undefined when none or several do. */
+function sessionCookieName(header: string | undefined, sid: string): string | undefined {
+  const names = new Set<string>();
+  for (const [name, value] of cookiePairs(header)) if (value.startsWith(`s:${sid}.`)) names.add(name);
+  return names.size === 1 ? names.values().next().value : undefined;
 }
 
 /** The user's id by the app's `userId` option; an option that fails refuses the handshake as deserialize_failed. */
