@@ -48,7 +48,9 @@ const VARIANTS: Record<Variant, string> = {
   c: "(c) docs' express-session example (io.engine, every request)",
   d: "(d) passport.socketio 3.7.0",
   e: "(e) passport-socketio-bridge",
-};
+  // BENCH_BASELINE=<dist dir>: the bridge of another build (say, main's), interleaved with (e) in the same run.
+  ...(process.env.BENCH_BASELINE ? { f: `(f) passport-socketio-bridge, ${process.env.BENCH_BASELINE}` } : {}),
+} as Record<Variant, string>;
 const TRANSPORTS = (process.env.BENCH_TRANSPORTS ?? "websocket,polling").split(",") as Transport[];
 const STORE_COMMANDS = ["get", "set", "setex", "expire", "pexpire", "del", "mget", "exists"];
 
@@ -266,10 +268,16 @@ async function main() {
   const snapshot = join(root, ".tmp", `bench-dist-${process.pid}`);
   cpSync(join(root, "dist"), snapshot, { recursive: true });
   process.env.BENCH_DIST = snapshot;
+  if (process.env.BENCH_BASELINE) {
+    const baseline = join(root, ".tmp", `bench-baseline-${process.pid}`);
+    cpSync(process.env.BENCH_BASELINE, baseline, { recursive: true });
+    process.env.BENCH_BASELINE_DIST = baseline;
+  }
   try {
     await measureAll();
   } finally {
     rmSync(snapshot, { recursive: true, force: true });
+    if (process.env.BENCH_BASELINE_DIST) rmSync(process.env.BENCH_BASELINE_DIST, { recursive: true, force: true });
   }
 }
 

@@ -32,11 +32,14 @@ import passportSocketIo from "passport.socketio";
 import { Server } from "socket.io";
 
 // The build bench/run.ts snapshotted when it began (other builds may rewrite dist/ meanwhile), else the package's.
+const [variant, redisUrl, prefix, clustered] = process.argv.slice(2) as [Variant, string, string, string?];
+// (f): the bridge of another build (bench/run.ts's BENCH_BASELINE), measured beside this tree's (e).
+const dist = variant === "f" ? process.env.BENCH_BASELINE_DIST : process.env.BENCH_DIST;
 const { bridge } = (await import(
-  process.env.BENCH_DIST ? pathToFileURL(join(process.env.BENCH_DIST, "index.js")).href : "passport-socketio-bridge"
+  dist ? pathToFileURL(join(dist, "index.js")).href : "passport-socketio-bridge"
 )) as typeof import("passport-socketio-bridge");
 
-export type Variant = "a" | "b" | "c" | "d" | "e";
+export type Variant = "a" | "b" | "c" | "d" | "e" | "f";
 
 export type Command =
   | { type: "cpu-start"; label?: string }
@@ -45,7 +48,6 @@ export type Command =
   | { type: "snapshot" }
   | { type: "stop" };
 
-const [variant, redisUrl, prefix, clustered] = process.argv.slice(2) as [Variant, string, string, string?];
 const SECRET = "bench secret";
 const callgrind = process.env.BENCH_CALLGRIND === "1";
 const KEY = "connect.sid";
@@ -111,6 +113,7 @@ switch (variant) {
     io.use(passportSocketIo.authorize({ cookieParser, key: KEY, secret: SECRET, store, passport }));
     break;
   case "e":
+  case "f":
     // (Under callgrind a second lasts about fifty: the session cache keeps its real-time reach.)
     bridge(io, { session: sessionMiddleware, passport, ...(callgrind ? { sessionCacheMs: 100_000 } : {}) });
     break;
