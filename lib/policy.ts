@@ -278,8 +278,10 @@ export class Gate<TUser> {
     if (!kept) this.leftovers.check(req);
     if (kept && !kept.settled) return { handshake: { ...kept, ticket: this.endings.share(kept.ticket) }, fresh: false };
     if (kept && this.held(socket, kept)) return { handshake: { ...kept, ticket: this.endings.begin() }, fresh: false };
-    // A connection with sockets on it is authenticated again on a request of its own, leaving theirs alone.
-    const target = kept && !isEmpty(connectedSiblings(socket)) ? (Object.create(req) as IncomingMessage) : req;
+    // A connection with sockets on it is authenticated again on a request of its own, leaving theirs alone. With
+    // namespaces left to the app, every handshake is: their sockets keep the connection's request untouched.
+    const own = (kept && !isEmpty(connectedSiblings(socket))) || this.options.namespaces !== undefined;
+    const target = own ? (Object.create(req) as IncomingMessage) : req;
     const handshake: Handshaken = {
       identity: undefined as unknown as Promise<Identity>,
       request: target,
