@@ -159,6 +159,10 @@ export class SocketBridge<TUser = Express.User> {
         this.owned.add(nsp);
         return true;
       },
+      (socket, next) => {
+        this.gate.leaveToApp(socket);
+        next();
+      },
     );
   }
 

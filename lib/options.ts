@@ -107,9 +107,9 @@ export interface BridgeOptions<TUser = Express.User> {
    * any other value keeps it authenticated).
    *
    * A namespace left out is the app's alone: no origin check, CSRF, failure limit, session read, hook or
-   * refusal from the bridge. Its sockets have no `socket.request.user` (their `socket.request` is the raw
-   * handshake request, on which the bridge puts nothing), never join `user:`/`session:` rooms or
-   * channels, are never ended by a logout or revocation, and don't count in presence or `onlineUsers()`.
+   * refusal from the bridge. Its sockets never see the bridge's session or user (no `socket.request.user`,
+   * even on a connection a bridged namespace shares), never join `user:`/`session:` rooms or channels, are
+   * never ended by a logout or revocation, and don't count in presence or `onlineUsers()`.
    * The namespaces kept keep every check, on a connection that also carries a namespace left out too: a page
    * whose origin only the left-out namespace (or Socket.IO's `cors`) allows is still refused
    * `origin_not_allowed` in each of them. E.g. for Socket.IO's Admin UI, which authenticates `/admin` itself:

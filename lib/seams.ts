@@ -27,7 +27,7 @@ export function namespacesOf(io: Server): Iterable<Namespace> {
 /**
  * In every namespace `owns` accepts, including those created later (a dynamic namespace's children each by
  * their own name): calls `onNamespace` with it, runs `middleware` before any other, and calls `onConnection`
- * for each socket that connects.
+ * for each socket that connects. In the others, runs only `leftOut` (when given) before any other middleware.
  */
 export function wireEveryNamespace(
   io: Server,
@@ -35,9 +35,13 @@ export function wireEveryNamespace(
   onConnection: (socket: AnySocket) => void,
   onNamespace: (nsp: Namespace) => void,
   owns: (nsp: Namespace) => boolean = () => true,
+  leftOut?: Middleware,
 ): void {
   const wire = (nsp: Namespace) => {
-    if (!owns(nsp)) return;
+    if (!owns(nsp)) {
+      if (leftOut) prepend(nsp, leftOut);
+      return;
+    }
     onNamespace(nsp);
     prepend(nsp, middleware);
     nsp.on("connection", onConnection);

@@ -96,15 +96,17 @@ describe("the seam", () => {
     it("wires only the namespaces `owns` accepts, a dynamic namespace's children each by their own name (issue 25)", () => {
       const io = new Server(createServer());
       const ours = (_socket: unknown, next: () => void) => next();
+      const leftOut = (_socket: unknown, next: () => void) => next();
       const seen: string[] = [];
       io.of("/admin");
-      seams.wireEveryNamespace(io, ours, () => undefined, (nsp) => seen.push(nsp.name), (nsp) => nsp.name !== "/admin" && !nsp.name.startsWith("/public"));
+      const owns = (nsp: { name: string }) => nsp.name !== "/admin" && !nsp.name.startsWith("/public");
+      seams.wireEveryNamespace(io, ours, () => undefined, (nsp) => seen.push(nsp.name), owns, leftOut);
       io.of(/^\/(room|public)-\d+$/);
-      // A child is made by io.of(name) as by a client's CONNECT; it gets the parent's middlewares, not the bridge's.
+      // A child is made by io.of(name) as by a client's CONNECT, and decided by its own name.
       for (const name of ["/room-1", "/public-1"]) io.of(name);
       const fns = (name: string) => (io.of(name) as unknown as { _fns: unknown[] })._fns;
       expect(seen.sort()).toEqual(["/", "/room-1"]);
-      expect([fns("/"), fns("/room-1"), fns("/admin"), fns("/public-1")]).toEqual([[ours], [ours], [], []]);
+      expect([fns("/"), fns("/room-1"), fns("/admin"), fns("/public-1")]).toEqual([[ours], [ours], [leftOut], [leftOut]]);
       io.close();
     });
 
