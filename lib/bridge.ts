@@ -15,7 +15,7 @@ import { Handshake } from "./handshake.js";
 import { sessionRoom, toUserId, userRoom, type SessionIdentity } from "./identity.js";
 import { LiveSessions } from "./live-sessions.js";
 import { withSession } from "./with-session.js";
-import { closeConnection, ownRequest, recoveryOptionsOf, wireEveryNamespace } from "./seams.js";
+import { closeConnection, connectedSiblings, ownRequest, recoveryOptionsOf, wireEveryNamespace } from "./seams.js";
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from "./options.js";
 import { checkNoSocketsYet, EngineLeftovers, probeSession } from "./setup-checks.js";
 import { Gate, type Admission } from "./policy.js";
@@ -68,6 +68,8 @@ export class SocketBridge<TUser = Express.User> {
   private readonly ledger: Ledger;
   private readonly cluster: Cluster<Commands>;
   private store: SessionStore | undefined;
+  /** The namespaces this bridge authenticates, each decided once, when it is wired (the `namespaces` option). */
+  private readonly owned = new WeakSet<Namespace>();
 
   constructor(
     readonly io: Server,
@@ -80,7 +82,8 @@ export class SocketBridge<TUser = Express.User> {
       throw new ConfigError("bridge() was already called for this Socket.IO server; call it once and share the result.");
     }
     this.options = resolveOptions(options);
-    checkNoSocketsYet(io);
+    const owns = (nsp: Namespace): boolean => ownsNamespace(this.options.namespaces, nsp.name);
+    checkNoSocketsYet(io, owns);
     authenticateRecoveredConnections(io);
     this.ledger = new Ledger(this.options);
     const handshake = new Handshake(this.options as ResolvedOptions<unknown>, this.ledger, () => this.store);
@@ -148,6 +151,18 @@ export class SocketBridge<TUser = Express.User> {
       },
       (socket) => this.connected(socket),
       holdMissedPackets,
+      (nsp) => {
+        if (!owns(nsp)) {
+          debug("namespace %s is left to the app (the namespaces option)", nsp.name);
+          return false;
+        }
+        this.owned.add(nsp);
+        return true;
+      },
+      (socket, next) => {
+        this.gate.leaveToApp(socket);
+        next();
+      },
     );
   }
 
@@ -290,14 +305,14 @@ export class SocketBridge<TUser = Express.User> {
     if (!socket.connected) return;
     if (ended) {
       this.gate.forget(socket);
-      return endSocket(socket, ended);
+      return endSocket(socket, ended, false, this.close);
     }
     if (identity.sessionId !== undefined) {
       return this.live.add(socket, identity as SessionIdentity);
     }
     this.tokens.watch(socket, identity, (ended) => {
       this.gate.forget(ended);
-      endSocket(ended, "token_expired");
+      endSocket(ended, "token_expired", false, this.close);
     });
   }
 
@@ -359,13 +374,44 @@ export class SocketBridge<TUser = Express.User> {
 
   private endHere(room: string, code: EndCode): number {
     this.ledger.endings.record(room, code);
-    return endLocalSockets(this.io, room, code, (socket) => this.gate.forget(socket));
+    return endLocalSockets(this.io, room, code, (socket) => this.gate.forget(socket), this.close);
   }
+
+  /**
+   * Closes an ended socket's Engine.IO connection, unless the connection still carries a socket of a namespace
+   * the bridge leaves to the app: that one is not the bridge's to end. (The connection's held handshake is
+   * forgotten either way, so its next CONNECT to a bridged namespace reads the session again.)
+   */
+  private readonly close = (socket: AnySocket): void => {
+    if (this.options.namespaces) {
+      for (const sibling of connectedSiblings(socket)) if (!this.owned.has(sibling.nsp)) return;
+    }
+    closeConnection(socket);
+  };
 
 }
 
 function sum(counts: Array<number | null | undefined>): number {
   return counts.reduce<number>((total, n) => total + (n ?? 0), 0);
+}
+
+/**
+ * Whether the bridge authenticates the namespace `name`: every one without the `namespaces` option; with it,
+ * all but those it leaves out. A function leaves one out only by returning `false`: a mistake in it (a throw,
+ * a missing return) keeps the namespace authenticated, with a warning for a throw.
+ */
+function ownsNamespace(namespaces: ((name: string) => boolean) | undefined, name: string): boolean {
+  if (!namespaces) return true;
+  try {
+    return namespaces(name) !== false;
+  } catch (err) {
+    process.emitWarning(
+      `The \`namespaces\` function threw for "${name}", so the bridge authenticates that namespace. Fix the ` +
+        `function (it must return true or false for every name): ${(err as Error)?.message ?? String(err)}`,
+      { code: "PSB_NAMESPACES_THREW" },
+    );
+    return true;
+  }
 }
 
 /** The adapter failed to put an admitted socket in its rooms: a transient server fault. */

@@ -3,7 +3,7 @@
  * what can never work, and one process warning per cause for what works badly (a half-finished migration).
  * Each mistake here used to look like a store outage, so clients retried forever.
  */
-import type { Server } from "socket.io";
+import type { Namespace, Server } from "socket.io";
 import { ConfigError } from "./errors.js";
 import { cookiePathOf, detachedResponse, engineMiddlewares, namespacesOf } from "./seams.js";
 import type { SessionMiddleware } from "./types.js";
@@ -47,10 +47,13 @@ export function probeSession(session: SessionMiddleware, socketPath: string): un
   return undefined;
 }
 
-/** bridge() must come before any client connects: sockets already connected would stay unauthenticated. */
-export function checkNoSocketsYet(io: Server): void {
+/**
+ * bridge() must come before any client connects: sockets already connected would stay unauthenticated. (Only
+ * in the namespaces it authenticates: the others are the app's.)
+ */
+export function checkNoSocketsYet(io: Server, owns: (nsp: Namespace) => boolean): void {
   let connected = 0;
-  for (const nsp of namespacesOf(io)) connected += nsp.sockets.size;
+  for (const nsp of namespacesOf(io)) if (owns(nsp)) connected += nsp.sockets.size;
   if (connected === 0) return;
   throw new ConfigError(
     `bridge() was called after ${connected} socket(s) had connected, and they would stay unauthenticated and ` +
