@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import type { AddressInfo } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import type { INestApplication } from "@nestjs/common";
+import { Logger, type INestApplication } from "@nestjs/common";
 import { io as ioClient, type Socket as ClientSocket } from "socket.io-client";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createApp, type ExampleOptions } from "../example-nest/app.js";
@@ -144,6 +144,23 @@ describe("NestJS (example-nest)", () => {
     // Nothing was said under no name; the socket is still there.
     expect(await anonymous.emitWithAck("whoami")).toEqual({ user: null });
     expect(heard).not.toHaveBeenCalled();
+  });
+
+  it("WsAckExceptionFilter: the server's own failure is a server_error with no details; a WsException without a code is refused", async () => {
+    const { FailingGateway } = await import("./fixtures/nest/failing-gateway.js");
+    const logged = vi.spyOn(Logger.prototype, "error").mockImplementation(() => undefined);
+    const { connected } = await start({ gateways: [FailingGateway] });
+    const client = await connected("/failing");
+    expect(await client.timeout(2000).emitWithAck("crash")).toEqual({
+      ok: false,
+      code: "server_error",
+      message: "The server ran into a problem handling this event; try again later.",
+    });
+    // The error itself went to the server's log only.
+    expect(logged).toHaveBeenCalledWith(expect.objectContaining({ message: "connection to db.internal:5432 refused" }));
+    logged.mockRestore();
+    expect(await client.timeout(2000).emitWithAck("sentence")).toEqual({ ok: false, code: "refused", message: "Not now." });
+    expect(await client.timeout(2000).emitWithAck("uncoded")).toEqual({ ok: false, code: "refused", message: "The server refused this event." });
   });
 
   it("@SocketUser() is the user HTTP routes see, and the gateway greets them by name", async () => {
