@@ -1,8 +1,11 @@
 /**
  * examples/quickstart (JavaScript) and examples/quickstart-ts (strict TypeScript), run as a new user runs them:
- * each copied on its own outside the repository, its `file:../..` dependency pointed at the packed package (as
- * `npm pack` makes it from dist/), `npm install` from its own package.json, the TypeScript one type-checked with its
- * own tsconfig.json, then `npm start` on a free PORT. A login over HTTP (the form's POST), then a real socket.io-client
+ * each copied on its own outside the repository, its `file:../..` dependency pointed at the library, `npm install`
+ * from its own package.json, the TypeScript one type-checked with its own tsconfig.json, then `npm start` on a free
+ * PORT. The two ways a user gets the library, one each: the JavaScript one links the repository (`file:<repo>`, what
+ * `file:../..` is in a clone: npm links the folder, whose dist/ and node_modules/ serve it), the TypeScript one
+ * installs the packed package (`npm pack` of dist/, as the registry would have it; its declarations are what
+ * `tsc` checks). A login over HTTP (the form's POST), then a real socket.io-client
  * with the session cookie: the server tells the socket its user. A wrong password gets no session, and its socket
  * is refused.
  *
@@ -10,7 +13,7 @@
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, lstatSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -62,7 +65,7 @@ beforeAll(async () => {
       const manifest = JSON.parse(readFileSync(manifestPath, "utf8")) as { dependencies: Record<string, string> };
       // The contract with the repository's layout: the example depends on the library by path.
       expect(manifest.dependencies["passport-socketio-bridge"]).toBe("file:../..");
-      manifest.dependencies["passport-socketio-bridge"] = `file:${tarball}`;
+      manifest.dependencies["passport-socketio-bridge"] = `file:${name === "quickstart" ? root : tarball}`;
       writeFileSync(manifestPath, JSON.stringify(manifest, null, 2));
       await run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: dir, maxBuffer: 1 << 24 });
       timings[`install ${name}`] = Date.now() - t0;
@@ -148,6 +151,12 @@ describe("examples/quickstart-ts", () => {
 });
 
 describe.each(EXAMPLES)("examples/%s, installed from a clean copy and run with npm start", (name) => {
+  it(`uses the library ${name === "quickstart" ? "linked from the repository" : "installed from the packed package"}`, () => {
+    const installed = join(dirs.get(name)!, "node_modules", "passport-socketio-bridge");
+    if (name === "quickstart") expect(realpathSync(installed)).toBe(realpathSync(root));
+    else expect([lstatSync(installed).isSymbolicLink(), existsSync(join(installed, "dist", "index.js"))]).toEqual([false, true]);
+  });
+
 
   it("serves the page: the login form and the Socket.IO client", async () => {
     const { url } = running.get(name)!;
