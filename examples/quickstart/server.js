@@ -3,6 +3,9 @@
 //
 //   npm install && npm start     then open http://localhost:3000 and log in as alice / wonderland
 //
+// (package.json takes the library from this repository, "file:../..": run `npm ci && npm run build` at the
+// repository's root first. In a project of your own, `npm install passport-socketio-bridge` instead.)
+//
 // Or log in with curl (a redirect to / and a session cookie), then use that cookie:
 //   curl -i -c cookies.txt -d username=alice -d password=wonderland http://localhost:3000/login
 import { createServer } from "node:http";
@@ -30,7 +33,7 @@ const sessionMiddleware = session({
 
 const app = express();
 app.use(express.urlencoded({ extended: false }), sessionMiddleware, passport.session());
-app.get("/", (req, res) => res.type("html").send(page));
+app.get("/", (_req, res) => res.type("html").send(page));
 app.post("/login", passport.authenticate("local", { successRedirect: "/", failureRedirect: "/?error=login" }));
 
 // The bridge: every socket gets the session and the user of the HTTP requests that share its cookie.

@@ -4,6 +4,9 @@
 //   npm install && npm start     (compiles to dist/, then runs it) then open http://localhost:3000 and log in
 //                                as alice / wonderland
 //
+// (package.json takes the library from this repository, "file:../..": run `npm ci && npm run build` at the
+// repository's root first. In a project of your own, `npm install passport-socketio-bridge` instead.)
+//
 // Or log in with curl (a redirect to / and a session cookie), then use that cookie:
 //   curl -i -c cookies.txt -d username=alice -d password=wonderland http://localhost:3000/login
 import { createServer } from "node:http";
