@@ -1,10 +1,14 @@
-/** The README's quickstart runs as written: extracted verbatim, started as its own process. */
+/**
+ * The README's quickstart runs as written: extracted verbatim, started as its own process. Its page has the login
+ * form; the form's POST logs in, and a socket with that cookie is greeted by the name HTTP knows.
+ */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { io as ioClient, type Socket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { codeBlock } from "./helpers/docs.js";
 import { cookieFrom, nextEvent } from "./helpers/harness.js";
 import { untilServing } from "./helpers/processes.js";
 import { freePort } from "./helpers/redis-server.js";
@@ -16,10 +20,9 @@ let url: string;
 const sockets: Socket[] = [];
 
 function quickstart(): string {
-  const readme = readFileSync(join(root, "README.md"), "utf8");
-  const match = /<!-- quickstart[^>]*-->\s*```js\n([\s\S]*?)```/.exec(readme);
-  if (!match) throw new Error("README.md has no quickstart block");
-  return match[1]!;
+  const { file, source } = codeBlock(root, "quickstart", "js");
+  if (file !== "README.md") throw new Error(`The quickstart block moved to ${file}: the README is where a new user looks`);
+  return source;
 }
 
 beforeAll(async () => {
@@ -40,12 +43,28 @@ afterAll(() => {
 });
 
 describe("the README quickstart", () => {
-  it("greets the logged-in user over the socket by the name HTTP knows", async () => {
-    const login = await fetch(`${url}/login`, { method: "POST", body: new URLSearchParams({ username: "Alice", password: "wonderland" }) });
-    expect(await login.text()).toBe("Hi Alice");
+  it("serves a login form that posts username and password to /login", async () => {
+    const page = await (await fetch(url)).text();
+    expect(page).toMatch(/<form method="post" action="\/login">/);
+    expect(page).toMatch(/name="username" value="alice"/);
+    expect(page).toMatch(/name="password" type="password" value="wonderland"/);
+  });
+
+  it("logs alice in, and greets her socket by the name HTTP knows", async () => {
+    const body = new URLSearchParams({ username: "alice", password: "wonderland" });
+    const login = await fetch(`${url}/login`, { method: "POST", body, redirect: "manual" });
+    expect(login.status).toBe(302);
+    expect(login.headers.get("location")).toBe("/");
     const socket = ioClient(url, { forceNew: true, extraHeaders: { cookie: cookieFrom(login) } });
     sockets.push(socket);
     expect(await nextEvent(socket, "hello")).toBe("Hi Alice");
+  });
+
+  it("sets no session cookie for a wrong password", async () => {
+    const body = new URLSearchParams({ username: "alice", password: "wrong" });
+    const login = await fetch(`${url}/login`, { method: "POST", body, redirect: "manual" });
+    expect(login.status).toBe(302);
+    expect(login.headers.getSetCookie()).toEqual([]);
   });
 
   it("refuses a socket without a session", async () => {
