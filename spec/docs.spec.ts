@@ -173,10 +173,10 @@ describe("the NestJS guide", () => {
 
   it("its four files (user, main, module, gateway) compile together as written", async () => {
     expect(await typecheck("nest-app", ["nest-user", "nest-main", "nest-module", "nest-gateway"])).toBe("");
-  }, 60_000);
+  }, 120_000);
 
   it("without the user's declaration the gateway does not compile (the check above can fail)", async () => {
     const output = await typecheck("nest-no-user", ["nest-main", "nest-module", "nest-gateway"]);
     expect(output).toMatch(/admin\.gateway\.ts\(\d+,\d+\): error TS2339: Property 'name' does not exist on type 'User'/);
-  }, 60_000);
+  }, 120_000);
 });

@@ -105,8 +105,18 @@ describe("type declarations", () => {
       type: "module",
       packages: SERVER,
       source: () => codeBlock(root, "quickstart-ts", "ts").source,
-      // The settings docs/getting-started.md states next to the block.
-      options: { ...NODENEXT, target: "es2022", esModuleInterop: true },
+      // The settings docs/getting-started.md states next to the block (but skipLibCheck, which stays false here).
+      options: {
+        ...NODENEXT,
+        target: "es2022",
+        esModuleInterop: true,
+        noUncheckedIndexedAccess: true,
+        exactOptionalPropertyTypes: true,
+        verbatimModuleSyntax: true,
+        isolatedModules: true,
+        noUncheckedSideEffectImports: true,
+        moduleDetection: "force",
+      },
     },
     "client-esm": { type: "module", packages: CLIENT, source: client, options: NODENEXT },
     "client-cjs": { type: "commonjs", packages: CLIENT, source: client, options: NODENEXT },

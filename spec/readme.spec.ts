@@ -46,24 +46,25 @@ describe("the README quickstart", () => {
   it("serves a login form that posts username and password to /login", async () => {
     const page = await (await fetch(url)).text();
     expect(page).toMatch(/<form method="post" action="\/login">/);
-    expect(page).toMatch(/name="username" value="alice"/);
-    expect(page).toMatch(/name="password" type="password" value="wonderland"/);
+    expect(page).toMatch(/<input name="username"/);
+    expect(page).toMatch(/<input name="password" type="password"/);
   });
 
-  it("logs alice in, and greets her socket by the name HTTP knows", async () => {
+  it("logs alice in with the README's curl fields, and her socket carries her user", async () => {
     const body = new URLSearchParams({ username: "alice", password: "wonderland" });
     const login = await fetch(`${url}/login`, { method: "POST", body, redirect: "manual" });
     expect(login.status).toBe(302);
     expect(login.headers.get("location")).toBe("/");
     const socket = ioClient(url, { forceNew: true, extraHeaders: { cookie: cookieFrom(login) } });
     sockets.push(socket);
-    expect(await nextEvent(socket, "hello")).toBe("Hi Alice");
+    expect(await nextEvent(socket, "whoami")).toBe("alice");
   });
 
   it("sets no session cookie for a wrong password", async () => {
     const body = new URLSearchParams({ username: "alice", password: "wrong" });
     const login = await fetch(`${url}/login`, { method: "POST", body, redirect: "manual" });
     expect(login.status).toBe(302);
+    expect(login.headers.get("location")).toBe("/?error=login");
     expect(login.headers.getSetCookie()).toEqual([]);
   });
 
