@@ -1,11 +1,13 @@
 /**
  * The README's quickstart runs as written: extracted verbatim, started as its own process. Its page has the login
- * form; the form's POST logs in, and a socket with that cookie is greeted by the name HTTP knows.
+ * form; the form's POST logs in (and so does the README's curl line, run as written), and a socket with that
+ * cookie carries the user HTTP logged in.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { io as ioClient, type Socket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { codeBlock } from "./helpers/docs.js";
@@ -13,6 +15,7 @@ import { cookieFrom, nextEvent } from "./helpers/harness.js";
 import { untilServing } from "./helpers/processes.js";
 import { freePort } from "./helpers/redis-server.js";
 
+const run = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 let dir: string;
 let server: ChildProcess | undefined;
@@ -50,12 +53,33 @@ describe("the README quickstart", () => {
     expect(page).toMatch(/<input name="password" type="password"/);
   });
 
-  it("logs alice in with the README's curl fields, and her socket carries her user", async () => {
+  it("logs alice in through the form's POST (a redirect to /), and her socket carries her user", async () => {
     const body = new URLSearchParams({ username: "alice", password: "wonderland" });
     const login = await fetch(`${url}/login`, { method: "POST", body, redirect: "manual" });
     expect(login.status).toBe(302);
     expect(login.headers.get("location")).toBe("/");
     const socket = ioClient(url, { forceNew: true, extraHeaders: { cookie: cookieFrom(login) } });
+    sockets.push(socket);
+    expect(await nextEvent(socket, "whoami")).toBe("alice");
+  });
+
+  it("the README's curl line, run as written, logs alice in: its cookie file carries her to the socket", async () => {
+    const line = /`(curl [^`]*\/login)`/.exec(readFileSync(join(root, "README.md"), "utf8"))?.[1];
+    expect(line).toBe("curl -i -c cookies.txt -d username=alice -d password=wonderland http://localhost:3000/login");
+    // The quickstart's default address, pointed at this run's port.
+    const [command, ...args] = line!.replace("http://localhost:3000", url).split(" ");
+    const { stdout } = await run(command!, args, { cwd: dir });
+    expect(stdout).toMatch(/^HTTP\/1\.1 302 Found\r?$/m);
+    expect(stdout).toMatch(/^Location: \/\r?$/m);
+    // curl's cookie jar (Netscape format; an HttpOnly cookie's line starts with #HttpOnly_).
+    const cookie = readFileSync(join(dir, "cookies.txt"), "utf8")
+      .split("\n")
+      .filter((entry) => entry.trim() && (!entry.startsWith("#") || entry.startsWith("#HttpOnly_")))
+      .map((entry) => entry.split("\t"))
+      .map((fields) => `${fields[5]}=${fields[6]}`)
+      .join("; ");
+    expect(cookie).toMatch(/^connect\.sid=s%3A/);
+    const socket = ioClient(url, { forceNew: true, extraHeaders: { cookie } });
     sockets.push(socket);
     expect(await nextEvent(socket, "whoami")).toBe("alice");
   });
