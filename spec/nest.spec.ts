@@ -13,6 +13,7 @@ import { Logger, type INestApplication } from "@nestjs/common";
 import { io as ioClient, type Socket as ClientSocket } from "socket.io-client";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createApp, type ExampleOptions } from "../example-nest/app.js";
+import { codeBlock } from "./helpers/docs.js";
 import { cookieFrom, nextEvent } from "./helpers/harness.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -53,14 +54,11 @@ async function start(options: ExampleOptions = {}) {
 }
 
 /**
- * The README's Nest gateway, extracted verbatim and loaded (on its own namespace, beside the example's /admin):
- * written next to a tsconfig with Nest's decorators, as an app would compile it.
+ * The NestJS guide's gateway (docs/nestjs.md), extracted verbatim and loaded (on its own namespace, beside the
+ * example's /admin): written next to a tsconfig with Nest's decorators, as an app would compile it.
  */
 async function readmeGateway(): Promise<new () => unknown> {
-  const readme = readFileSync(join(root, "README.md"), "utf8");
-  const match = /```ts\n(\/\/ a gateway\n[\s\S]*?)```/.exec(readme);
-  if (!match) throw new Error("README.md has no Nest gateway sample");
-  const source = match[1]!.replace('namespace: "/admin"', 'namespace: "/readme-admin"');
+  const source = codeBlock(root, "nest-gateway", "ts").source.replace('namespace: "/admin"', 'namespace: "/readme-admin"');
   mkdirSync(join(root, ".tmp"), { recursive: true });
   const dir = mkdtempSync(join(root, ".tmp", "readme-nest-"));
   dirs.push(dir);
@@ -227,7 +225,7 @@ describe("NestJS (example-nest)", () => {
     expect(await alice.emitWithAck("online")).toBe(true);
   });
 
-  it("the README's Nest gateway, run as written: anonymous sockets can neither kick nor read the secret", async () => {
+  it("the NestJS guide's gateway, run as written: anonymous sockets can neither kick nor read the secret", async () => {
     const gateway = await readmeGateway();
     const { login, connected } = await start({ gateways: [gateway] });
     const alice = await connected("/", { cookie: await login("alice") });
