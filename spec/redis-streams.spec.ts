@@ -4,13 +4,16 @@
  * nothing across a 12 s Redis outage (Redis SIGKILLed, restarted on the same port with its append-only file).
  */
 import { setTimeout as sleep } from "node:timers/promises";
+import { createAdapter as createStreamsAdapter } from "@socket.io/redis-streams-adapter";
+import { Redis } from "ioredis";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { describe, expect, it } from "vitest";
 import { crossNodeTests } from "./helpers/cross-node.js";
 import { startDurableRedis } from "./helpers/durable-redis.js";
 import { harnessPerTest, nextEvent, type Harness } from "./helpers/harness.js";
+import { startRedis } from "./helpers/redis-server.js";
 import { failOnLeaks } from "./helpers/leaks.js";
-import { twoNodes } from "./helpers/live.js";
+import { ending, twoNodes } from "./helpers/live.js";
 
 const start = harnessPerTest();
 failOnLeaks();
@@ -18,6 +21,68 @@ failOnLeaks();
 describe("two nodes on the Redis Streams adapter", () => {
   crossNodeTests(start, "streams");
 });
+
+describe("a node whose Streams adapter lost its pub/sub subscription", () => {
+  it("misses a logout sent meanwhile (the bridge's commands are pub/sub, not stream entries) until revalidation", async () => {
+    // A Redis of this test's own: its CLIENT LIST holds only these two nodes' connections.
+    const redis = await startRedis();
+    const admin = new Redis(redis.url);
+    try {
+      const key = "socket.io:lost";
+      const a = await start({ redisUrl: redis.url, redisAdapter: false, adapter: streamsOn(redis.url, key, "node-a") });
+      const revalidateEveryMs = 2500;
+      const b = await start({
+        redisUrl: redis.url,
+        prefix: a.prefix,
+        redisAdapter: false,
+        // Node B's adapter client (and the duplicates it makes) reconnects 300 ms after a drop, and is named.
+        adapter: streamsOn(redis.url, key, "node-b", { retryStrategy: () => 300 }),
+        bridge: { revalidateEveryMs },
+      });
+      const cookie = await a.login("alice");
+      const onB = await b.connect({ cookie });
+      const admittedAt = Date.now();
+      const ended = ending(onB);
+
+      // Node B's pub/sub subscriber: its connection subscribed to channels (the stream reader is another one).
+      const subscriberOfB = async () =>
+        String(await admin.call("CLIENT", "LIST"))
+          .split("\n")
+          .find((line) => / name=node-b /.test(line) && / sub=[1-9]/.test(line));
+      const subscriber = await subscriberOfB();
+      expect(subscriber).toBeDefined();
+      await admin.call("CLIENT", "KILL", "ID", subscriber!.match(/^id=(\d+)/)![1]!);
+      expect((await a.request("/logout", { method: "POST", cookie })).status).toBe(204);
+
+      // Node B subscribes again (the adapter's client is out of the bridge's reach: only Redis shows it)...
+      for (let i = 0; !(await subscriberOfB()); i++) {
+        if (i > 40) throw new Error("node B did not subscribe again within 2 s");
+        await sleep(50);
+      }
+      // ...and nothing tells the bridge: the socket is still there a second later (on createAdapter, the catch-up
+      // ends it within a few ms: spec/cluster.spec.ts).
+      await sleep(1000);
+      expect(onB.connected).toBe(true);
+      // The next revalidation ends it (a record that vanished reads as expired).
+      const end = await ended;
+      expect(["logged_out", "session_expired"]).toContain(end.code);
+      expect(Date.now() - admittedAt).toBeLessThan(revalidateEveryMs + 1000);
+    } finally {
+      admin.disconnect();
+      await redis.close();
+    }
+  });
+});
+
+/** Installs the Streams adapter on its own ioredis client (named `name`, so CLIENT LIST shows whose it is). */
+function streamsOn(url: string, key: string, name: string, options: { retryStrategy?: () => number } = {}) {
+  return (io: Harness["io"]) => {
+    const client = new Redis(url, { maxRetriesPerRequest: null, connectionName: name, ...options });
+    client.on("error", () => undefined);
+    io.adapter(createStreamsAdapter(client, { streamName: key, channelPrefix: key }));
+    return () => client.disconnect();
+  };
+}
 
 /** The app's chat: a socket joins a room; what it says goes to the room's other members, on every node. */
 function chat(h: Harness): void {
