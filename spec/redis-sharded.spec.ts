@@ -8,9 +8,11 @@ import { Redis } from "ioredis";
 import { describe, expect, inject, it } from "vitest";
 import { crossNodeTests } from "./helpers/cross-node.js";
 import { harnessPerTest, nextEvent } from "./helpers/harness.js";
+import { failOnLeaks } from "./helpers/leaks.js";
 import { ending } from "./helpers/live.js";
 
 const start = harnessPerTest();
+failOnLeaks();
 
 describe("two nodes on the sharded Redis adapter", () => {
   crossNodeTests(start, "sharded");
