@@ -42,10 +42,23 @@ async function startCluster(env: Record<string, string>): Promise<Cluster> {
   return {
     url: `http://127.0.0.1:${port}`,
     output: () => output,
+    // SIGTERM: the primary stops its workers and exits. Whatever is left 5 s later (the primary and the workers
+    // it printed) gets SIGKILL, so that a failed run leaves no process behind.
     stop: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once("exit", () => resolve());
+        const workers = [...output.matchAll(/worker (\d+) ready/g)].map((m) => Number(m[1]));
+        const kill = () => {
+          for (const pid of workers) {
+            try {
+              process.kill(pid, "SIGKILL");
+            } catch {
+              // already gone
+            }
+          }
+        };
+        if (child.exitCode !== null || child.signalCode !== null) return (kill(), resolve());
+        const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+        child.once("exit", () => (clearTimeout(timer), kill(), resolve()));
         child.kill("SIGTERM");
       }),
   };
