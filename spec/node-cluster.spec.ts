@@ -141,7 +141,7 @@ afterAll(async () => {
 
 describe("Node's cluster module: @socket.io/sticky + @socket.io/cluster-adapter, a shared Redis store", () => {
   it("sockets on both workers, over polling and websocket, carry the user; a logout on one worker ends them all", async () => {
-    const { cookie } = await login(shared.url, "alice");
+    const { cookie, body } = await login(shared.url, "alice");
     const bob = await connect(shared.url, (await login(shared.url, "bob")).cookie, "websocket");
     const alice: Awaited<ReturnType<typeof connect>>[] = [];
     // Round-robin hands each new connection to the next worker: a few handshakes per transport reach both.
@@ -149,7 +149,8 @@ describe("Node's cluster module: @socket.io/sticky + @socket.io/cluster-adapter,
       const pids = new Set<number>();
       for (let i = 0; i < 6 && pids.size < 2; i++) {
         const s = await connect(shared.url, cookie, transport);
-        expect(s.user).toMatchObject({ name: "Alice" });
+        // The same user as HTTP's req.user at login, whichever worker handled the login.
+        expect(s.user).toEqual(body.user);
         expect(s.socket.io.engine.transport.name).toBe(transport);
         pids.add(s.pid);
         alice.push(s);
