@@ -15,6 +15,7 @@ import { RefusalError, sessionMissing, type RefusalCode, type SessionMissingReas
 import type { SessionIdentity } from "./identity.js";
 import type { Ledger } from "./ledger.js";
 import type { ResolvedOptions } from "./options.js";
+import { overHttps } from "./security.js";
 import {
   detachedResponse,
   forgetParsedUrl,
@@ -265,7 +266,11 @@ class Authentication implements Deadline, ReadTicket {
     const { request } = this;
     const { options } = this.handshake;
     if (!this.loaded) {
-      const reason = missingReason(request.headers.cookie, this.sid, this.handshake.store() !== undefined);
+      let reason = missingReason(request.headers.cookie, this.sid, this.handshake.store() !== undefined);
+      // No cookie, and a Secure one over http: the browser never stored it, or will not send it here.
+      if (reason === "no_cookie" && request.session?.cookie?.secure === true && !overHttps(request, options.security.trustProxy)) {
+        reason = "cookie_requires_https";
+      }
       debug("session_missing (%s): %s", reason, REASON_LOGS[reason]);
       throw sessionMissing(reason);
     }
@@ -315,6 +320,9 @@ class Authentication implements Deadline, ReadTicket {
 /** What the server log says of each reason (DEBUG=passport-socketio-bridge:handshake). */
 const REASON_LOGS: Record<SessionMissingReason, string> = {
   no_cookie: "the handshake carried no signed cookie (not sent cross-site, wrong domain or path, or not logged in)",
+  cookie_requires_https:
+    "no signed cookie, and the session cookie is secure while this handshake came over http (no TLS, no trusted " +
+    "X-Forwarded-Proto: https): browsers keep Secure cookies off http. Serve over https, or with trustProxy behind a TLS proxy",
   bad_signature: "a signed cookie failed verification with the session secret (another secret, or rotated out)",
   unknown_session: "the cookie verified but the store has no such session (expired or logged out)",
 };
