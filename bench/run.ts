@@ -24,6 +24,11 @@ const env = (name: string, fallback: number) => Number(process.env[name] ?? fall
 const ROUNDS = env("BENCH_ROUNDS", 5);
 const HANDSHAKES = env("BENCH_HANDSHAKES", 1500);
 const WARMUP = env("BENCH_WARMUP", 200);
+/**
+ * BENCH_RATE=<handshakes per second>: the measured handshakes arrive at this pace (at most 20 in flight) instead of
+ * as fast as the server answers, so every variant works at the same rate (and competes as much with the load).
+ */
+const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined;
 const HEAP_SOCKETS = env("BENCH_HEAP_SOCKETS", 10_000);
 const STORM_SOCKETS = env("BENCH_STORM_SOCKETS", 5000);
 const STORM_SESSIONS = env("BENCH_STORM_SESSIONS", 500);
@@ -132,14 +137,14 @@ async function measureHandshakes(variant: Variant, transport: Transport, load: C
   const s = await server(variant, redisUrl, `bench:${round}:${variant}:${transport}:`);
   try {
     const cookies = await load.ask<string[]>({ type: "login", url: s.url, count: 50 });
-    const connect = (count: number) => load.ask<{ latencies: number[]; failures: number; wallMs: number }>({
-      type: "connect", url: s.url, cookies, transport, total: count, concurrency: 20,
+    const connect = (count: number, rate?: number) => load.ask<{ latencies: number[]; failures: number; wallMs: number }>({
+      type: "connect", url: s.url, cookies, transport, total: count, concurrency: 20, rate,
     });
     await connect(WARMUP);
     await load.ask({ type: "disconnect" });
     await redis.config("RESETSTAT");
     await s.child.ask({ type: "cpu-start", label: transport });
-    const run = await connect(HANDSHAKES);
+    const run = await connect(HANDSHAKES, RATE);
     const { micros, gcMicros, bytes, counts, listeners, instructions } = await s.child.ask<{
       micros: number;
       instructions?: number;
@@ -300,7 +305,7 @@ async function measureAll() {
         for (const transport of PARTS.has("handshakes") ? TRANSPORTS : []) {
           const figures = await measureHandshakes(variant, transport, load, redis, redisServer.url, round);
           handshakes.set(`${variant}/${transport}`, [...(handshakes.get(`${variant}/${transport}`) ?? []), figures]);
-          console.log(`round ${round} ${VARIANTS[variant]} ${transport}: ${figures.cpuMicros.toFixed(0)} µs/handshake (GC ${figures.gcMicros.toFixed(0)} µs), ${(figures.bytesAllocated / 1024).toFixed(1)} KB allocated/handshake, ${figures.commandsPerHandshake.toFixed(2)} store commands/handshake`);
+          console.log(`round ${round} ${VARIANTS[variant]} ${transport}: ${figures.cpuMicros.toFixed(0)} µs/handshake (GC ${figures.gcMicros.toFixed(0)} µs), ${figures.perSecond.toFixed(0)}/s, ${(figures.bytesAllocated / 1024).toFixed(1)} KB allocated/handshake, ${figures.commandsPerHandshake.toFixed(2)} store commands/handshake`);
         }
         if (PARTS.has("heap")) {
           heaps.set(variant, [...(heaps.get(variant) ?? []), await measureHeap(variant, load, redisServer.url, round)]);
