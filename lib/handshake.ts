@@ -9,6 +9,7 @@
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
+import type { CookieSessions } from "./cookie-sessions.js";
 import { claimsSessionId, cookiePairs } from "./cookies.js";
 import { DeadlineError, DeadlineList, type Deadline } from "./deadline.js";
 import { RefusalError, sessionMissing, type RefusalCode, type SessionMissingReason } from "./errors.js";
@@ -56,6 +57,8 @@ export class Handshake {
     readonly ledger: Ledger,
     /** Whether the bridge watches the session store (so the session id express-session asked for is known). */
     readonly watched: () => boolean,
+    /** Set when the session middleware is cookie-session: how its sessions are loaded and named. */
+    readonly cookieSessions?: CookieSessions,
   ) {
     this.passportSession = options.passport.session();
     this.deadlines = new DeadlineList(options.storeTimeoutMs);
@@ -178,9 +181,14 @@ class Authentication implements Deadline, ReadTicket {
       // express-session wraps reload() and save() in closures over the whole request scope, response included,
       // to save at the response's end; a socket's session has no response. Session.prototype's own methods
       // work alone, and the scope can go (a few KB per connection). Its parsed-URL cache can go too.
-      unwrapSession(request.session);
-      forgetParsedUrl(request);
-      this.loaded = claimsSessionId(request.headers.cookie, request.sessionID);
+      const cookie = this.handshake.cookieSessions;
+      if (cookie) {
+        this.loaded = cookie.loaded(request);
+      } else {
+        unwrapSession(request.session);
+        forgetParsedUrl(request);
+        this.loaded = claimsSessionId(request.headers.cookie, request.sessionID);
+      }
       // Read before Passport runs: it deletes the serialized user when deserializeUser finds nobody.
       const serialized: unknown = (request.session as Record<string, any>)[options.passportKey]?.user;
       this.serialized = serialized;
@@ -222,8 +230,9 @@ class Authentication implements Deadline, ReadTicket {
   private identity(): SessionIdentity {
     const { request } = this;
     const { options } = this.handshake;
+    const cookie = this.handshake.cookieSessions;
     if (!this.loaded) {
-      const reason = missingReason(request.headers.cookie, this.sid, this.handshake.watched());
+      const reason = cookie ? cookie.missingReason(request) : missingReason(request.headers.cookie, this.sid, this.handshake.watched());
       debug("session_missing (%s): %s", reason, REASON_LOGS[reason]);
       throw sessionMissing(reason);
     }
@@ -232,12 +241,29 @@ class Authentication implements Deadline, ReadTicket {
     if (!serialized && serialized !== 0) throw new RefusalError("unauthenticated");
     const user: unknown = request[options.userProperty];
     if (!user) throw new RefusalError("user_not_found");
+    if (cookie) return this.cookieIdentity(cookie, user, serialized);
     return {
       user,
       userId: userIdOf(options, user, serialized),
       sessionId: request.sessionID,
       // (A store the bridge does not watch answers outside the ticket: at best as fresh as the handshake.)
       readAt: this.readAt ?? this.startedAt,
+    };
+  }
+
+  /** A cookie session's identity: its id (also `socket.request.sessionID`, as on HTTP) and the cookie's expiry. */
+  private cookieIdentity(cookie: CookieSessions, user: unknown, serialized: unknown): SessionIdentity {
+    const { request } = this;
+    const sessionId = cookie.idOf(request);
+    request.sessionID = sessionId;
+    const { expires, lifetimeMs } = cookie.expiryOf(request, this.startedAt);
+    return {
+      user,
+      userId: userIdOf(this.handshake.options, user, serialized),
+      sessionId,
+      readAt: this.startedAt,
+      expires,
+      lifetimeMs,
     };
   }
 
