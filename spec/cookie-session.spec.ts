@@ -3,10 +3,13 @@
  * specs that apply (handshake, live sessions, revocation, session truth), on a real Express app with cookie-session,
  * the bridge's shim and passport-local, real socket.io-client connections, and two nodes on the Redis adapter.
  */
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { dirname, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { createAdapter } from "@socket.io/redis-adapter";
 import cookieSession from "cookie-session";
 import express from "express";
@@ -20,7 +23,14 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import { bridge, ConfigError, type BridgeOptions } from "../lib/index.js";
 import { cookieFrom, nextEvent, setupError, USERS, whoami as whoamiOf, type Refusal, type Transport, type User, type WhoAmI } from "./helpers/harness.js";
 import { ending } from "./helpers/live.js";
+import { exampleLogin, untilServing } from "./helpers/processes.js";
+import { freePort } from "./helpers/redis-server.js";
 import { captureWarnings } from "./helpers/warnings.js";
+// @ts-expect-error: the example app is plain JavaScript.
+import { createApp } from "../example-app/app.js";
+
+type ExampleApp = { server: import("node:http").Server; close(): Promise<void> };
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 const KEYS = ["cookie-session key"];
 const warnings = captureWarnings();
@@ -410,5 +420,62 @@ describe("cookie-session: setup", () => {
   it("refuses cookieSessionShim() on express-session", () => {
     const auth = bridge(new Server(), { session: session({ secret: "s", resave: false, saveUninitialized: false }), passport });
     expect(() => auth.cookieSessionShim()).toThrow(ConfigError);
+  });
+});
+
+/**
+ * The example app in cookie-session mode (`npm run example:cookie-session`), from the built package: same page, same
+ * users; a logout in one tab ends the other tab's socket.
+ */
+describe("cookie-session: the example app", () => {
+  const tabs = (url: string, cookie: string) => {
+    const socket = ioClient(url, { forceNew: true, transports: ["websocket"], extraHeaders: { cookie } });
+    open.push(async () => void socket.disconnect());
+    return socket;
+  };
+
+  it("signs in over HTTP, greets the user on two tabs, and a logout in one ends the other", async () => {
+    const logs: string[] = [];
+    const app = (await createApp({ sessions: "cookie-session", databaseUrl: "", redisUrl: "", log: (line: string) => logs.push(line) })) as ExampleApp;
+    open.push(() => app.close());
+    await new Promise<void>((resolve) => app.server.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    expect(logs.join("\n")).toMatch(/signed cookie \(cookie-session\)/);
+    const cookie = await exampleLogin(url, "alice", "wonderland");
+    expect(cookie).toMatch(/^session=.*; session\.sig=/);
+    const [one, two] = [tabs(url, cookie), tabs(url, cookie)];
+    expect(await Promise.all([nextEvent(one, "hello"), nextEvent(two, "hello")])).toEqual([{ name: "Alice" }, { name: "Alice" }]);
+    const ended = ending(two);
+    // The first tab's logout form.
+    const logout = await fetch(`${url}/logout`, { method: "POST", headers: { cookie }, redirect: "manual" });
+    expect(logout.status).toBe(302);
+    expect((await ended).code).toBe("logged_out");
+    // The cookie the logout set says nobody.
+    const after = cookieFrom(logout);
+    expect(await (await fetch(`${url}/api/me`, { headers: { cookie: after } })).json()).toEqual({ user: null });
+  });
+
+  it("starts with npm run example:cookie-session, and stops on SIGTERM", async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const npm = spawn("npm", ["run", "example:cookie-session"], {
+      cwd: root,
+      env: { ...process.env, PORT: String(port), REDIS_URL: "", DATABASE_URL: "", SESSIONS: "", SKIP_BUILD: "1" },
+      stdio: "pipe",
+      detached: true,
+    });
+    let output = "";
+    npm.stdout!.on("data", (chunk) => (output += chunk));
+    const exited = new Promise<number | string | null>((resolve) => npm.once("exit", (code, sig) => resolve(code ?? sig)));
+    open.push(async () => {
+      if (npm.exitCode === null && npm.signalCode === null) process.kill(-npm.pid!, "SIGKILL");
+    });
+    await untilServing(npm, [url], "npm run example:cookie-session");
+    expect(output).toMatch(/signed cookie \(cookie-session\)/);
+    const cookie = await exampleLogin(url, "bob", "builder");
+    expect(cookie).toMatch(/^session=/);
+    expect(await nextEvent(tabs(url, cookie), "hello")).toEqual({ name: "Bob" });
+    npm.kill("SIGTERM");
+    expect(await exited).toBe(0);
   });
 });
