@@ -6,7 +6,8 @@
  *   COOKIE_SESSION_ID. It stays the same for the login's whole life, however often the cookie is rewritten, and two
  *   logins of one user never share one (their cookies would otherwise be byte for byte the same). A logged-in session
  *   without one (logged in before the shim was installed, or without it) goes by a hash of its signature cookie, which
- *   changes whenever the cookie is rewritten.
+ *   changes whenever the cookie is rewritten; the shim gives it an id at its next HTTP request, and keeps that hash
+ *   beside it (COOKIE_SESSION_HASH_ID), so a logout also ends the sockets that connected with the cookie before.
  * - Logout. The shim gives the session the `regenerate` and `save` that Passport 0.6+ calls; when they (or the end of
  *   the response) show the user gone or replaced, the login's sockets end on every node.
  * - Expiry. The cookie's `expires`, or `maxAge` counted from the handshake (the browser sent the cookie, so it was
@@ -23,6 +24,8 @@ import type { BridgeRequest, SessionMiddleware } from "./types.js";
 
 /** Where the shim keeps a login's id in a cookie session (as the session's own data: signed with it). */
 export const COOKIE_SESSION_ID = "psbSessionId";
+/** Where it keeps the hash id a login went by before it had an id (its sockets may still go by it). */
+export const COOKIE_SESSION_HASH_ID = "psbHashId";
 
 /** The part of cookie-session's per-request options (`req.sessionOptions`) the bridge reads. */
 interface CookieSessionOptions {
@@ -82,7 +85,7 @@ interface Visit {
   user: string | undefined;
   /** The id of the login the request carries now (undefined once it ended). */
   id: string | undefined;
-  /** The hash id of the cookie the request came with, for a login that had no id of its own. */
+  /** The hash id the login went by before it had an id of its own. */
   hashId: string | undefined;
 }
 
@@ -96,8 +99,7 @@ export class CookieSessions {
 
   /** The id a loaded session goes by: the shim's, else a hash of its signature cookie. */
   idOf(req: IncomingMessage): string {
-    const own = (req.session as unknown as CookieSession)[COOKIE_SESSION_ID];
-    return typeof own === "string" && own !== "" ? own : (hashIdOf(req) ?? "");
+    return ownId(req.session as unknown as CookieSession) ?? hashIdOf(req) ?? "";
   }
 
   /** Why no session was loaded: no session cookie came, or one came whose signature (or content) did not verify. */
@@ -140,10 +142,12 @@ export class CookieSessions {
       }
       const visit: Visit = { user: this.userOf(session), id: ownId(session), hashId: undefined };
       if (visit.user !== undefined && visit.id === undefined) {
-        // Logged in without an id (before the shim was installed): its sockets go by the cookie's hash until now.
-        visit.hashId = hashIdOf(req);
+        // Logged in without an id (before the shim was installed): its sockets went by the cookie's hash until now.
         session[COOKIE_SESSION_ID] = visit.id = newId();
+        const hashId = hashIdOf(req);
+        if (hashId !== undefined) session[COOKIE_SESSION_HASH_ID] = hashId;
       }
+      if (visit.id !== undefined) visit.hashId = stringAt(session, COOKIE_SESSION_HASH_ID);
       if (visit.id !== undefined) req.sessionID = visit.id;
       this.give(req, session, visit, events);
       res.once("finish", () => this.finished(req, res, visit, events));
@@ -160,7 +164,7 @@ export class CookieSessions {
         this.end(visit, events);
         visit.user = undefined;
         const current = req.session as unknown as CookieSession | null;
-        if (current) delete current[COOKIE_SESSION_ID];
+        if (current) forgetIds(current);
         callback?.();
       },
       // Passport saves after a login (a new user: a new id) and after a logout (the user gone: the login ends).
@@ -181,7 +185,8 @@ export class CookieSessions {
     if (user === visit.user) return;
     this.end(visit, events);
     visit.user = user;
-    if (user === undefined) return void delete session[COOKIE_SESSION_ID];
+    forgetIds(session);
+    if (user === undefined) return;
     session[COOKIE_SESSION_ID] = visit.id = newId();
     req.sessionID = visit.id;
   }
@@ -220,8 +225,17 @@ export class CookieSessions {
 }
 
 function ownId(session: CookieSession): string | undefined {
-  const id = session[COOKIE_SESSION_ID];
-  return typeof id === "string" && id !== "" ? id : undefined;
+  return stringAt(session, COOKIE_SESSION_ID);
+}
+
+function stringAt(session: CookieSession, key: string): string | undefined {
+  const value = session[key];
+  return typeof value === "string" && value !== "" ? value : undefined;
+}
+
+function forgetIds(session: CookieSession): void {
+  delete session[COOKIE_SESSION_ID];
+  delete session[COOKIE_SESSION_HASH_ID];
 }
 
 /** 18 random bytes, as express-session's ids are made. */

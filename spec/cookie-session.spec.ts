@@ -230,12 +230,13 @@ describe("cookie-session: the handshake", () => {
 
   it("gives two logins of one user two ids, where their cookies' content would otherwise be the same", async () => {
     const node = await startNode();
-    const first = await node.me(await node.login("alice"));
-    const second = await node.me(await node.login("alice"));
-    expect(first.sessionID).not.toBe(second.sessionID);
+    const cookies = [await node.login("alice"), await node.login("alice")];
+    const ids = await Promise.all(cookies.map(async (cookie) => (await whoami(await node.connect(cookie))).sessionID));
+    expect(ids).toEqual([expect.stringMatching(/^[\w-]{24}$/), expect.stringMatching(/^[\w-]{24}$/)]);
+    expect(ids[0]).not.toBe(ids[1]);
   });
 
-  it("goes by a hash of the signature for a login without an id, which the shim's logout ends too", async () => {
+  it("goes by a hash of the signature for a login without an id until the shim gives it one, and a logout ends both", async () => {
     // Logged in where the usual shim ran (as before the bridge's was installed): no id in the cookie.
     const legacy = await startNode({ shim: "usual" });
     const node = await startNode();
@@ -244,9 +245,17 @@ describe("cookie-session: the handshake", () => {
     const { sessionID } = await whoami(socket);
     expect(sessionID).toMatch(/^sig-[\w-]{32}$/);
     expect(sessionID).not.toContain(cookieValue(cookie, "session.sig"));
-    const ended = ending(socket);
-    await node.request("/logout", cookie, "POST");
-    expect((await ended).code).toBe("logged_out");
+    // Its next HTTP request through the shim gives it an id, in the cookie it sets; new sockets go by that id.
+    const upgrade = await node.request("/me", cookie);
+    const upgraded = `${cookie}; ${cookieFrom(upgrade)}`.split("; ").slice(-2).join("; ");
+    const { sessionID: id } = (await upgrade.json()) as { sessionID: string };
+    expect(id).toMatch(/^[\w-]{24}$/);
+    const later = await node.connect(upgraded);
+    expect((await whoami(later)).sessionID).toBe(id);
+    // A logout through the upgraded cookie ends both: the socket that went by the hash too.
+    const ended = [ending(socket), ending(later)];
+    await node.request("/logout", upgraded, "POST");
+    expect((await Promise.all(ended)).map((e) => e.code)).toEqual(["logged_out", "logged_out"]);
   });
 
   it("passes withSession a ConfigError that names the limitation, and writes nothing", async () => {
