@@ -10,8 +10,10 @@
  *   beside it (COOKIE_SESSION_HASH_ID), so a logout also ends the sockets that connected with the cookie before.
  * - Logout. The shim gives the session the `regenerate` and `save` that Passport 0.6+ calls; when they (or the end of
  *   the response) show the user gone or replaced, the login's sockets end on every node.
- * - Expiry. The cookie's `expires`, or `maxAge` counted from the handshake (the browser sent the cookie, so it was
- *   alive then) and from each Set-Cookie of it that the shim sees go out on any node.
+ * - Expiry. The cookie's `expires`, or its `maxAge` counted from when it was last written: the shim stamps a logged-in
+ *   session that cookie-session is about to write (COOKIE_SESSION_WRITTEN_AT), and reports each such Set-Cookie as a
+ *   renewal that every node's expiry check asks for. Without a stamp, `maxAge` counts from the handshake (the browser
+ *   sent the cookie, so it was alive then).
  *
  * Only cookie-session's documented members are read: `req.sessionOptions`, `req.session.isNew`.
  */
@@ -26,6 +28,8 @@ import type { BridgeRequest, SessionMiddleware } from "./types.js";
 export const COOKIE_SESSION_ID = "psbSessionId";
 /** Where it keeps the hash id a login went by before it had an id (its sockets may still go by it). */
 export const COOKIE_SESSION_HASH_ID = "psbHashId";
+/** When cookie-session last wrote a logged-in session's cookie (ms since the epoch), which its `maxAge` counts from. */
+export const COOKIE_SESSION_WRITTEN_AT = "psbWrittenAt";
 
 /** The part of cookie-session's per-request options (`req.sessionOptions`) the bridge reads. */
 interface CookieSessionOptions {
@@ -36,7 +40,7 @@ interface CookieSessionOptions {
   path?: string;
 }
 
-type CookieSession = Record<string, unknown> & { isNew?: unknown };
+type CookieSession = Record<string, unknown> & { isNew?: unknown; isChanged?: unknown };
 type CookieRequest = BridgeRequest & { sessionOptions?: CookieSessionOptions };
 
 /**
@@ -109,13 +113,18 @@ export class CookieSessions {
   }
 
   /**
-   * The cookie's expiry as a handshake at `now` sees it: its `expires`, or `maxAge` from now (the cookie was set
-   * before, so it ends no later). Undefined for a browser-session cookie.
+   * The cookie's expiry as a handshake at `now` sees it: its `expires`, or `maxAge` from when it was written. A cookie
+   * without a stamp, or presented past the expiry its stamp gives (a copy kept beyond the browser's: HTTP accepts it
+   * all the same), gets `maxAge` from now. Undefined for a browser-session cookie.
    */
   expiryOf(req: IncomingMessage, now: number): { expires: number | undefined; lifetimeMs: number | undefined } {
     const options = (req as CookieRequest).sessionOptions;
     const maxAge = options?.maxAge;
-    if (typeof maxAge === "number" && maxAge > 0) return { expires: now + maxAge, lifetimeMs: maxAge };
+    if (typeof maxAge === "number" && maxAge > 0) {
+      const written = (req.session as unknown as CookieSession | null)?.[COOKIE_SESSION_WRITTEN_AT];
+      const fromWrite = typeof written === "number" && written <= now ? written + maxAge : undefined;
+      return { expires: fromWrite !== undefined && fromWrite > now ? fromWrite : now + maxAge, lifetimeMs: maxAge };
+    }
     const expires = options?.expires instanceof Date ? options.expires.getTime() : undefined;
     return { expires: Number.isFinite(expires) ? expires : undefined, lifetimeMs: undefined };
   }
@@ -150,6 +159,12 @@ export class CookieSessions {
       if (visit.id !== undefined) visit.hashId = stringAt(session, COOKIE_SESSION_HASH_ID);
       if (visit.id !== undefined) req.sessionID = visit.id;
       this.give(req, session, visit, events);
+      // Just before the headers go out (and cookie-session, which hooked them earlier, writes the cookie).
+      const writeHead = res.writeHead;
+      res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+        stampWrite(req);
+        return Reflect.apply(writeHead, this, args) as ServerResponse;
+      } as ServerResponse["writeHead"];
       res.once("finish", () => this.finished(req, res, visit, events));
       next();
     };
@@ -224,6 +239,12 @@ export class CookieSessions {
   }
 }
 
+/** A logged-in session cookie-session will write (it changed): stamped with the time, which maxAge counts from. */
+function stampWrite(req: IncomingMessage): void {
+  const session = req.session as unknown as CookieSession | null | undefined;
+  if (session && ownId(session) !== undefined && session.isChanged === true) session[COOKIE_SESSION_WRITTEN_AT] = Date.now();
+}
+
 function ownId(session: CookieSession): string | undefined {
   return stringAt(session, COOKIE_SESSION_ID);
 }
@@ -236,6 +257,7 @@ function stringAt(session: CookieSession, key: string): string | undefined {
 function forgetIds(session: CookieSession): void {
   delete session[COOKIE_SESSION_ID];
   delete session[COOKIE_SESSION_HASH_ID];
+  delete session[COOKIE_SESSION_WRITTEN_AT];
 }
 
 /** 18 random bytes, as express-session's ids are made. */

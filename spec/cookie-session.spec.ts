@@ -355,15 +355,29 @@ describe("cookie-session: logout and revocation", () => {
 });
 
 describe("cookie-session: expiry", () => {
-  it("ends the socket when the cookie's maxAge runs out, counted from the handshake", async () => {
-    const node = await startNode({ maxAge: 1000 });
-    const cookie = await node.login("alice");
+  it("ends the socket when the cookie's maxAge runs out, counted from when the cookie was written", async () => {
+    const node = await startNode({ maxAge: 1500 });
     const since = Date.now();
+    const cookie = await node.login("alice");
+    await sleep(700);
+    // A handshake 0.7 s into the cookie's life: it ends when the browser's cookie does, not 1.5 s after the handshake.
     const socket = await node.connect(cookie);
     const end = await ending(socket, since);
     expect(end.code).toBe("session_expired");
+    expect(end.ms).toBeGreaterThanOrEqual(1450);
+    expect(end.ms).toBeLessThan(2100);
+  });
+
+  it("counts maxAge from the handshake for a cookie without the shim's stamp", async () => {
+    const legacy = await startNode({ shim: "usual", maxAge: 1000 });
+    const node = await startNode({ maxAge: 1000 });
+    const cookie = await legacy.login("alice");
+    await sleep(300);
+    const since = Date.now();
+    const end = await ending(await node.connect(cookie), since);
+    expect(end.code).toBe("session_expired");
     expect(end.ms).toBeGreaterThanOrEqual(950);
-    expect(end.ms).toBeLessThan(2000);
+    expect(end.ms).toBeLessThan(1700);
   });
 
   it("follows a renewal of the cookie through HTTP on another node", async () => {
