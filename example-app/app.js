@@ -42,6 +42,9 @@ export async function createApp({
     throw new Error(`SESSIONS=${sessions}: use express-session (the default) or cookie-session.`);
   }
   const cookieSessions = sessions === "cookie-session";
+  // Loaded now: an await between the adapter's Redis clients and `new Server` below would land its SUBSCRIBE inside
+  // ioredis's ready check (see below).
+  const cookieSession = cookieSessions ? (await import("cookie-session")).default : undefined;
 
   // With REDIS_URL, sessions live in Redis (they survive restarts) and Socket.IO nodes share one Redis
   // adapter, so every node of the app sees every user's sockets.
@@ -111,7 +114,6 @@ export async function createApp({
   let sessionMiddleware;
   if (cookieSessions) {
     // The whole session in a signed cookie (cookie-session keeps nothing on the server).
-    const { default: cookieSession } = await import("cookie-session");
     sessionMiddleware = cookieSession({ name: "session", keys: [secret], httpOnly: true, sameSite: "lax", maxAge: sessionMaxAgeMs });
     log("Sessions live in a signed cookie (cookie-session): no session store.");
   } else {

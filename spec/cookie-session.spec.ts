@@ -24,7 +24,7 @@ import { bridge, ConfigError, type BridgeOptions } from "../lib/index.js";
 import { cookieFrom, nextEvent, setupError, USERS, whoami as whoamiOf, type Refusal, type Transport, type User, type WhoAmI } from "./helpers/harness.js";
 import { ending } from "./helpers/live.js";
 import { exampleLogin, untilServing } from "./helpers/processes.js";
-import { freePort } from "./helpers/redis-server.js";
+import { freePort, startRedis } from "./helpers/redis-server.js";
 import { captureWarnings } from "./helpers/warnings.js";
 // @ts-expect-error: the example app is plain JavaScript.
 import { createApp } from "../example-app/app.js";
@@ -258,6 +258,13 @@ describe("cookie-session: the handshake", () => {
     expect((await Promise.all(ended)).map((e) => e.code)).toEqual(["logged_out", "logged_out"]);
   });
 
+  it("gives an anonymous visitor no cookie, where the usual shim's enumerable methods give everyone one", async () => {
+    const node = await startNode();
+    const usual = await startNode({ shim: "usual" });
+    expect((await node.request("/me")).headers.getSetCookie()).toEqual([]);
+    expect((await usual.request("/me")).headers.getSetCookie()).toEqual([expect.stringMatching(/^session=e30=;/), expect.stringMatching(/^session\.sig=/)]);
+  });
+
   it("passes withSession a ConfigError that names the limitation, and writes nothing", async () => {
     const node = await startNode();
     const cookie = await node.login("alice");
@@ -476,6 +483,25 @@ describe("cookie-session: the example app", () => {
     // The cookie the logout set says nobody.
     const after = cookieFrom(logout);
     expect(await (await fetch(`${url}/api/me`, { headers: { cookie: after } })).json()).toEqual({ user: null });
+  });
+
+  it("on two nodes sharing a Redis adapter, a logout through one ends the tab on the other", async () => {
+    // A Redis of its own: the example's adapter uses Socket.IO's default channel, which other files' nodes share.
+    const redis = await startRedis();
+    open.push(() => redis.close());
+    const nodes: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const app = (await createApp({ sessions: "cookie-session", databaseUrl: "", redisUrl: redis.url, log: () => undefined })) as ExampleApp;
+      open.push(() => app.close());
+      await new Promise<void>((resolve) => app.server.listen(0, "127.0.0.1", resolve));
+      nodes.push(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`);
+    }
+    const cookie = await exampleLogin(nodes[0]!, "alice", "wonderland");
+    const tab = tabs(nodes[1]!, cookie);
+    expect(await nextEvent(tab, "hello")).toEqual({ name: "Alice" });
+    const ended = ending(tab);
+    await fetch(`${nodes[0]}/logout`, { method: "POST", headers: { cookie }, redirect: "manual" });
+    expect((await ended).code).toBe("logged_out");
   });
 
   it("starts with npm run example:cookie-session, and stops on SIGTERM", async () => {
