@@ -40,6 +40,8 @@ interface NodeOptions {
   cluster?: string;
   /** cookie-session's maxAge, in ms. */
   maxAge?: number;
+  /** cookie-session's keys (default KEYS). */
+  keys?: string[];
   /** Install auth.cookieSessionShim() (default), or the usual shim (`"usual"`). */
   shim?: "bridge" | "usual";
   bridge?: Partial<BridgeOptions<User>>;
@@ -53,7 +55,7 @@ afterEach(async () => {
 /** One node of an app: Express + cookie-session + the shim + passport-local over HTTP, Socket.IO with the bridge. */
 async function startNode(options: NodeOptions = {}) {
   const users = new Map(USERS.map((u) => [u.id, { ...u }]));
-  const sessionMiddleware = cookieSession({ name: "session", keys: KEYS, ...(options.maxAge ? { maxAge: options.maxAge } : {}) });
+  const sessionMiddleware = cookieSession({ name: "session", keys: options.keys ?? KEYS, ...(options.maxAge ? { maxAge: options.maxAge } : {}) });
   const passport = new Passport();
   passport.use(
     new LocalStrategy((username, password, done) => {
@@ -102,6 +104,7 @@ async function startNode(options: NodeOptions = {}) {
     req.session.visits = (req.session.visits ?? 0) + 1;
     res.sendStatus(204);
   });
+  app.get("/csrf", async (req, res) => void res.json({ token: await auth.csrfToken(req) }));
   app.get("/me", (req, res) => void res.json({ user: req.user ?? null, sessionID: req.sessionID ?? null, session: req.session }));
 
   const onConnection = (socket: import("socket.io").Socket) => {
@@ -115,8 +118,9 @@ async function startNode(options: NodeOptions = {}) {
   const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
   const clients = new Set<ClientSocket>();
 
-  const client = (cookie?: string, transport: Transport = "websocket", namespace = "/") => {
+  const client = (cookie?: string, transport: Transport = "websocket", namespace = "/", auth?: Record<string, unknown>) => {
     const socket = ioClient(url + namespace, {
+      ...(auth ? { auth } : {}),
       forceNew: true,
       transports: transport === "websocket" ? ["websocket"] : transport === "polling" ? ["polling"] : ["polling", "websocket"],
       upgrade: transport === "upgrade",
@@ -133,9 +137,9 @@ async function startNode(options: NodeOptions = {}) {
       socket.once("connect", () => resolve(socket));
       socket.once("connect_error", reject);
     });
-  const refusal = (cookie?: string) =>
+  const refusal = (cookie?: string, auth?: Record<string, unknown>) =>
     new Promise<Refusal>((resolve, reject) => {
-      const socket = client(cookie);
+      const socket = client(cookie, "websocket", "/", auth);
       socket.once("connect", () => reject(new Error("admitted")));
       socket.once("connect_error", (err: Error & { data?: Refusal["data"] }) => resolve({ message: err.message, data: err.data!, socket }));
     });
@@ -256,6 +260,30 @@ describe("cookie-session: the handshake", () => {
     const ended = [ending(socket), ending(later)];
     await node.request("/logout", upgraded, "POST");
     expect((await Promise.all(ended)).map((e) => e.code)).toEqual(["logged_out", "logged_out"]);
+  });
+
+  it("admits a cookie signed with an older key while the keys rotate, as HTTP does", async () => {
+    const before = await startNode();
+    const after = await startNode({ keys: ["the new key", ...KEYS] });
+    const cookie = await before.login("alice");
+    expect((await after.me(cookie)).user).toMatchObject({ id: "1" });
+    expect((await whoami(await after.connect(cookie))).user).toMatchObject({ id: "1" });
+  });
+
+  it("checks the CSRF token the session holds, with csrf: true", async () => {
+    const node = await startNode({ bridge: { csrf: true } });
+    const login = await node.login("alice");
+    const res = await node.request("/csrf", login);
+    const { token } = (await res.json()) as { token: string };
+    // The token went into the session, so into the cookie the response set.
+    const cookie = cookieFrom(res);
+    expect((await node.refusal(cookie, { csrf: "not the token" })).data.code).toBe("csrf_mismatch");
+    const socket = await new Promise<ClientSocket>((resolve, reject) => {
+      const s = node.client(cookie, "websocket", "/", { csrf: token });
+      s.once("connect", () => resolve(s));
+      s.once("connect_error", reject);
+    });
+    expect((await whoami(socket)).user).toMatchObject({ id: "1" });
   });
 
   it("gives an anonymous visitor no cookie, where the usual shim's enumerable methods give everyone one", async () => {
