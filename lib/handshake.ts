@@ -178,13 +178,13 @@ class Authentication implements Deadline, ReadTicket {
         // express-session skips requests while its store reports `disconnect`.
         throw new RefusalError("store_unavailable", { cause: new Error("express-session skipped the request") });
       }
-      // express-session wraps reload() and save() in closures over the whole request scope, response included,
-      // to save at the response's end; a socket's session has no response. Session.prototype's own methods
-      // work alone, and the scope can go (a few KB per connection). Its parsed-URL cache can go too.
       const cookie = this.handshake.cookieSessions;
       if (cookie) {
         this.loaded = cookie.loaded(request);
       } else {
+        // express-session wraps reload() and save() in closures over the whole request scope, response included,
+        // to save at the response's end; a socket's session has no response. Session.prototype's own methods
+        // work alone, and the scope can go (a few KB per connection). Its parsed-URL cache can go too.
         unwrapSession(request.session);
         forgetParsedUrl(request);
         this.loaded = claimsSessionId(request.headers.cookie, request.sessionID);
