@@ -1,5 +1,5 @@
-// The example app: Express + express-session + passport-local over HTTP, and Socket.IO authenticated by
-// passport-socketio-bridge with the very same session and user.
+// The example app: Express + express-session (or cookie-session) + passport-local over HTTP, and Socket.IO
+// authenticated by passport-socketio-bridge with the very same session and user.
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { createRequire } from "node:module";
@@ -22,9 +22,13 @@ const CLIENT = clientModule();
  * Builds the app (not listening yet). Options: `databaseUrl` (default DATABASE_URL) keeps sessions in PostgreSQL
  * and connects the nodes through it; else `redisUrl` (default REDIS_URL) does so with Redis, its sessions through
  * `redisClient` (default REDIS_CLIENT, else "ioredis": connect-redis 8 + ioredis; "node-redis": connect-redis 9 +
- * node-redis 5); `sessionMaxAgeMs` is the idle timeout (default 8 h); `log` receives its log lines.
+ * node-redis 5); `sessionMaxAgeMs` is the idle timeout (default 8 h); `log` receives its log lines. `sessions`
+ * (default SESSIONS, else "express-session") may be "cookie-session": the session lives in a signed cookie, with no
+ * store at all (with REDIS_URL or DATABASE_URL, the nodes still share the Socket.IO adapter, so a logout reaches
+ * every node).
  */
 export async function createApp({
+  sessions = process.env.SESSIONS || "express-session",
   databaseUrl = process.env.DATABASE_URL,
   redisUrl = process.env.REDIS_URL,
   redisClient = process.env.REDIS_CLIENT || "ioredis",
@@ -33,6 +37,13 @@ export async function createApp({
   log = console.log,
 } = {}) {
   const closers = [];
+  if (sessions !== "express-session" && sessions !== "cookie-session") {
+    throw new Error(`SESSIONS=${sessions}: use express-session (the default) or cookie-session.`);
+  }
+  const cookieSessions = sessions === "cookie-session";
+  // Loaded now: an await between the adapter's Redis clients and `new Server` below would land its SUBSCRIBE inside
+  // ioredis's ready check (see below).
+  const cookieSession = cookieSessions ? (await import("cookie-session")).default : undefined;
 
   // With REDIS_URL, sessions live in Redis (they survive restarts) and Socket.IO nodes share one Redis
   // adapter, so every node of the app sees every user's sockets.
@@ -66,15 +77,18 @@ export async function createApp({
         down = false;
       });
     };
-    const sessions = await redisSessionStore(redisUrl, redisClient);
-    watch(`sessions, ${redisClient}`, sessions.client);
-    closers.push(sessions.quit);
-    // Neither client queues commands before it is connected (see redisSessionStore); connect() waits until Redis
-    // answers. Awaited before the adapter's clients exist: an await between `new Redis` and createAdapter can
-    // land the adapter's SUBSCRIBE inside ioredis's ready check (status "connect"), whose INFO subscriber mode
-    // refuses ("Connection in subscriber mode"), and the subscriber reconnects.
-    await sessions.connect();
-    store = sessions.store;
+    // (cookie-session needs no store: only the adapter uses Redis.)
+    if (!cookieSessions) {
+      const sessions = await redisSessionStore(redisUrl, redisClient);
+      watch(`sessions, ${redisClient}`, sessions.client);
+      closers.push(sessions.quit);
+      // Neither client queues commands before it is connected (see redisSessionStore); connect() waits until Redis
+      // answers. Awaited before the adapter's clients exist: an await between `new Redis` and createAdapter can
+      // land the adapter's SUBSCRIBE inside ioredis's ready check (status "connect"), whose INFO subscriber mode
+      // refuses ("Connection in subscriber mode"), and the subscriber reconnects.
+      await sessions.connect();
+      store = sessions.store;
+    }
     // The adapter: ioredis whatever REDIS_CLIENT says, with maxRetriesPerRequest null on both of its clients
     // (duplicate() copies the options). @socket.io/redis-adapter drops the promise of every PUBLISH (io.emit, the
     // bridge's cross-node commands), so with the default (20) an outage longer than about 10 s rejects them all
@@ -87,19 +101,30 @@ export async function createApp({
       closers.push(() => quit(c));
     }
     adapter = createAdapter(pub, sub);
-    log(`Sessions (connect-redis over ${redisClient}) and the Socket.IO adapter use Redis at ${redisUrl}.`);
-  } else {
+    log(
+      cookieSessions
+        ? `The Socket.IO adapter uses Redis at ${redisUrl}.`
+        : `Sessions (connect-redis over ${redisClient}) and the Socket.IO adapter use Redis at ${redisUrl}.`,
+    );
+  } else if (!cookieSessions) {
     log("Sessions are kept in memory (express-session's MemoryStore); set DATABASE_URL (PostgreSQL) or REDIS_URL to share them.");
   }
 
-  const sessionMiddleware = session({
-    secret,
-    store,
-    resave: false,
-    saveUninitialized: false,
-    rolling: true,
-    cookie: { httpOnly: true, sameSite: "lax", maxAge: sessionMaxAgeMs },
-  });
+  let sessionMiddleware;
+  if (cookieSessions) {
+    // The whole session in a signed cookie (cookie-session keeps nothing on the server).
+    sessionMiddleware = cookieSession({ name: "session", keys: [secret], httpOnly: true, sameSite: "lax", maxAge: sessionMaxAgeMs });
+    log("Sessions live in a signed cookie (cookie-session): no session store.");
+  } else {
+    sessionMiddleware = session({
+      secret,
+      store,
+      resave: false,
+      saveUninitialized: false,
+      rolling: true,
+      cookie: { httpOnly: true, sameSite: "lax", maxAge: sessionMaxAgeMs },
+    });
+  }
 
   const passport = new Passport();
   passport.use(new LocalStrategy((username, password, done) => done(null, verifyPassword(username, password) ?? false)));
@@ -107,6 +132,10 @@ export async function createApp({
   passport.deserializeUser((id, done) => done(null, findUserById(id) ?? false));
 
   const app = express();
+  const server = createServer(app);
+  const io = new Server(server, adapter ? { adapter } : {});
+  const auth = bridge(io, { session: sessionMiddleware, passport });
+
   app.disable("x-powered-by");
   // The page and its files come before the session: they need no login, and they load while the session store
   // is down (the page then says so, instead of the browser waiting for a store that does not answer).
@@ -118,14 +147,33 @@ export async function createApp({
   app.use(express.urlencoded({ extended: false }));
   // A session the store cannot load is a 503 "store_unavailable" for the error handler below.
   app.use((req, res, next) => sessionMiddleware(req, res, (err) => next(err && storeError(err))));
+  if (cookieSessions) {
+    // express-session's `rolling: true`, for cookie-session: a logged-in session that changes each minute is written
+    // back, so its cookie lives sessionMaxAgeMs from the last request (cookie-session's README recipe).
+    app.use((req, _res, next) => {
+      if (req.session?.passport?.user !== undefined) req.session.nowInMinutes = Math.floor(Date.now() / 60e3);
+      next();
+    });
+    // Passport 0.6+ calls req.session.regenerate() and req.session.save(), which cookie-session does not have. The
+    // usual shim gives it two that do nothing:
+    //   app.use((req, res, next) => {
+    //     if (req.session && !req.session.regenerate) req.session.regenerate = (cb) => cb();
+    //     if (req.session && !req.session.save) req.session.save = (cb) => cb();
+    //     next();
+    //   });
+    // The bridge's does that job, and also gives each login an id (req.sessionID) and, at logout, ends that login's
+    // sockets on every node: nothing else on the server can see a cookie-session logout. Right after cookieSession().
+    app.use(auth.cookieSessionShim());
+  }
   app.use(passport.session());
 
   app.get("/api/me", (req, res) => res.json({ user: req.user ?? null }));
   // Logging in and out regenerate the session: their errors are the store's.
   const login = passport.authenticate("local", { successRedirect: "/", failureRedirect: "/?error=login" });
   app.post("/login", (req, res, next) => login(req, res, (err) => next(err && storeError(err))));
-  // Passport's logout regenerates the session; the bridge sees the old one go and ends its sockets (on
-  // every node) with "auth:ended" { code: "logged_out" }. Nothing to do here.
+  // Passport's logout regenerates the session; the bridge sees the old one go (express-session: through the store;
+  // cookie-session: through its shim) and ends its sockets (on every node) with "auth:ended" { code: "logged_out" }.
+  // Nothing to do here.
   app.post("/logout", (req, res, next) => req.logout((err) => (err ? next(storeError(err)) : res.redirect("/"))));
 
   app.use((req, res) => sendError(req, res, 404, "not_found", "There is nothing at this address."));
@@ -143,10 +191,6 @@ export async function createApp({
     if (status < 500) return sendError(req, res, status, "bad_request", "The server could not understand that request.");
     sendError(req, res, status, "server_error", "Something went wrong on the server. Try again in a moment.");
   });
-
-  const server = createServer(app);
-  const io = new Server(server, adapter ? { adapter } : {});
-  const auth = bridge(io, { session: sessionMiddleware, passport });
 
   // Who is online, on every node, by name. Not once closing has begun: the disconnects of close() would publish
   // after Redis quit (the Redis adapter drops the promise of what it publishes, so that would be an unhandled

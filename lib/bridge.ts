@@ -10,6 +10,7 @@ import { watchReconnects } from "./adapter-watch.js";
 import { Channels, type ChannelAuthorizer } from "./channels.js";
 import { Cluster } from "./cluster.js";
 import type { Commands } from "./commands.js";
+import { CookieSessions, probeCookieSession } from "./cookie-sessions.js";
 import { ConfigError, RefusalError, type EndCode } from "./errors.js";
 import { Handshake } from "./handshake.js";
 import { sessionRoom, toUserId, userRoom, type SessionIdentity } from "./identity.js";
@@ -70,6 +71,8 @@ export class SocketBridge<TUser = Express.User> {
   private store: SessionStore | undefined;
   /** The namespaces this bridge authenticates, each decided once, when it is wired (the `namespaces` option). */
   private readonly owned = new WeakSet<Namespace>();
+  /** Set when the session middleware is cookie-session. */
+  private readonly cookieSessions: CookieSessions | undefined;
 
   constructor(
     readonly io: Server,
@@ -86,7 +89,9 @@ export class SocketBridge<TUser = Express.User> {
     checkNoSocketsYet(io, owns);
     authenticateRecoveredConnections(io);
     this.ledger = new Ledger(this.options);
-    const handshake = new Handshake(this.options as ResolvedOptions<unknown>, this.ledger, () => this.store);
+    const { session } = this.options;
+    this.cookieSessions = session && probeCookieSession(session, io.path()) ? new CookieSessions(this.options.passportKey) : undefined;
+    const handshake = new Handshake(this.options as ResolvedOptions<unknown>, this.ledger, () => this.store, this.cookieSessions);
     this.tokens = new Tokens(this.options as ResolvedOptions<unknown>);
     // The command table: what one node asks of every node. Handlers run only once a command comes.
     const cluster = new Cluster<Commands>(io, {
@@ -108,10 +113,11 @@ export class SocketBridge<TUser = Express.User> {
       ledger: this.ledger,
       cluster,
       channels: this.channels,
+      cookieSessions: this.cookieSessions !== undefined,
     });
     // The endings other nodes sent while this node's adapter was reconnecting never came: re-read its sessions.
     watchReconnects(io, () => this.live.revalidateAll());
-    if (this.options.session) this.useStore(probeSession(this.options.session, io.path()));
+    if (session && !this.cookieSessions) this.useStore(probeSession(session, io.path()));
     leftovers.checkInstalled();
     Object.defineProperty(io, INSTALLED, { value: this });
     let firstHandshake = true;
@@ -209,7 +215,36 @@ export class SocketBridge<TUser = Express.User> {
    * gone, its sockets end with `logged_out` and the promise rejects with a BridgeError of that code.
    */
   withSession<T>(socket: AnySocket, fn: (session: IncomingMessage["session"]) => T | Promise<T>): Promise<T> {
+    if (this.cookieSessions) {
+      return Promise.reject(
+        new ConfigError(
+          "withSession() cannot write a cookie-session session: the session lives in the browser's cookie, which only " +
+            "an HTTP response can set, and a socket has none. Write it over HTTP (a fetch() from the page to a route " +
+            "that changes req.session), or keep the data elsewhere (your database, socket.data).",
+          "cookie_session_read_only",
+        ),
+      );
+    }
     return withSession(this.live, this.ledger, this.store, this.options.storeTimeoutMs, socket, fn);
+  }
+
+  /**
+   * For cookie-session: the middleware to install right after `cookieSession({ ... })` and before
+   * `passport.session()`, in place of the usual `regenerate`/`save` shim Passport 0.6+ needs. It gives each login a
+   * random id (`req.sessionID`, and `socket.request.sessionID` on its sockets), and a logout (or another user's
+   * login) through HTTP on any node ends that login's sockets on every node, with `logged_out`.
+   */
+  cookieSessionShim(): (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void {
+    if (!this.cookieSessions) {
+      throw new ConfigError(
+        "cookieSessionShim() is for cookie-session, and the `session` given to bridge() is not cookie-session's " +
+          "middleware. express-session needs no shim: drop it.",
+      );
+    }
+    return this.cookieSessions.shim({
+      loggedOut: (sessionId) => this.loggedOut(sessionId),
+      renewed: (sessionId, expiresAt) => this.ledger.renewed(sessionId, expiresAt),
+    });
   }
 
   /**

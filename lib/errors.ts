@@ -90,8 +90,8 @@ export const SESSION_MISSING_REASONS = {
     "`trustProxy: true`, so both believe X-Forwarded-Proto. On http://localhost in development, set " +
     "`cookie.secure` to false (or \"auto\"), then log in again.",
   bad_signature:
-    "The session cookie's signature did not verify: the server's session `secret` differs from the one that " +
-    "signed it, or it was rotated out (keep old secrets at the end of the `secret` array while rotating). Log in again.",
+    "The session cookie's signature did not verify: the server's session `secret` (cookie-session: `keys`) differs " +
+    "from the one that signed it, or it was rotated out (keep old secrets at the end of the `secret` array while rotating). Log in again.",
   unknown_session: "The session cookie names a session the store does not have: it expired or was logged out. Log in again.",
 } as const satisfies Record<SessionMissingReason, string>;
 
@@ -135,9 +135,17 @@ export interface RefusalData {
 /** Base class of every error this library throws or sends. `code` is stable; `message` may be reworded. */
 /**
  * Every code the bridge itself gives a BridgeError: refusals, endings, channel refusals, and the errors of its
- * API (`invalid_config`, `cluster_timeout`, `no_session`). Hooks may refuse with codes of their own.
+ * API (`invalid_config`, `cookie_session_read_only`, `cluster_timeout`, `no_session`). Hooks may refuse with codes
+ * of their own.
  */
-export type BridgeErrorCode = RefusalCode | EndCode | ChannelRefusalCode | "invalid_config" | "cluster_timeout" | "no_session";
+export type BridgeErrorCode =
+  | RefusalCode
+  | EndCode
+  | ChannelRefusalCode
+  | "invalid_config"
+  | "cookie_session_read_only"
+  | "cluster_timeout"
+  | "no_session";
 
 export class BridgeError extends Error {
   override name = "BridgeError";
@@ -189,12 +197,16 @@ export class RefusalError extends BridgeError {
   }
 }
 
-/** The options given to `bridge()` (or `authorize()`) cannot work. Thrown at setup, never per connection. */
+/**
+ * The options given to `bridge()` (or `authorize()`) cannot work: thrown at setup, never per connection. Its code is
+ * `invalid_config`, or, for a call the app's setup cannot support, a code that names the limitation
+ * (`cookie_session_read_only`: withSession() on cookie-session).
+ */
 export class ConfigError extends BridgeError {
   override name = "ConfigError";
 
-  constructor(message: string) {
-    super("invalid_config", message);
+  constructor(message: string, code: "invalid_config" | "cookie_session_read_only" = "invalid_config") {
+    super(code, message);
   }
 }
 

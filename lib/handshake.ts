@@ -9,6 +9,7 @@
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
+import type { CookieSessions } from "./cookie-sessions.js";
 import { claimsSessionId, cookiePairs, firstCookie } from "./cookies.js";
 import { DeadlineError, DeadlineList, type Deadline } from "./deadline.js";
 import { RefusalError, sessionMissing, type RefusalCode, type SessionMissingReason } from "./errors.js";
@@ -60,6 +61,8 @@ export class Handshake {
     readonly ledger: Ledger,
     /** The session store the bridge watches, once known (so the session id express-session asked for is known). */
     readonly store: () => SessionStore | undefined,
+    /** Set when the session middleware is cookie-session: how its sessions are loaded and named. */
+    readonly cookieSessions?: CookieSessions,
   ) {
     this.passportSession = options.passport.session();
     this.deadlines = new DeadlineList(options.storeTimeoutMs);
@@ -204,7 +207,9 @@ class Authentication implements Deadline, ReadTicket {
         // express-session skips requests while its store reports `disconnect`.
         throw new RefusalError("store_unavailable", { cause: new Error("express-session skipped the request") });
       }
-      if (!this.loaded) this.settleSession(request);
+      const cookie = this.handshake.cookieSessions;
+      if (cookie) this.loaded = cookie.loaded(request);
+      else if (!this.loaded) this.settleSession(request);
       // Read before Passport runs: it deletes the serialized user when deserializeUser finds nobody.
       const serialized: unknown = (request.session as Record<string, any>)[options.passportKey]?.user;
       this.serialized = serialized;
@@ -265,8 +270,9 @@ class Authentication implements Deadline, ReadTicket {
   private identity(): SessionIdentity {
     const { request } = this;
     const { options } = this.handshake;
+    const cookie = this.handshake.cookieSessions;
     if (!this.loaded) {
-      let reason = missingReason(request.headers.cookie, this.sid, this.handshake.store() !== undefined);
+      let reason = cookie ? cookie.missingReason(request) : missingReason(request.headers.cookie, this.sid, this.handshake.store() !== undefined);
       // No cookie, and a Secure one over http: the browser never stored it, or will not send it here.
       if (reason === "no_cookie" && request.session?.cookie?.secure === true && !overHttps(request, options.security.trustProxy)) {
         reason = "cookie_requires_https";
@@ -279,12 +285,29 @@ class Authentication implements Deadline, ReadTicket {
     if (!serialized && serialized !== 0) throw new RefusalError("unauthenticated");
     const user: unknown = request[options.userProperty];
     if (!user) throw new RefusalError("user_not_found");
+    if (cookie) return this.cookieIdentity(cookie, user, serialized);
     return {
       user,
       userId: userIdOf(options, user, serialized),
       sessionId: request.sessionID,
       // (A store the bridge does not watch answers outside the ticket: at best as fresh as the handshake.)
       readAt: this.readAt ?? this.startedAt,
+    };
+  }
+
+  /** A cookie session's identity: its id (also `socket.request.sessionID`, as on HTTP) and the cookie's expiry. */
+  private cookieIdentity(cookie: CookieSessions, user: unknown, serialized: unknown): SessionIdentity {
+    const { request } = this;
+    const sessionId = cookie.idOf(request);
+    request.sessionID = sessionId;
+    const { expires, lifetimeMs } = cookie.expiryOf(request, this.startedAt);
+    return {
+      user,
+      userId: userIdOf(this.handshake.options, user, serialized),
+      sessionId,
+      readAt: this.startedAt,
+      expires,
+      lifetimeMs,
     };
   }
 

@@ -194,13 +194,16 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
   const sessionless =
     options.session === undefined &&
     (Boolean(options.allowAnonymous) || (Array.isArray(options.strategies) && options.strategies.length > 0));
-  // A middleware takes (req, res, next), or forwards its arguments; one or two parameters mean something else.
-  if (!sessionless && (typeof options.session !== "function" || options.session.length === 1 || options.session.length === 2)) {
-    throw new ConfigError(
-      "The `session` option must be your express-session middleware, the value of `session({ ... })` that " +
-        "your HTTP app uses (not the `session` function itself, nor its options). Only a service that takes " +
-        "tokens alone (`strategies`) or admits anonymous sockets (`allowAnonymous`) may leave it out.",
-    );
+  if (!sessionless) {
+    const mistake = notExpressMiddleware(options.session);
+    if (mistake) {
+      throw new ConfigError(
+        "The `session` option must be your express-session middleware, the value of `session({ ... })` that your " +
+          "HTTP app uses, or cookie-session's, the value of `cookieSession({ ... })` (not the `session` function " +
+          `itself, nor its options). It is ${mistake}. Fastify and Koa are not supported. Only a service that takes ` +
+          "tokens alone (`strategies`) or admits anonymous sockets (`allowAnonymous`) may leave it out.",
+      );
+    }
   }
   const passport = options.passport ?? defaultPassport();
   if (typeof passport?.session !== "function" || typeof passport.deserializeUser !== "function") {
@@ -275,6 +278,33 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
     channelSecret,
     namespaces: namespaceFilterOf(options.namespaces),
   };
+}
+
+/**
+ * What `session` is, when it is not an Express-style `(req, res, next)` middleware (one that forwards its arguments
+ * counts too); undefined when it may be one.
+ */
+function notExpressMiddleware(session: unknown): string | undefined {
+  if (session === undefined || session === null) return "missing";
+  if (typeof session === "object") {
+    const keys = Object.keys(session);
+    return keys.length ? `an object (${keys.slice(0, 4).join(", ")}): options, not a middleware` : "an empty object";
+  }
+  if (typeof session !== "function") return `a ${typeof session}`;
+  // fastify-plugin marks the plugins it wraps (@fastify/session, @fastify/secure-session, @fastify/passport).
+  const plugin = session as unknown as Record<symbol, unknown>;
+  if (plugin[Symbol.for("skip-override")] !== undefined || plugin[Symbol.for("fastify.display-name")] !== undefined) {
+    const name = plugin[Symbol.for("fastify.display-name")];
+    return `a Fastify plugin${typeof name === "string" ? ` (${name})` : ""}, not an Express middleware`;
+  }
+  const name = session.name ? ` (${session.name})` : "";
+  if (session.length === 1) {
+    return session.name === "session" || session.name === "cookieSession"
+      ? `the \`${session.name}\` function itself, which makes the middleware: call it with your options`
+      : `a function of one parameter${name}, such as a middleware factory, not a middleware`;
+  }
+  if (session.length === 2) return `a function of two parameters${name}, such as a Koa middleware (ctx, next) from koa-session, not an Express middleware`;
+  return undefined;
 }
 
 /** Options that were removed, each with what to write instead. */
