@@ -15,6 +15,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { startRedis } from "../spec/helpers/redis-server.js";
+import { drawCharts } from "./charts.js";
 import type { LoadCommand, Transport } from "./load.js";
 import type { Command, Variant } from "./server.js";
 
@@ -56,6 +57,11 @@ const VARIANTS: Record<Variant, string> = {
   // BENCH_BASELINE=<dist dir>: the bridge of another build (say, main's), interleaved with (e) in the same run.
   ...(process.env.BENCH_BASELINE ? { f: `(f) passport-socketio-bridge, ${process.env.BENCH_BASELINE}` } : {}),
 } as Record<Variant, string>;
+/** The pictures above the tables (bench/charts.ts draws them from the tables). */
+const CHART_LINES = {
+  handshakes: ["![Server CPU per handshake, for each setup and transport](images/bench-cpu.svg)", "", "![Store commands per handshake, for each setup and transport](images/bench-store.svg)"],
+  memory: ["![Heap per connected socket, for each setup](images/bench-heap.svg)"],
+};
 const TRANSPORTS = (process.env.BENCH_TRANSPORTS ?? "websocket,polling").split(",") as Transport[];
 const STORE_COMMANDS = ["get", "set", "setex", "expire", "pexpire", "del", "mget", "exists"];
 
@@ -342,7 +348,7 @@ async function measureAll() {
     `Each figure is the median of ${ROUNDS} interleaved rounds. Every variant uses the same Redis session store (connect-redis + ioredis), the same users and the same Socket.IO server; the server and the load generator are separate processes on the same machine. CPU is the server's \`process.cpuUsage()\` over ${HANDSHAKES} handshakes (20 at a time, after 200 for warm-up); store commands come from Redis' \`INFO commandstats\`; per-event costs from ${EVENTS} acknowledged events on the connected sockets.`,
     "",
   );
-  lines.push("## Handshakes", "");
+  lines.push("## Handshakes", "", ...CHART_LINES.handshakes, "");
   lines.push("| setup | transport | server CPU / handshake | of which GC | allocated / handshake | handshakes / s | latency p50 | latency p99 | store commands / handshake | store commands / 100 events |");
   lines.push("|---|---|---|---|---|---|---|---|---|---|");
   for (const variant of variants) {
@@ -362,7 +368,7 @@ async function measureAll() {
     lines.push(`- ${transport}: ${variants.map((v) => `${v} ${(handshakes.get(`${v}/${transport}`) ?? []).map((f) => f.cpuMicros.toFixed(0)).join("/")}`).join("; ")} µs.`);
   }
   if (stages) lines.push("", ...stages);
-  lines.push("", `## Memory and reconnect storms`, "");
+  lines.push("", `## Memory and reconnect storms`, "", ...CHART_LINES.memory, "");
   lines.push(
     `| setup | heap / connected socket (${HEAP_SOCKETS.toLocaleString("en")} websocket sockets) | store GETs in a reconnect storm (${STORM_SOCKETS.toLocaleString("en")} sockets of ${STORM_SESSIONS} sessions at once) | the storm's duration | GETs per session per ${SESSION_CACHE_MS / 1000} s window (max) |`,
   );
@@ -422,6 +428,7 @@ async function measureAll() {
     const file = join(root, "docs", "benchmarks.md");
     const kept = /^## Whole-process attribution[\s\S]*/m.exec(readFileSync(file, "utf8"))?.[0];
     writeFileSync(file, `${lines.join("\n")}\n${kept ? `\n${kept}` : ""}`);
+    console.log(`drew ${drawCharts(file).join(", ")}`);
   }
   console.log(lines.join("\n"));
 }

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Server } from "socket.io";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BENCHMARKS, chartsOf, svg } from "../bench/charts.js";
 import { CHANNEL_REFUSALS } from "../lib/errors.js";
 import { bridge, ENDINGS, REFUSALS, SESSION_MISSING_REASONS } from "../lib/index.js";
 import { anchors, brokenLinks, codeBlock, documents } from "./helpers/docs.js";
@@ -179,4 +180,25 @@ describe("the NestJS guide", () => {
     const output = await typecheck("nest-no-user", ["nest-main", "nest-module", "nest-gateway"]);
     expect(output).toMatch(/admin\.gateway\.ts\(\d+,\d+\): error TS2339: Property 'name' does not exist on type 'User'/);
   }, 120_000);
+});
+
+describe("docs/benchmarks.md's charts", () => {
+  const markdown = readFileSync(BENCHMARKS, "utf8");
+  const charts = chartsOf(markdown);
+
+  it("are drawn from its tables: each committed SVG is what the tables give now", () => {
+    expect(charts.map((c) => c.file)).toEqual(["bench-cpu.svg", "bench-store.svg", "bench-heap.svg"]);
+    for (const chart of charts) {
+      expect(chart.groups.length, chart.file).toBeGreaterThanOrEqual(5);
+      for (const bar of chart.groups.flatMap((g) => g.bars)) expect(Number.isFinite(bar.value), `${chart.file} ${bar.label}`).toBe(true);
+      expect(readFileSync(join(dirname(BENCHMARKS), "images", chart.file), "utf8"), chart.file).toBe(svg(chart));
+    }
+  });
+
+  it("each sits above its table, so a reader sees the picture first", () => {
+    for (const file of ["bench-cpu.svg", "bench-store.svg", "bench-heap.svg"]) {
+      expect(markdown.indexOf(`(images/${file})`), file).toBeGreaterThan(0);
+    }
+    expect(markdown.indexOf("(images/bench-cpu.svg)")).toBeLessThan(markdown.indexOf("| setup | transport |"));
+  });
 });
