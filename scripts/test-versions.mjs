@@ -18,7 +18,8 @@
  * of package.json accepts. Each part of a range such as `^0.5.0 || ^0.6.0 || ^0.7.0` counts: the full run takes
  * its oldest and newest (0.5.0, 0.5.3, 0.6.0, 0.7.0).
  *
- *   npm run test:versions              every combination (one peer at its oldest, the rest at their newest)
+ *   npm run test:versions              every combination (one peer at its oldest, the rest at their newest), and
+ *                                      a check that the release just below each floor is refused at install
  *   npm run test:versions -- --quick   just all-oldest and all-newest (also PSB_VERSIONS=quick); what .ci/run runs
  *   --only=<name>                      the combinations whose name contains <name>
  *   --keep                             keep the temp apps (printed), for a look after a failure
@@ -93,10 +94,14 @@ async function plan() {
     for (const v of passport.slice(0, -1)) one("passport", v, `passport ${v}`);
     one("express", express4, `express ${express4}`);
   }
-  // socket.io-client of the server's own release line (the one the server shipped with), when the optional peer
-  // range (for /client) accepts it; else the oldest it accepts (any 4.x client speaks to any 4.x server).
+  // socket.io-client: the oldest its (optional, for /client) peer range accepts with all the oldest; elsewhere the
+  // server's own release line, or the oldest the range accepts (any 4.x client speaks to any 4.x server).
   const clients = await versions("socket.io-client", peers["socket.io-client"]);
   for (const combo of combos) {
+    if (combo.name === "all oldest") {
+      combo.client = clients[0];
+      continue;
+    }
     const [major, minor] = combo.io.split(".");
     combo.client = clients.includes(combo.io) ? combo.io : newest(clients.filter((v) => v.startsWith(`${major}.${minor}.`))) ?? clients[0];
   }
@@ -159,6 +164,35 @@ async function runCombo(combo, tarball, work) {
   const installed = (pkg) => JSON.parse(readFileSync(join(dir, "node_modules", pkg, "package.json"), "utf8")).version;
   result.installed = Object.fromEntries(Object.keys(dependencies).map((pkg) => [pkg, installed(pkg)]));
   return { ...result, installMs, flowMs: Date.now() - t1 };
+}
+
+/**
+ * Just below each floor, npm refuses the install (ERESOLVE): the ranges say where support ends. A dry run, so
+ * nothing is downloaded; the app pins the peer one release below its range and everything else in range.
+ */
+async function belowFloors(tarball, work) {
+  const peers = manifest.peerDependencies;
+  const checked = ["socket.io", "socket.io-client", "express-session", "passport"];
+  const rows = await Promise.all(
+    checked.map(async (pkg) => {
+      const floor = (await versions(pkg, peers[pkg]))[0];
+      const below = newest(await versions(pkg, `<${floor}`));
+      const dir = join(work, `below-${pkg}`);
+      mkdirSync(dir, { recursive: true });
+      const dependencies = { "passport-socketio-bridge": `file:${tarball}`, [pkg]: below };
+      writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "psb-below-floor", private: true, dependencies }));
+      try {
+        await exec(npm, ["install", "--dry-run", "--no-audit", "--no-fund", "--prefer-offline", "--no-package-lock"], { cwd: dir, timeoutMs: 120_000 });
+        return { pkg, floor, below, refused: false };
+      } catch (err) {
+        return { pkg, floor, below, refused: /ERESOLVE/.test(String(err.message)) };
+      }
+    }),
+  );
+  for (const row of rows) {
+    console.log(`${row.refused ? "ok  " : "FAIL"} ${row.pkg} ${row.below} (below the floor, ${row.floor}) is ${row.refused ? "refused at install (ERESOLVE)" : "NOT refused at install"}`);
+  }
+  return rows.filter((row) => !row.refused).length;
 }
 
 /** The checks on what an app reports; returns what went wrong (nothing when all is well). */
@@ -350,7 +384,8 @@ async function main() {
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL, combos.length) }, worker));
-    console.log(`${combos.length - failed} of ${combos.length} passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    if (!quick && !only) failed += await belowFloors(tarball, work);
+    console.log(`${failed ? `${failed} failed` : "all passed"} (${combos.length} apps${quick || only ? "" : " and 4 floors"}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   } finally {
     if (keep || failed) console.log(`Apps kept in ${work}`);
     else rmSync(work, { recursive: true, force: true });
