@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createServer } from "node:http";
 import { describe, expect, it } from "vitest";
+import { ChannelError, withAuth } from "../lib/client.js";
 import { REFUSALS } from "../lib/index.js";
 import * as seams from "../lib/seams.js";
 import { TRANSPORTS, harnessPerTest, nextEvent, type StackModules, type WhoAmI } from "./helpers/harness.js";
@@ -68,6 +69,28 @@ describe.each(MATRIX)("%s", (_label, modules, store) => {
     const ended = nextEvent(socket, "auth:ended");
     expect(await h.auth.disconnectUser("1")).toBe(1);
     expect(await ended).toEqual({ code: "revoked" });
+  });
+});
+
+/** /client on the oldest socket.io-client its peer range accepts: 4.5 has timeout() but no emitWithAck(). */
+describe("withAuth on socket.io-client 4.5", () => {
+  const client45 = load("socket.io-client-4.5");
+
+  it("joins a channel through an acknowledged emit, and gives up on one that is never answered", async () => {
+    const h = await start();
+    h.auth.channel("room:{id}", (user) => user !== undefined).channel("slow:{id}", () => new Promise<boolean>(() => undefined));
+    const socket = client45.module.io(h.url, { autoConnect: false, forceNew: true, transports: ["websocket"], reconnection: false, extraHeaders: { cookie: await h.login("alice") } });
+    const auth = withAuth(socket, { ackTimeoutMs: 300 });
+    try {
+      auth.connect();
+      await nextEvent(socket, "connect");
+      expect(client45.version).toBe("4.5.0");
+      expect(typeof socket.emitWithAck).toBe("undefined");
+      await expect(auth.join("room:1")).resolves.toEqual(expect.any(Object));
+      await expect(auth.join("slow:1")).rejects.toEqual(new ChannelError("timeout", "slow:1"));
+    } finally {
+      socket.close();
+    }
   });
 });
 
