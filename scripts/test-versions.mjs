@@ -6,17 +6,18 @@
  * (so a range that refuses a version fails here with ERESOLVE), and runs the core flow in each app:
  *
  *   an Express app with express-session (MemoryStore), passport-local and Socket.IO with bridge(); a login over
- *   HTTP; socket.io-client connects (websocket, then polling) and its socket.request.user is HTTP's req.user;
- *   a connection without a cookie is refused (session_missing); an HTTP logout ends the socket with
- *   auth:ended { code: "logged_out" } at once (well before the 2-minute revalidation); the old cookie is then
- *   refused (unauthenticated).
+ *   HTTP; socket.io-client connects (websocket through /client's withAuth, which also joins a channel; then a
+ *   plain polling socket) and its socket.request.user is HTTP's req.user; a connection without a cookie is
+ *   refused (session_missing, no_cookie); an HTTP logout ends the socket with auth:ended { code: "logged_out" }
+ *   at once (well before the 2-minute revalidation); the old cookie is then refused (Passport 0.6+:
+ *   session_missing, unknown_session, the session was regenerated; 0.5: unauthenticated, the session stays).
  *
  * Passport 0.5's logout neither regenerates nor destroys the session: it deletes the user and saves. The flow
  * above is the proof that such a write ends the sockets at once (lib/user-writes.ts).
  *
  * Versions come from the registry (`npm view <pkg>@<range> version`): the oldest and newest that each peer range
- * of package.json accepts. Each part of a range such as `^0.5.0 || ^0.6.0 || ^0.7.0` counts: the full run takes
- * its oldest and newest (0.5.0, 0.5.3, 0.6.0, 0.7.0).
+ * of package.json accepts. Each part of a range such as `^0.5.1 || ^0.6.0 || ^0.7.0` counts: the full run takes
+ * its oldest and newest (0.5.1, 0.5.3, 0.6.0, 0.7.0). Express is no peer: its newest 4 and newest 5 run.
  *
  *   npm run test:versions              every combination (one peer at its oldest, the rest at their newest), and
  *                                      a check that the release just below each floor is refused at install
