@@ -7,7 +7,7 @@ import { io, type Socket } from "socket.io-client";
 
 export type LoadCommand =
   | { type: "login"; url: string; count: number }
-  | { type: "connect"; url: string; cookies: string[]; transport: Transport; total: number; concurrency: number }
+  | { type: "connect"; url: string; cookies: string[]; transport: Transport; total: number; concurrency: number; rate?: number }
   | { type: "events"; count: number }
   | { type: "disconnect" }
   | { type: "logout-latency"; loginUrl: string; socketUrl: string; cookies: string[]; concurrency: number }
@@ -45,6 +45,11 @@ async function pool(total: number, concurrency: number, work: (i: number) => Pro
   );
 }
 
+function sleepUntil(at: number): Promise<void> {
+  const ms = at - performance.now();
+  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
+}
+
 async function login(url: string, count: number): Promise<string[]> {
   const cookies: string[] = [];
   await pool(count, 20, async (i) => {
@@ -62,7 +67,10 @@ async function handle(command: LoadCommand): Promise<unknown> {
       const latencies: number[] = [];
       let failures = 0;
       const started = performance.now();
+      const { rate } = command;
       await pool(command.total, command.concurrency, async (i) => {
+        // Paced (`rate` handshakes per second): each starts at its own time, whatever the server's speed.
+        if (rate) await sleepUntil(started + (i * 1000) / rate);
         try {
           const { socket, ms } = await open(command.url, command.cookies[i % command.cookies.length], command.transport);
           held.push(socket);

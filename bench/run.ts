@@ -15,6 +15,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { startRedis } from "../spec/helpers/redis-server.js";
+import { drawCharts } from "./charts.js";
 import type { LoadCommand, Transport } from "./load.js";
 import type { Command, Variant } from "./server.js";
 
@@ -23,6 +24,12 @@ const root = join(here, "..");
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const ROUNDS = env("BENCH_ROUNDS", 5);
 const HANDSHAKES = env("BENCH_HANDSHAKES", 1500);
+const WARMUP = env("BENCH_WARMUP", 200);
+/**
+ * BENCH_RATE=<handshakes per second>: the measured handshakes arrive at this pace (at most 20 in flight) instead of
+ * as fast as the server answers, so every variant works at the same rate (and competes as much with the load).
+ */
+const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined;
 const HEAP_SOCKETS = env("BENCH_HEAP_SOCKETS", 10_000);
 const STORM_SOCKETS = env("BENCH_STORM_SOCKETS", 5000);
 const STORM_SESSIONS = env("BENCH_STORM_SESSIONS", 500);
@@ -47,8 +54,15 @@ const VARIANTS: Record<Variant, string> = {
   c: "(c) docs' express-session example (io.engine, every request)",
   d: "(d) passport.socketio 3.7.0",
   e: "(e) passport-socketio-bridge",
+  // BENCH_BASELINE=<dist dir>: the bridge of another build (say, main's), interleaved with (e) in the same run.
+  ...(process.env.BENCH_BASELINE ? { f: `(f) passport-socketio-bridge, ${process.env.BENCH_BASELINE}` } : {}),
+} as Record<Variant, string>;
+/** The pictures above the tables (bench/charts.ts draws them from the tables). */
+const CHART_LINES = {
+  handshakes: ["![Server CPU per handshake, for each setup and transport](images/bench-cpu.svg)", "", "![Store commands per handshake, for each setup and transport](images/bench-store.svg)"],
+  memory: ["![Heap per connected socket, for each setup](images/bench-heap.svg)"],
 };
-const TRANSPORTS: Transport[] = ["websocket", "polling"];
+const TRANSPORTS = (process.env.BENCH_TRANSPORTS ?? "websocket,polling").split(",") as Transport[];
 const STORE_COMMANDS = ["get", "set", "setex", "expire", "pexpire", "del", "mget", "exists"];
 
 /** A child process spoken to one message at a time. */
@@ -71,8 +85,22 @@ class Child {
   }
 }
 
+/**
+ * BENCH_CALLGRIND=1: servers run under valgrind's callgrind, counting instructions only inside each measured
+ * window (bench/server.ts turns counting on and off). Instructions, unlike CPU seconds, don't move with
+ * whatever else the machine runs; they leave out the kernel's time and count V8's threads one after another.
+ */
+const CALLGRIND = process.env.BENCH_CALLGRIND === "1";
+const VALGRIND = ["--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file", "--callgrind-out-file=/tmp/psb-callgrind.%p"];
+
 const spawn = (file: string, args: string[], gc = false) =>
-  new Child(fork(join(here, file), args, { execArgv: ["--import", "tsx", ...(gc ? ["--expose-gc"] : [])], stdio: "inherit" }));
+  new Child(
+    fork(join(here, file), args, {
+      ...(gc && CALLGRIND ? { execPath: "valgrind" } : {}),
+      execArgv: [...(gc && CALLGRIND ? [...VALGRIND, process.execPath] : []), "--import", "tsx", ...(gc ? ["--expose-gc"] : [])],
+      stdio: "inherit",
+    }),
+  );
 
 async function server(variant: Variant, redisUrl: string, prefix: string, clustered = false) {
   const child = spawn("server.ts", [variant, redisUrl, prefix, ...(clustered ? ["clustered"] : [])], true);
@@ -115,16 +143,17 @@ async function measureHandshakes(variant: Variant, transport: Transport, load: C
   const s = await server(variant, redisUrl, `bench:${round}:${variant}:${transport}:`);
   try {
     const cookies = await load.ask<string[]>({ type: "login", url: s.url, count: 50 });
-    const connect = (count: number) => load.ask<{ latencies: number[]; failures: number; wallMs: number }>({
-      type: "connect", url: s.url, cookies, transport, total: count, concurrency: 20,
+    const connect = (count: number, rate?: number) => load.ask<{ latencies: number[]; failures: number; wallMs: number }>({
+      type: "connect", url: s.url, cookies, transport, total: count, concurrency: 20, rate,
     });
-    await connect(200); // warm-up
+    await connect(WARMUP);
     await load.ask({ type: "disconnect" });
     await redis.config("RESETSTAT");
     await s.child.ask({ type: "cpu-start", label: transport });
-    const run = await connect(HANDSHAKES);
-    const { micros, gcMicros, bytes, counts, listeners } = await s.child.ask<{
+    const run = await connect(HANDSHAKES, RATE);
+    const { micros, gcMicros, bytes, counts, listeners, instructions } = await s.child.ask<{
       micros: number;
+      instructions?: number;
       gcMicros: number;
       bytes: number;
       counts?: Record<string, number>;
@@ -136,6 +165,7 @@ async function measureHandshakes(variant: Variant, transport: Transport, load: C
       const perSocket = Object.entries(listeners ?? {}).map(([what, n]) => `${what} ${n.toFixed(1)}`);
       console.log(`  ${variant}/${transport} per handshake: ${perHandshake.join(", ")}\n  per connected socket: ${perSocket.join(", ")}`);
     }
+    if (instructions !== undefined) console.log(`  ${variant}/${transport}: ${(instructions / HANDSHAKES / 1000).toFixed(0)} k instructions per handshake`);
     const handshakeCommands = await storeCommands(redis);
     if (run.failures) throw new Error(`${run.failures} handshakes failed for ${variant}/${transport}`);
     await redis.config("RESETSTAT");
@@ -249,10 +279,16 @@ async function main() {
   const snapshot = join(root, ".tmp", `bench-dist-${process.pid}`);
   cpSync(join(root, "dist"), snapshot, { recursive: true });
   process.env.BENCH_DIST = snapshot;
+  if (process.env.BENCH_BASELINE) {
+    const baseline = join(root, ".tmp", `bench-baseline-${process.pid}`);
+    cpSync(process.env.BENCH_BASELINE, baseline, { recursive: true });
+    process.env.BENCH_BASELINE_DIST = baseline;
+  }
   try {
     await measureAll();
   } finally {
     rmSync(snapshot, { recursive: true, force: true });
+    if (process.env.BENCH_BASELINE_DIST) rmSync(process.env.BENCH_BASELINE_DIST, { recursive: true, force: true });
   }
 }
 
@@ -275,7 +311,7 @@ async function measureAll() {
         for (const transport of PARTS.has("handshakes") ? TRANSPORTS : []) {
           const figures = await measureHandshakes(variant, transport, load, redis, redisServer.url, round);
           handshakes.set(`${variant}/${transport}`, [...(handshakes.get(`${variant}/${transport}`) ?? []), figures]);
-          console.log(`round ${round} ${VARIANTS[variant]} ${transport}: ${figures.cpuMicros.toFixed(0)} µs/handshake (GC ${figures.gcMicros.toFixed(0)} µs), ${(figures.bytesAllocated / 1024).toFixed(1)} KB allocated/handshake, ${figures.commandsPerHandshake.toFixed(2)} store commands/handshake`);
+          console.log(`round ${round} ${VARIANTS[variant]} ${transport}: ${figures.cpuMicros.toFixed(0)} µs/handshake (GC ${figures.gcMicros.toFixed(0)} µs), ${figures.perSecond.toFixed(0)}/s, ${(figures.bytesAllocated / 1024).toFixed(1)} KB allocated/handshake, ${figures.commandsPerHandshake.toFixed(2)} store commands/handshake`);
         }
         if (PARTS.has("heap")) {
           heaps.set(variant, [...(heaps.get(variant) ?? []), await measureHeap(variant, load, redisServer.url, round)]);
@@ -312,7 +348,7 @@ async function measureAll() {
     `Each figure is the median of ${ROUNDS} interleaved rounds. Every variant uses the same Redis session store (connect-redis + ioredis), the same users and the same Socket.IO server; the server and the load generator are separate processes on the same machine. CPU is the server's \`process.cpuUsage()\` over ${HANDSHAKES} handshakes (20 at a time, after 200 for warm-up); store commands come from Redis' \`INFO commandstats\`; per-event costs from ${EVENTS} acknowledged events on the connected sockets.`,
     "",
   );
-  lines.push("## Handshakes", "");
+  lines.push("## Handshakes", "", ...CHART_LINES.handshakes, "");
   lines.push("| setup | transport | server CPU / handshake | of which GC | allocated / handshake | handshakes / s | latency p50 | latency p99 | store commands / handshake | store commands / 100 events |");
   lines.push("|---|---|---|---|---|---|---|---|---|---|");
   for (const variant of variants) {
@@ -332,7 +368,7 @@ async function measureAll() {
     lines.push(`- ${transport}: ${variants.map((v) => `${v} ${(handshakes.get(`${v}/${transport}`) ?? []).map((f) => f.cpuMicros.toFixed(0)).join("/")}`).join("; ")} µs.`);
   }
   if (stages) lines.push("", ...stages);
-  lines.push("", `## Memory and reconnect storms`, "");
+  lines.push("", `## Memory and reconnect storms`, "", ...CHART_LINES.memory, "");
   lines.push(
     `| setup | heap / connected socket (${HEAP_SOCKETS.toLocaleString("en")} websocket sockets) | store GETs in a reconnect storm (${STORM_SOCKETS.toLocaleString("en")} sockets of ${STORM_SESSIONS} sessions at once) | the storm's duration | GETs per session per ${SESSION_CACHE_MS / 1000} s window (max) |`,
   );
@@ -392,6 +428,7 @@ async function measureAll() {
     const file = join(root, "docs", "benchmarks.md");
     const kept = /^## Whole-process attribution[\s\S]*/m.exec(readFileSync(file, "utf8"))?.[0];
     writeFileSync(file, `${lines.join("\n")}\n${kept ? `\n${kept}` : ""}`);
+    console.log(`drew ${drawCharts(file).join(", ")}`);
   }
   console.log(lines.join("\n"));
 }

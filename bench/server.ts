@@ -9,7 +9,8 @@
  *   e  passport-socketio-bridge
  */
 import { createHook } from "node:async_hooks";
-import { writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { Socket as NetSocket } from "node:net";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -31,11 +32,14 @@ import passportSocketIo from "passport.socketio";
 import { Server } from "socket.io";
 
 // The build bench/run.ts snapshotted when it began (other builds may rewrite dist/ meanwhile), else the package's.
+const [variant, redisUrl, prefix, clustered] = process.argv.slice(2) as [Variant, string, string, string?];
+// (f): the bridge of another build (bench/run.ts's BENCH_BASELINE), measured beside this tree's (e).
+const dist = variant === "f" ? process.env.BENCH_BASELINE_DIST : process.env.BENCH_DIST;
 const { bridge } = (await import(
-  process.env.BENCH_DIST ? pathToFileURL(join(process.env.BENCH_DIST, "index.js")).href : "passport-socketio-bridge"
+  dist ? pathToFileURL(join(dist, "index.js")).href : "passport-socketio-bridge"
 )) as typeof import("passport-socketio-bridge");
 
-export type Variant = "a" | "b" | "c" | "d" | "e";
+export type Variant = "a" | "b" | "c" | "d" | "e" | "f";
 
 export type Command =
   | { type: "cpu-start"; label?: string }
@@ -44,8 +48,8 @@ export type Command =
   | { type: "snapshot" }
   | { type: "stop" };
 
-const [variant, redisUrl, prefix, clustered] = process.argv.slice(2) as [Variant, string, string, string?];
 const SECRET = "bench secret";
+const callgrind = process.env.BENCH_CALLGRIND === "1";
 const KEY = "connect.sid";
 
 const client = new Redis(redisUrl);
@@ -109,7 +113,9 @@ switch (variant) {
     io.use(passportSocketIo.authorize({ cookieParser, key: KEY, secret: SECRET, store, passport }));
     break;
   case "e":
-    bridge(io, { session: sessionMiddleware, passport });
+  case "f":
+    // (Under callgrind a second lasts about fifty: the session cache keeps its real-time reach.)
+    bridge(io, { session: sessionMiddleware, passport, ...(callgrind ? { sessionCacheMs: 100_000 } : {}) });
     break;
 }
 
@@ -161,6 +167,18 @@ function listenersPerSocket(): Record<string, number> {
   };
 }
 
+// BENCH_CALLGRIND=1 (bench/run.ts runs this process under callgrind): instructions counted in the window only.
+const callgrindControl = (...args: string[]) => execFileSync("callgrind_control", [...args, String(process.pid)], { stdio: "ignore" });
+function callgrindInstructions(): number {
+  callgrindControl("-d", "window");
+  callgrindControl("-i", "off");
+  const file = `/tmp/psb-callgrind.${process.pid}.1`;
+  const totals = /^(?:summary|totals): (\d+)/m.exec(readFileSync(file, "utf8"));
+  if (process.env.BENCH_CALLGRIND_KEEP) execFileSync("cp", [file, join(process.env.BENCH_CALLGRIND_KEEP, `${variant}-${label}${process.pid}.callgrind`)]);
+  rmSync(file);
+  return Number(totals?.[1]);
+}
+
 type GcHeap = { heapStatistics: { usedHeapSize: number } };
 let cpu: NodeJS.CpuUsage | undefined;
 // GC time and bytes allocated in the measured window: each GC's cost, and the heap's growth plus what GCs freed.
@@ -187,11 +205,13 @@ process.on("message", (command: Command) => {
       heapAtStart = getHeapStatistics().used_heap_size;
       counts.clear();
       windowOpen = counting;
+      if (callgrind) callgrindControl("-i", "on");
       cpu = process.cpuUsage();
       return process.send!({ type: "cpu-start" });
     case "cpu-stop": {
       const used = process.cpuUsage(cpu);
       windowOpen = false;
+      const instructions = callgrind ? callgrindInstructions() : undefined;
       const heapNow = getHeapStatistics().used_heap_size;
       const { statistics } = gcProfiler!.stop() as unknown as { statistics: Array<{ cost: number; beforeGC: GcHeap; afterGC: GcHeap }> };
       const gcMicros = statistics.reduce((sum, gc) => sum + gc.cost, 0);
@@ -203,7 +223,7 @@ process.on("message", (command: Command) => {
       }
       if (counting) bump("GCs", statistics.length);
       const extra = counting ? { counts: Object.fromEntries(counts), listeners: listenersPerSocket() } : {};
-      return process.send!({ type: "cpu", micros: used.user + used.system, gcMicros, bytes: heapNow - heapAtStart + freed, ...extra });
+      return process.send!({ type: "cpu", micros: used.user + used.system, gcMicros, bytes: heapNow - heapAtStart + freed, instructions, ...extra });
     }
     case "snapshot":
       for (let i = 0; i < 3; i++) global.gc?.();

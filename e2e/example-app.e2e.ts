@@ -9,7 +9,9 @@
  * outage scenario, that its refusals are retried by the helper's backoff; the ending and the refusal after a
  * restart, that nothing reconnects afterwards.
  *
- * UPDATE_DOCS_SCREENSHOT=1 also writes the README's picture (docs/example-app.png) from scenario 6.
+ * Screenshots go to e2e/.screenshots/, each taken once the test has checked what the page shows at that moment.
+ * UPDATE_DOCS_SCREENSHOT=1 also writes the README's picture (docs/example-app.png) from scenario 6, and the
+ * pictures of docs/example-app.md (docs/images/*.png: the page's <main> only, to keep them small).
  */
 import { copyFileSync, mkdirSync } from "node:fs";
 import { createServer, type Server as HttpServer } from "node:http";
@@ -26,7 +28,24 @@ import { launch } from "./browser.js";
 
 const SHOTS = join(dirname(fileURLToPath(import.meta.url)), ".screenshots");
 const DOCS_SHOT = join(dirname(fileURLToPath(import.meta.url)), "..", "docs", "example-app.png");
+const DOCS_IMAGES = join(dirname(fileURLToPath(import.meta.url)), "..", "docs", "images");
 mkdirSync(SHOTS, { recursive: true });
+
+/** A picture for docs/example-app.md: the page's <main>, in e2e/.screenshots/ (and docs/images/ when asked). */
+async function docsShot(page: Page, name: string) {
+  const path = join(SHOTS, `${name}.png`);
+  await page.locator("main").screenshot({ path, animations: "disabled", caret: "hide" });
+  if (process.env.UPDATE_DOCS_SCREENSHOT) {
+    mkdirSync(DOCS_IMAGES, { recursive: true });
+    copyFileSync(path, join(DOCS_IMAGES, `${name}.png`));
+  }
+}
+
+/** What the person reads, with no trace of the server's insides (a stack, an error class, a file path). */
+async function expectNoServerInsides(page: Page) {
+  const text = await page.locator("body").innerText();
+  expect(text).not.toMatch(/ at |Error\b|Stream isn't writeable|node_modules|\.js:\d+|\/work\/|[A-Z]:\\/);
+}
 
 let browser: Browser;
 beforeAll(async () => {
@@ -146,6 +165,12 @@ describe("the example app in Chromium", () => {
     await page.goto(url);
     // The form is found by its labels, and its first field gets the focus.
     await page.waitForFunction(() => document.activeElement?.id === "username", undefined, { timeout: 5000 });
+    expect(await page.getByRole("heading", { name: "Log in" }).isVisible()).toBe(true);
+    expect(await page.getByRole("button", { name: "Log in" }).isVisible()).toBe(true);
+    expect(await page.locator(".hint").first().innerText()).toBe("Try alice / wonderland or bob / builder.");
+    expect(await page.locator("#chat").isHidden()).toBe(true);
+    expect(await page.locator("#login-error").isHidden()).toBe(true);
+    await docsShot(page, "login");
     await logIn(page, url, "alice", "wonderland");
     await sees(page, "#status", "connected as Alice");
     await sees(page, "#online", "Alice");
@@ -181,7 +206,17 @@ describe("the example app in Chromium", () => {
     await tab1.getByLabel("Message", { exact: true }).fill("Hi Bob!");
     await tab1.getByRole("button", { name: "Send" }).click();
     await sees(bob, "#messages", "Alice: Hi Bob!");
+    await sees(bob, "#status", "connected as Bob");
+    expect(await bob.locator("#messages li").allInnerTexts()).toEqual([
+      expect.stringMatching(/^\d{1,2}:\d{2}.* Bob: hello Alice$/),
+      expect.stringMatching(/^\d{1,2}:\d{2}.* Alice: Hi Bob!$/),
+    ]);
+    expect((await bob.locator("#online li").allInnerTexts()).sort()).toEqual(["Alice", "Bob"]);
+    expect(await bob.locator("#notice").isHidden()).toBe(true);
+    expect(await bob.getByRole("button", { name: "Send" }).isEnabled()).toBe(true);
+    expect(await bob.getByRole("button", { name: "Log out" }).isVisible()).toBe(true);
     await bob.screenshot({ path: join(SHOTS, "2-chat.png") });
+    await docsShot(bob, "chat");
   });
 
   it("3. logout in alice's first tab ends her second tab's socket within 2 s, with a notice; bob stays", async () => {
@@ -199,7 +234,14 @@ describe("the example app in Chromium", () => {
       timeout: Math.max(1, 2000 - (Date.now() - started)),
     });
     expect(Date.now() - started).toBeLessThan(2000);
+    // What the tab shows now: the notice and its way back in, and nothing that no longer works.
+    expect((await tab2.locator("#notice").innerText()).trim()).toBe("You were logged out. Log in again");
+    expect(await tab2.getByRole("link", { name: "Log in again" }).isVisible()).toBe(true);
+    expect(await tab2.getByRole("button", { name: "Log out" }).isHidden()).toBe(true);
+    expect(await tab2.locator("#send-error").isHidden()).toBe(true);
+    await sees(tab2, "#status", "Disconnected.");
     await tab2.screenshot({ path: join(SHOTS, "3-logged-out-in-another-tab.png") });
+    await docsShot(tab2, "logged-out-elsewhere");
 
     // The first tab is back at the login form; bob is still connected, and sees alice leave.
     await tab1.getByLabel("Username").waitFor();
@@ -383,7 +425,9 @@ describe("the example app in Chromium", () => {
     expect(await page.getByRole("link", { name: "Log in again" }).isHidden()).toBe(true);
     expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(true);
     expect(seen.warnings.join("\n")).toMatch(/refused the connection: store_unavailable\. The session store is unavailable/);
+    expect(await page.getByRole("button", { name: "Log out" }).isVisible()).toBe(true);
     await page.screenshot({ path: join(SHOTS, "9-store-outage.png") });
+    await docsShot(page, "store-down-live");
 
     await redis.restart();
     await page.locator("#notice").waitFor({ state: "hidden", timeout: 20_000 });
@@ -406,5 +450,82 @@ describe("the example app in Chromium", () => {
       expect(delay).toBeGreaterThanOrEqual(0.45 * 1000 * 2 ** i);
       expect(delay).toBeLessThan(1000 * 2 ** i + 800);
     });
+  });
+
+  it("10. a reload while the session store is down: the page at once, a sentence and no stack trace; a login gets a friendly page", async () => {
+    const redis: DurableRedis = await startDurableRedis();
+    cleanups.push(() => redis.close());
+    const { url } = await startApp({ redisUrl: redis.url });
+    const page = await (await context()).newPage();
+    const seen = watch(page);
+    await logIn(page, url, "alice", "wonderland");
+    await sees(page, "#status", "connected as Alice");
+
+    await redis.kill();
+    // The page and its files come before the session: they load, and /api/me says at once what is wrong (503).
+    const started = Date.now();
+    const reloaded = await page.reload();
+    expect(reloaded?.status()).toBe(200);
+    await sees(page, "#unavailable", "The server cannot reach its session store right now. Try again in a moment.");
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect((await page.locator("#unavailable").innerText()).trim()).toBe(
+      "The server cannot reach its session store right now. Try again in a moment. Reload",
+    );
+    expect(await page.getByRole("link", { name: "Reload" }).isVisible()).toBe(true);
+    expect(await page.locator("#chat").isHidden()).toBe(true);
+    expect(await page.locator("#login").isHidden()).toBe(true);
+    await expectNoServerInsides(page);
+    expect(seen.failed).toEqual([`503 ${url}/api/me`]);
+    expect(seen.warnings.join("\n")).toMatch(/GET \/api\/me failed: HTTP 503 \(store_unavailable\)/);
+    await docsShot(page, "store-down");
+
+    // Someone without a session gets the login form (no cookie, no store read), and logging in gets a page, not a trace.
+    const other = await (await context()).newPage();
+    await other.goto(url);
+    await other.getByLabel("Username").fill("bob");
+    await other.getByLabel("Password").fill("builder");
+    const [answer] = await Promise.all([other.waitForResponse(`${url}/login`), other.getByRole("button", { name: "Log in" }).click()]);
+    expect(answer.status()).toBe(503);
+    await sees(other, "main", "The server cannot reach its session store right now. Try again in a moment.");
+    expect(await other.getByRole("link", { name: "Back to the chat" }).getAttribute("href")).toBe("/");
+    await expectNoServerInsides(other);
+
+    // Redis is back (once the app's client has reconnected: it retries every 2 s by then), and the same reload
+    // link brings the chat back.
+    await redis.restart();
+    await expect.poll(async () => (await fetch(`${url}/api/me`)).status, { timeout: 10_000, interval: 200 }).toBe(200);
+    await page.getByRole("link", { name: "Reload" }).click();
+    await sees(page, "#status", "connected as Alice", 10_000);
+    expect(await page.locator("#unavailable").isHidden()).toBe(true);
+  });
+
+  it("11. with the login cookie gone, the refusal reads in plain words, the old error goes, and only Log in again is offered", async () => {
+    const { url } = await startApp();
+    const ctx = await context();
+    const page = await ctx.newPage();
+    const seen = watch(page);
+    await logIn(page, url, "alice", "wonderland");
+    await sees(page, "#status", "connected as Alice");
+    // An error next to the field, from before.
+    await send(page, "@zed hello?");
+    await sees(page, "#send-error", "There is no user called “zed”.");
+
+    // The browser forgets the cookie (cleared by the person, say), and the connection drops and comes back.
+    await ctx.clearCookies();
+    await page.evaluate(() => (window as unknown as { exampleSocket: { io: { engine: { close(): void } } } }).exampleSocket.io.engine.close());
+    await sees(page, "#notice", "You are no longer logged in", 10_000);
+    expect((await page.locator("#notice").innerText()).trim()).toBe(
+      "You are no longer logged in: this browser has forgotten your login. Log in again",
+    );
+    expect(await page.getByRole("link", { name: "Log in again" }).isVisible()).toBe(true);
+    expect(await page.getByRole("button", { name: "Log out" }).isHidden()).toBe(true);
+    expect(await page.locator("#send-error").isHidden()).toBe(true);
+    expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(true);
+    await sees(page, "#status", "Not connected.");
+    expect(seen.warnings.join("\n")).toMatch(/refused the connection: session_missing \(no_cookie\)\. No session cookie came/);
+    await docsShot(page, "refused");
+
+    await page.getByRole("link", { name: "Log in again" }).click();
+    await page.getByLabel("Username").waitFor();
   });
 });

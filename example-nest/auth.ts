@@ -1,10 +1,28 @@
 /**
  * Session login the NestJS way: @nestjs/passport's local strategy and session serializer, and a guard that
  * logs the user in (so the session cookie carries them to the socket).
+ *
+ * The chat page's forms (a browser asking for HTML) get redirects, as from the Express example app: to `/` after
+ * logging in or out, to `/?error=login` after a wrong password. API clients (fetch, curl) get JSON: 201 with the
+ * user, 401, and 204 after logout.
  */
-import { Controller, Get, HttpCode, Injectable, Post, Req, UseGuards, type ExecutionContext } from "@nestjs/common";
+import {
+  Catch,
+  Controller,
+  Get,
+  Injectable,
+  Post,
+  Req,
+  Res,
+  UnauthorizedException,
+  UseFilters,
+  UseGuards,
+  type ArgumentsHost,
+  type ExceptionFilter,
+  type ExecutionContext,
+} from "@nestjs/common";
 import { AuthGuard, PassportSerializer, PassportStrategy } from "@nestjs/passport";
-import type { IncomingMessage } from "node:http";
+import type { Request, Response } from "express";
 import { Strategy } from "passport-local";
 import { USERS, verify, type User } from "./users.js";
 
@@ -35,22 +53,44 @@ export class LocalAuthGuard extends AuthGuard("local") {
   }
 }
 
-/** What Passport puts on a request (typed here rather than through Express's Request). */
-type Request = IncomingMessage & { user?: unknown; logout(done: (err?: unknown) => void): void };
+/** A browser's form post (it prefers HTML), rather than fetch or curl (which accept anything, or JSON). */
+const fromPage = (req: Request) => req.accepts(["json", "html"]) === "html";
+
+/** A wrong username or password: the page shows its error, an API client gets Nest's 401. */
+@Catch(UnauthorizedException)
+class LoginFailedFilter implements ExceptionFilter {
+  catch(exception: UnauthorizedException, host: ArgumentsHost): void {
+    const http = host.switchToHttp();
+    const res = http.getResponse<Response>();
+    if (fromPage(http.getRequest<Request>())) res.redirect(303, "/?error=login");
+    else res.status(exception.getStatus()).json(exception.getResponse());
+  }
+}
 
 @Controller()
 export class AuthController {
   @Post("login")
   @UseGuards(LocalAuthGuard)
-  login(@Req() req: Request) {
-    return req.user;
+  @UseFilters(LoginFailedFilter)
+  login(@Req() req: Request, @Res() res: Response): void {
+    if (fromPage(req)) res.redirect(303, "/");
+    else res.status(201).json(req.user);
   }
 
   @Post("logout")
-  @HttpCode(204)
-  logout(@Req() req: Request): Promise<void> {
+  logout(@Req() req: Request, @Res() res: Response): void {
     // Passport saves, then regenerates the session: the bridge ends its sockets on every node.
-    return new Promise((resolve, reject) => req.logout((err) => (err ? reject(err) : resolve())));
+    req.logout((err) => {
+      if (err) res.status(500).json({ message: "Logging out failed; try again." });
+      else if (fromPage(req)) res.redirect(303, "/");
+      else res.status(204).end();
+    });
+  }
+
+  /** The page asks who is logged in (null: show the login form). */
+  @Get("api/me")
+  apiMe(@Req() req: Request) {
+    return { user: req.user ?? null };
   }
 
   @Get("me")

@@ -4,4 +4,4 @@ import { createApp } from "./app.js";
 const app = await createApp();
 const port = Number(process.env.PORT ?? 3001);
 await app.listen(port, "127.0.0.1");
-console.log(`NestJS example on http://127.0.0.1:${port}: POST /login with username=alice&password=alice, then connect`);
+console.log(`NestJS example on http://127.0.0.1:${port} (log in as alice / wonderland or bob / builder)`);

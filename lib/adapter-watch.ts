@@ -4,8 +4,9 @@
  * another node sends `endSession` over the adapter). When the subscription is back, `catchUp` runs: the bridge
  * re-reads every live session of this node and ends those that are gone.
  *
- * No adapter (in-memory) or an unknown one: nothing to watch. The Redis Streams adapter reads its stream from
- * where it left off, so it misses nothing and needs no catch-up.
+ * No adapter (in-memory) or an unknown one: nothing to watch. The Redis Streams adapter (0.3) is one: it sends
+ * serverSideEmit over pub/sub on a subscriber it keeps private, so its nodes miss commands sent while that drops
+ * and get no catch-up (revalidateEveryMs bounds it; docs/deployment.md).
  */
 import createDebug from "debug";
 import type { Server } from "socket.io";

@@ -10,12 +10,13 @@ import { watchReconnects } from "./adapter-watch.js";
 import { Channels, type ChannelAuthorizer } from "./channels.js";
 import { Cluster } from "./cluster.js";
 import type { Commands } from "./commands.js";
+import { CookieSessions, probeCookieSession } from "./cookie-sessions.js";
 import { ConfigError, RefusalError, type EndCode } from "./errors.js";
 import { Handshake } from "./handshake.js";
 import { sessionRoom, toUserId, userRoom, type SessionIdentity } from "./identity.js";
 import { LiveSessions } from "./live-sessions.js";
 import { withSession } from "./with-session.js";
-import { closeConnection, ownRequest, recoveryOptionsOf, wireEveryNamespace } from "./seams.js";
+import { closeConnection, connectedSiblings, ownRequest, recoveryOptionsOf, wireEveryNamespace } from "./seams.js";
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from "./options.js";
 import { checkNoSocketsYet, EngineLeftovers, probeSession } from "./setup-checks.js";
 import { Gate, type Admission } from "./policy.js";
@@ -68,6 +69,10 @@ export class SocketBridge<TUser = Express.User> {
   private readonly ledger: Ledger;
   private readonly cluster: Cluster<Commands>;
   private store: SessionStore | undefined;
+  /** The namespaces this bridge authenticates, each decided once, when it is wired (the `namespaces` option). */
+  private readonly owned = new WeakSet<Namespace>();
+  /** Set when the session middleware is cookie-session. */
+  private readonly cookieSessions: CookieSessions | undefined;
 
   constructor(
     readonly io: Server,
@@ -80,10 +85,13 @@ export class SocketBridge<TUser = Express.User> {
       throw new ConfigError("bridge() was already called for this Socket.IO server; call it once and share the result.");
     }
     this.options = resolveOptions(options);
-    checkNoSocketsYet(io);
+    const owns = (nsp: Namespace): boolean => ownsNamespace(this.options.namespaces, nsp.name);
+    checkNoSocketsYet(io, owns);
     authenticateRecoveredConnections(io);
     this.ledger = new Ledger(this.options);
-    const handshake = new Handshake(this.options as ResolvedOptions<unknown>, this.ledger, () => this.store !== undefined);
+    const { session } = this.options;
+    this.cookieSessions = session && probeCookieSession(session, io.path()) ? new CookieSessions(this.options.passportKey) : undefined;
+    const handshake = new Handshake(this.options as ResolvedOptions<unknown>, this.ledger, () => this.store, this.cookieSessions);
     this.tokens = new Tokens(this.options as ResolvedOptions<unknown>);
     // The command table: what one node asks of every node. Handlers run only once a command comes.
     const cluster = new Cluster<Commands>(io, {
@@ -105,10 +113,11 @@ export class SocketBridge<TUser = Express.User> {
       ledger: this.ledger,
       cluster,
       channels: this.channels,
+      cookieSessions: this.cookieSessions !== undefined,
     });
     // The endings other nodes sent while this node's adapter was reconnecting never came: re-read its sessions.
     watchReconnects(io, () => this.live.revalidateAll());
-    if (this.options.session) this.useStore(probeSession(this.options.session, io.path()));
+    if (session && !this.cookieSessions) this.useStore(probeSession(session, io.path()));
     leftovers.checkInstalled();
     Object.defineProperty(io, INSTALLED, { value: this });
     let firstHandshake = true;
@@ -148,6 +157,18 @@ export class SocketBridge<TUser = Express.User> {
       },
       (socket) => this.connected(socket),
       holdMissedPackets,
+      (nsp) => {
+        if (!owns(nsp)) {
+          debug("namespace %s is left to the app (the namespaces option)", nsp.name);
+          return false;
+        }
+        this.owned.add(nsp);
+        return true;
+      },
+      (socket, next) => {
+        this.gate.leaveToApp(socket);
+        next();
+      },
     );
   }
 
@@ -194,7 +215,36 @@ export class SocketBridge<TUser = Express.User> {
    * gone, its sockets end with `logged_out` and the promise rejects with a BridgeError of that code.
    */
   withSession<T>(socket: AnySocket, fn: (session: IncomingMessage["session"]) => T | Promise<T>): Promise<T> {
+    if (this.cookieSessions) {
+      return Promise.reject(
+        new ConfigError(
+          "withSession() cannot write a cookie-session session: the session lives in the browser's cookie, which only " +
+            "an HTTP response can set, and a socket has none. Write it over HTTP (a fetch() from the page to a route " +
+            "that changes req.session), or keep the data elsewhere (your database, socket.data).",
+          "cookie_session_read_only",
+        ),
+      );
+    }
     return withSession(this.live, this.ledger, this.store, this.options.storeTimeoutMs, socket, fn);
+  }
+
+  /**
+   * For cookie-session: the middleware to install right after `cookieSession({ ... })` and before
+   * `passport.session()`, in place of the usual `regenerate`/`save` shim Passport 0.6+ needs. It gives each login a
+   * random id (`req.sessionID`, and `socket.request.sessionID` on its sockets), and a logout (or another user's
+   * login) through HTTP on any node ends that login's sockets on every node, with `logged_out`.
+   */
+  cookieSessionShim(): (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void {
+    if (!this.cookieSessions) {
+      throw new ConfigError(
+        "cookieSessionShim() is for cookie-session, and the `session` given to bridge() is not cookie-session's " +
+          "middleware. express-session needs no shim: drop it.",
+      );
+    }
+    return this.cookieSessions.shim({
+      loggedOut: (sessionId) => this.loggedOut(sessionId),
+      renewed: (sessionId, expiresAt) => this.ledger.renewed(sessionId, expiresAt),
+    });
   }
 
   /**
@@ -290,14 +340,14 @@ export class SocketBridge<TUser = Express.User> {
     if (!socket.connected) return;
     if (ended) {
       this.gate.forget(socket);
-      return endSocket(socket, ended);
+      return endSocket(socket, ended, false, this.close);
     }
     if (identity.sessionId !== undefined) {
       return this.live.add(socket, identity as SessionIdentity);
     }
     this.tokens.watch(socket, identity, (ended) => {
       this.gate.forget(ended);
-      endSocket(ended, "token_expired");
+      endSocket(ended, "token_expired", false, this.close);
     });
   }
 
@@ -359,13 +409,44 @@ export class SocketBridge<TUser = Express.User> {
 
   private endHere(room: string, code: EndCode): number {
     this.ledger.endings.record(room, code);
-    return endLocalSockets(this.io, room, code, (socket) => this.gate.forget(socket));
+    return endLocalSockets(this.io, room, code, (socket) => this.gate.forget(socket), this.close);
   }
+
+  /**
+   * Closes an ended socket's Engine.IO connection, unless the connection still carries a socket of a namespace
+   * the bridge leaves to the app: that one is not the bridge's to end. (The connection's held handshake is
+   * forgotten either way, so its next CONNECT to a bridged namespace reads the session again.)
+   */
+  private readonly close = (socket: AnySocket): void => {
+    if (this.options.namespaces) {
+      for (const sibling of connectedSiblings(socket)) if (!this.owned.has(sibling.nsp)) return;
+    }
+    closeConnection(socket);
+  };
 
 }
 
 function sum(counts: Array<number | null | undefined>): number {
   return counts.reduce<number>((total, n) => total + (n ?? 0), 0);
+}
+
+/**
+ * Whether the bridge authenticates the namespace `name`: every one without the `namespaces` option; with it,
+ * all but those it leaves out. A function leaves one out only by returning `false`: a mistake in it (a throw,
+ * a missing return) keeps the namespace authenticated, with a warning for a throw.
+ */
+function ownsNamespace(namespaces: ((name: string) => boolean) | undefined, name: string): boolean {
+  if (!namespaces) return true;
+  try {
+    return namespaces(name) !== false;
+  } catch (err) {
+    process.emitWarning(
+      `The \`namespaces\` function threw for "${name}", so the bridge authenticates that namespace. Fix the ` +
+        `function (it must return true or false for every name): ${(err as Error)?.message ?? String(err)}`,
+      { code: "PSB_NAMESPACES_THREW" },
+    );
+    return true;
+  }
 }
 
 /** The adapter failed to put an admitted socket in its rooms: a transient server fault. */

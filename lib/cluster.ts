@@ -7,7 +7,7 @@
 import { EventEmitter } from "node:events";
 import createDebug from "debug";
 import type { Server } from "socket.io";
-import { within } from "./deadline.js";
+import { DeadlineError, within } from "./deadline.js";
 import { requestsTimeoutOf } from "./seams.js";
 import { ClusterError } from "./errors.js";
 
@@ -90,7 +90,9 @@ export class Cluster<H extends Handlers> {
         }),
       );
     } catch (cause) {
-      throw new ClusterError(command.name, { cause, answers });
+      // Our own deadline, past the adapter's requestsTimeout: the adapter never called back at all.
+      const adapterSilent = timeoutMs === undefined && cause instanceof DeadlineError;
+      throw new ClusterError(command.name, { cause, answers, adapterSilent });
     }
   }
 

@@ -11,7 +11,7 @@ import createDebug from "debug";
 import type { RemoteSocket, Server } from "socket.io";
 import { cookiePairs, unsign } from "./cookies.js";
 import { within } from "./deadline.js";
-import { ConfigError, RefusalError, type RefusalCode } from "./errors.js";
+import { ConfigError, RefusalError, type RefusalCode, type SessionMissingReason } from "./errors.js";
 import { guardDeserializers, namespacesOf, passportKeyOf } from "./seams.js";
 import { defaultPassport } from "./options.js";
 import { userIdResolver } from "./identity.js";
@@ -27,6 +27,8 @@ const debug = createDebug("passport-socketio-bridge:compat");
 const USER_PROPERTY = Symbol.for("passport-socketio-bridge:compat-user-property");
 /** Passport's serialized user of each authorized request, for `socket.data.userId`. */
 const userIds = new WeakMap<IncomingMessage, string>();
+/** Why "No session found", per request: the default `fail` sends it as `data.reason`. */
+const missingReasons = new WeakMap<IncomingMessage, SessionMissingReason>();
 /** The sockets authorize() admitted (so filterSocketsByUser skips namespaces without it). */
 const admitted = new WeakSet<AnySocket>();
 
@@ -103,7 +105,7 @@ export function authorize(options: AuthorizeOptions): (socket: AnySocket, next: 
       }
     };
     const fail = (message: string | Error, critical: boolean) =>
-      call((accept) => auth.fail(data, message, critical, accept), () => refusalFor(message));
+      call((accept) => auth.fail(data, message, critical, accept), () => refusalFor(message, data));
     const succeed = () => call((accept) => auth.success(data, accept), () => new RefusalError("rejected"));
     const decide = async () => {
       // The Origin check comes first and answers alone: passport.socketio had none, so no fail() of an old app
@@ -192,7 +194,7 @@ function resolve(options: AuthorizeOptions): Resolved {
     passportKey: passportKeyOf(passport),
     userProperty: options.userProperty ?? "user",
     success: options.success ?? ((_data, accept) => accept()),
-    fail: options.fail ?? ((_data, message, _critical, accept) => accept(refusalFor(message))),
+    fail: options.fail ?? ((data, message, _critical, accept) => accept(refusalFor(message, data))),
     storeTimeoutMs: options.storeTimeoutMs ?? 5000,
     security: new Security({
       origins: options.origins,
@@ -210,6 +212,43 @@ interface Failure {
   critical: boolean;
 }
 
+/**
+ * Why "No session found", said under DEBUG with its likely cause: passport.socketio gave no more than that
+ * sentence, and its most reported cause is a `key` that is not the session cookie's name.
+ */
+function noSessionReason(auth: Resolved, data: HandshakeData): SessionMissingReason {
+  const cookies = data.cookie as Record<string, string | false>;
+  if (data.sessionID) {
+    debug(
+      'No session found (unknown_session): the "%s" cookie verified, but the store has no such session (expired, ' +
+        "logged out, or `store` is not the instance your session middleware uses)",
+      auth.key,
+    );
+    return "unknown_session";
+  }
+  if (cookies[auth.key] === false) {
+    debug('No session found (bad_signature): the "%s" cookie does not verify with `secret` (another secret, or rotated out)', auth.key);
+    return "bad_signature";
+  }
+  // Another cookie signed with the session secret is the session cookie under another name.
+  const others = Object.keys(cookies).filter((name) => name !== auth.key && cookies[name]);
+  if (others.length > 0) {
+    debug(
+      'No session found (no_cookie): no "%s" cookie came, but %s is signed with `secret`: `key` is probably wrong. ' +
+        "Set authorize({ key }) to your session middleware's `name`.",
+      auth.key,
+      others.map((name) => `"${name}"`).join(", "),
+    );
+  } else {
+    debug(
+      'No session found (no_cookie): no signed "%s" cookie came (not logged in, not sent cross-site, or `key` is not ' +
+        "the session cookie's name)",
+      auth.key,
+    );
+  }
+  return "no_cookie";
+}
+
 /** Runs passport.socketio's checks, in its order. Resolves with the failure, or undefined on success. */
 async function check(auth: Resolved, data: HandshakeData): Promise<Failure | undefined> {
   data[USER_PROPERTY] = auth.userProperty;
@@ -224,7 +263,10 @@ async function check(auth: Resolved, data: HandshakeData): Promise<Failure | und
   } catch (err) {
     return { message: `${MESSAGES.store[0]}${(err as Error)?.message ?? err}`, critical: true };
   }
-  if (!session) return { message: MESSAGES.noSession[0], critical: false };
+  if (!session) {
+    missingReasons.set(data, noSessionReason(auth, data));
+    return { message: MESSAGES.noSession[0], critical: false };
+  }
   const passportData = session[auth.passportKey] as { user?: unknown } | undefined;
   if (!passportData) return { message: MESSAGES.noPassport[0], critical: true };
   const userKey = passportData.user;
@@ -275,12 +317,16 @@ function viaCookieParser(
   return req.signedCookies ?? req.cookies ?? {};
 }
 
-/** What the default `fail` sends: passport.socketio's message, with the bridge's code alongside. */
-function refusalFor(message: string | Error): RefusalError {
+/**
+ * What the default `fail` sends: passport.socketio's message, with the bridge's code alongside (and for
+ * "No session found", bridge()'s `reason`).
+ */
+function refusalFor(message: string | Error, data: HandshakeData): RefusalError {
   const text = message instanceof Error ? message.message : String(message);
   const entry = Object.values(MESSAGES).find(([prefix]) => prefix !== "" && text.startsWith(prefix));
   const code: RefusalCode = message instanceof Error ? "deserialize_failed" : (entry?.[1] ?? "rejected");
-  return new RefusalError(code, { message: text });
+  const reason = code === "session_missing" ? missingReasons.get(data) : undefined;
+  return new RefusalError(code, { message: text, ...(reason ? { data: { reason } } : {}) });
 }
 
 /** What an admitted socket carries to other nodes: its user, as JSON, and its ids. */

@@ -10,15 +10,31 @@ export function cookiePairs(header: string | undefined): Array<[string, string]>
   if (typeof header !== "string" || header === "") return [];
   const pairs: Array<[string, string]> = [];
   for (const part of header.split(";")) {
-    const eq = part.indexOf("=");
-    if (eq === -1) continue;
-    const name = part.slice(0, eq).trim();
-    if (name === "") continue;
-    let value = part.slice(eq + 1).trim();
-    if (value.length > 1 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
-    pairs.push([name, decode(value)]);
+    const pair = pairOf(part);
+    if (pair) pairs.push(pair);
   }
   return pairs;
+}
+
+/** One `name=value` part of a Cookie header, or undefined when it is not a pair. */
+function pairOf(part: string): [string, string] | undefined {
+  const eq = part.indexOf("=");
+  if (eq === -1) return undefined;
+  const name = part.slice(0, eq).trim();
+  if (name === "") return undefined;
+  let value = part.slice(eq + 1).trim();
+  if (value.length > 1 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+  return [name, decode(value)];
+}
+
+/** The value of the header's first cookie named `name` (the one express-session reads), or undefined. */
+export function firstCookie(header: string | undefined, name: string): string | undefined {
+  if (typeof header !== "string") return undefined;
+  for (const part of header.split(";")) {
+    const pair = pairOf(part);
+    if (pair?.[0] === name) return pair[1];
+  }
+  return undefined;
 }
 
 /**

@@ -83,9 +83,15 @@ export const SESSION_MISSING_REASONS = {
     "with `withCredentials: true` (and the server allow it with `cors: { origin, credentials: true }`); a " +
     "cross-site page needs the cookie set with `SameSite=None; Secure`; the cookie's `domain` must cover this " +
     "host; and localhost and 127.0.0.1 are different sites to a browser.",
+  cookie_requires_https:
+    "No session cookie came with this connection, and the session cookie is `secure`: browsers neither store nor " +
+    "send it over plain http, and this connection came over http. Serve the page and Socket.IO over https; behind a " +
+    "TLS proxy, set `proxy: true` in the session options (or Express's `trust proxy`) and the bridge's " +
+    "`trustProxy: true`, so both believe X-Forwarded-Proto. On http://localhost in development, set " +
+    "`cookie.secure` to false (or \"auto\"), then log in again.",
   bad_signature:
-    "The session cookie's signature did not verify: the server's session `secret` differs from the one that " +
-    "signed it, or it was rotated out (keep old secrets at the end of the `secret` array while rotating). Log in again.",
+    "The session cookie's signature did not verify: the server's session `secret` (cookie-session: `keys`) differs " +
+    "from the one that signed it, or it was rotated out (keep old secrets at the end of the `secret` array while rotating). Log in again.",
   unknown_session: "The session cookie names a session the store does not have: it expired or was logged out. Log in again.",
 } as const satisfies Record<SessionMissingReason, string>;
 
@@ -129,9 +135,17 @@ export interface RefusalData {
 /** Base class of every error this library throws or sends. `code` is stable; `message` may be reworded. */
 /**
  * Every code the bridge itself gives a BridgeError: refusals, endings, channel refusals, and the errors of its
- * API (`invalid_config`, `cluster_timeout`, `no_session`). Hooks may refuse with codes of their own.
+ * API (`invalid_config`, `cookie_session_read_only`, `cluster_timeout`, `no_session`). Hooks may refuse with codes
+ * of their own.
  */
-export type BridgeErrorCode = RefusalCode | EndCode | ChannelRefusalCode | "invalid_config" | "cluster_timeout" | "no_session";
+export type BridgeErrorCode =
+  | RefusalCode
+  | EndCode
+  | ChannelRefusalCode
+  | "invalid_config"
+  | "cookie_session_read_only"
+  | "cluster_timeout"
+  | "no_session";
 
 export class BridgeError extends Error {
   override name = "BridgeError";
@@ -183,12 +197,16 @@ export class RefusalError extends BridgeError {
   }
 }
 
-/** The options given to `bridge()` (or `authorize()`) cannot work. Thrown at setup, never per connection. */
+/**
+ * The options given to `bridge()` (or `authorize()`) cannot work: thrown at setup, never per connection. Its code is
+ * `invalid_config`, or, for a call the app's setup cannot support, a code that names the limitation
+ * (`cookie_session_read_only`: withSession() on cookie-session).
+ */
 export class ConfigError extends BridgeError {
   override name = "ConfigError";
 
-  constructor(message: string) {
-    super("invalid_config", message);
+  constructor(message: string, code: "invalid_config" | "cookie_session_read_only" = "invalid_config") {
+    super(code, message);
   }
 }
 
@@ -198,12 +216,20 @@ export class ClusterError extends BridgeError {
   /** The answers of the nodes that did answer. */
   readonly answers: unknown[];
 
-  constructor(command: string, options: { cause?: unknown; answers?: unknown[] }) {
+  /**
+   * `adapterSilent`: the adapter itself never answered, not even with its own timeout (its Redis or database
+   * connection is down, typically), so no node was reached; otherwise some nodes answered and others did not.
+   */
+  constructor(command: string, options: { cause?: unknown; answers?: unknown[]; adapterSilent?: boolean }) {
     super(
       "cluster_timeout",
-      `Not every Socket.IO node acknowledged "${command}" in time; sockets on the silent nodes may be unaffected. ` +
-        "Check that every node runs bridge() with the same adapter, or raise the adapter's requestsTimeout.",
-      options,
+      options.adapterSilent
+        ? `The Socket.IO adapter gave no answer to "${command}", not even its own timeout: its connection (to Redis, ` +
+            "say) is probably down, and no other node was reached; sockets there may be unaffected. Retry once the " +
+            "adapter has reconnected."
+        : `Not every Socket.IO node acknowledged "${command}" in time; sockets on the silent nodes may be unaffected. ` +
+            "Check that every node runs bridge() with the same adapter, or raise the adapter's requestsTimeout.",
+      { cause: options.cause },
     );
     this.answers = options.answers ?? [];
   }

@@ -9,12 +9,14 @@
  */
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
-import { claimsSessionId, cookiePairs } from "./cookies.js";
+import type { CookieSessions } from "./cookie-sessions.js";
+import { claimsSessionId, cookiePairs, firstCookie } from "./cookies.js";
 import { DeadlineError, DeadlineList, type Deadline } from "./deadline.js";
 import { RefusalError, sessionMissing, type RefusalCode, type SessionMissingReason } from "./errors.js";
 import type { SessionIdentity } from "./identity.js";
 import type { Ledger } from "./ledger.js";
 import type { ResolvedOptions } from "./options.js";
+import { overHttps } from "./security.js";
 import {
   detachedResponse,
   forgetParsedUrl,
@@ -24,7 +26,8 @@ import {
   setUserProperty,
   unwrapSession,
 } from "./seams.js";
-import { sharedRead, type ReadTicket } from "./store-hooks.js";
+import type { SessionRecord, SessionStore } from "./records.js";
+import { sharedRead, storeReady, type ReadTicket } from "./store-hooks.js";
 import type { BridgeRequest, SessionMiddleware } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:handshake");
@@ -48,14 +51,18 @@ export class Handshake {
   readonly passportSession: SessionMiddleware;
   /** The deadlines of every handshake's session read and deserialization, `storeTimeoutMs` each: one timer. */
   readonly deadlines: DeadlineList;
+  /** The name of express-session's cookie, once a handshake showed it unambiguously. */
+  cookieName: string | undefined;
   private warnedNoDeserializer = false;
 
   constructor(
     readonly options: ResolvedOptions<unknown>,
     /** What the bridge believes about its sessions: reads in flight and copies are shared through it. */
     readonly ledger: Ledger,
-    /** Whether the bridge watches the session store (so the session id express-session asked for is known). */
-    readonly watched: () => boolean,
+    /** The session store the bridge watches, once known (so the session id express-session asked for is known). */
+    readonly store: () => SessionStore | undefined,
+    /** Set when the session middleware is cookie-session: how its sessions are loaded and named. */
+    readonly cookieSessions?: CookieSessions,
   ) {
     this.passportSession = options.passport.session();
     this.deadlines = new DeadlineList(options.storeTimeoutMs);
@@ -149,6 +156,7 @@ class Authentication implements Deadline, ReadTicket {
   }
 
   run(session: SessionMiddleware): void {
+    if (this.fromCopy()) return this.read(undefined);
     this.handshake.deadlines.start(this);
     let thrown: unknown = NO_ANSWER;
     this.inside = true;
@@ -163,7 +171,31 @@ class Authentication implements Deadline, ReadTicket {
     else if (thrown !== NO_ANSWER) this.read(thrown);
   }
 
-  /** The session middleware answered. */
+  /**
+   * What express-session would do for a cookie it verified before, for a session whose fresh copy the ledger
+   * holds: the same Session from the same record, without verifying the signature and hashing the record again
+   * (about a tenth of a handshake). Only while the store is ready (else express-session skips the request).
+   */
+  private fromCopy(): boolean {
+    const { cookieName, ledger } = this.handshake;
+    const store = this.handshake.store();
+    if (cookieName === undefined || !store?.createSession || !storeReady(store)) return false;
+    const signed = firstCookie(this.request.headers.cookie, cookieName);
+    if (signed === undefined || !signed.startsWith("s:")) return false;
+    const sid = signed.slice(2, signed.lastIndexOf("."));
+    const copy = ledger.copyForCookie(sid, signed);
+    if (!copy) return false;
+    this.sid = sid;
+    this.readAt = copy.readAt;
+    this.loaded = true;
+    const request = this.request;
+    request.sessionStore = store;
+    request.sessionID = sid;
+    store.createSession(request, JSON.parse(copy.json) as SessionRecord);
+    return true;
+  }
+
+  /** The session middleware answered (or the copy stood in for it: `loaded` already set, nothing to undo). */
   private read(err: unknown): void {
     if (this.phase !== READING) return;
     this.handshake.deadlines.stop(this);
@@ -175,12 +207,9 @@ class Authentication implements Deadline, ReadTicket {
         // express-session skips requests while its store reports `disconnect`.
         throw new RefusalError("store_unavailable", { cause: new Error("express-session skipped the request") });
       }
-      // express-session wraps reload() and save() in closures over the whole request scope, response included,
-      // to save at the response's end; a socket's session has no response. Session.prototype's own methods
-      // work alone, and the scope can go (a few KB per connection). Its parsed-URL cache can go too.
-      unwrapSession(request.session);
-      forgetParsedUrl(request);
-      this.loaded = claimsSessionId(request.headers.cookie, request.sessionID);
+      const cookie = this.handshake.cookieSessions;
+      if (cookie) this.loaded = cookie.loaded(request);
+      else if (!this.loaded) this.settleSession(request);
       // Read before Passport runs: it deletes the serialized user when deserializeUser finds nobody.
       const serialized: unknown = (request.session as Record<string, any>)[options.passportKey]?.user;
       this.serialized = serialized;
@@ -198,6 +227,25 @@ class Authentication implements Deadline, ReadTicket {
     } catch (err) {
       this.deserialized(err ?? new Error("threw a falsy value"));
     }
+  }
+
+  /**
+   * After express-session: did it load a stored session (rather than make a new one)? And the cookie it
+   * verified, for later handshakes of a live session (fromCopy).
+   */
+  private settleSession(request: BridgeRequest): void {
+    // express-session wraps reload() and save() in closures over the whole request scope, response included,
+    // to save at the response's end; a socket's session has no response. Session.prototype's own methods
+    // work alone, and the scope can go (a few KB per connection). Its parsed-URL cache can go too.
+    unwrapSession(request.session!);
+    forgetParsedUrl(request);
+    const sid = request.sessionID;
+    this.loaded = claimsSessionId(request.headers.cookie, sid);
+    if (!this.loaded || this.sid !== sid) return;
+    const handshake = this.handshake;
+    handshake.cookieName ??= sessionCookieName(request.headers.cookie, sid);
+    const signed = handshake.cookieName === undefined ? undefined : firstCookie(request.headers.cookie, handshake.cookieName);
+    if (signed?.startsWith(`s:${sid}.`)) handshake.ledger.verified(sid, signed);
   }
 
   /** passport.session() answered. */
@@ -222,8 +270,13 @@ class Authentication implements Deadline, ReadTicket {
   private identity(): SessionIdentity {
     const { request } = this;
     const { options } = this.handshake;
+    const cookie = this.handshake.cookieSessions;
     if (!this.loaded) {
-      const reason = missingReason(request.headers.cookie, this.sid, this.handshake.watched());
+      let reason = cookie ? cookie.missingReason(request) : missingReason(request.headers.cookie, this.sid, this.handshake.store() !== undefined);
+      // No cookie, and a Secure one over http: the browser never stored it, or will not send it here.
+      if (reason === "no_cookie" && request.session?.cookie?.secure === true && !overHttps(request, options.security.trustProxy)) {
+        reason = "cookie_requires_https";
+      }
       debug("session_missing (%s): %s", reason, REASON_LOGS[reason]);
       throw sessionMissing(reason);
     }
@@ -232,12 +285,29 @@ class Authentication implements Deadline, ReadTicket {
     if (!serialized && serialized !== 0) throw new RefusalError("unauthenticated");
     const user: unknown = request[options.userProperty];
     if (!user) throw new RefusalError("user_not_found");
+    if (cookie) return this.cookieIdentity(cookie, user, serialized);
     return {
       user,
       userId: userIdOf(options, user, serialized),
       sessionId: request.sessionID,
       // (A store the bridge does not watch answers outside the ticket: at best as fresh as the handshake.)
       readAt: this.readAt ?? this.startedAt,
+    };
+  }
+
+  /** A cookie session's identity: its id (also `socket.request.sessionID`, as on HTTP) and the cookie's expiry. */
+  private cookieIdentity(cookie: CookieSessions, user: unknown, serialized: unknown): SessionIdentity {
+    const { request } = this;
+    const sessionId = cookie.idOf(request);
+    request.sessionID = sessionId;
+    const { expires, lifetimeMs } = cookie.expiryOf(request, this.startedAt);
+    return {
+      user,
+      userId: userIdOf(this.handshake.options, user, serialized),
+      sessionId,
+      readAt: this.startedAt,
+      expires,
+      lifetimeMs,
     };
   }
 
@@ -273,6 +343,9 @@ class Authentication implements Deadline, ReadTicket {
 /** What the server log says of each reason (DEBUG=passport-socketio-bridge:handshake). */
 const REASON_LOGS: Record<SessionMissingReason, string> = {
   no_cookie: "the handshake carried no signed cookie (not sent cross-site, wrong domain or path, or not logged in)",
+  cookie_requires_https:
+    "no signed cookie, and the session cookie is secure while this handshake came over http (no TLS, no trusted " +
+    "X-Forwarded-Proto: https): browsers keep Secure cookies off http. Serve over https, or with trustProxy behind a TLS proxy",
   bad_signature: "a signed cookie failed verification with the session secret (another secret, or rotated out)",
   unknown_session: "the cookie verified but the store has no such session (expired or logged out)",
 };
@@ -286,6 +359,13 @@ function missingReason(header: string | undefined, asked: string | undefined, wa
   if (!cookiePairs(header).some(([, value]) => value.startsWith("s:"))) return "no_cookie";
   // Without the store watched, whether express-session asked it is unknown.
   return watched ? "bad_signature" : "unknown_session";
+}
+
+/** The name of the one cookie in `header` that claims session `sid`; undefined when none or several do. */
+function sessionCookieName(header: string | undefined, sid: string): string | undefined {
+  const names = new Set<string>();
+  for (const [name, value] of cookiePairs(header)) if (value.startsWith(`s:${sid}.`)) names.add(name);
+  return names.size === 1 ? names.values().next().value : undefined;
 }
 
 /** The user's id by the app's `userId` option; an option that fails refuses the handshake as deserialize_failed. */

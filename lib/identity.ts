@@ -9,6 +9,8 @@ export type SessionIdentity = Identity & {
   sessionId: string;
   /** When the store read behind it began (the copy's own time, for a handshake served from a copy). */
   readAt: number;
+  /** A cookie session's lifetime (cookie-session's `maxAge`), which `expires` counts from the handshake. */
+  lifetimeMs?: number | undefined;
 };
 
 /** Who an admitted socket belongs to. */
@@ -19,7 +21,7 @@ export interface Identity {
   userId: string;
   /** The express-session id (`session:<sessionId>` is the session's room); undefined for token connections. */
   sessionId: string | undefined;
-  /** When a token connection's token expires (ms since the epoch). */
+  /** When a token connection's token expires, or a cookie session's cookie at the latest (ms since the epoch). */
   expires?: number | undefined;
 }
 

@@ -3,7 +3,7 @@ import type { SocketBridge as Bridge } from "./bridge.js";
 export { bridge, bridgeOf } from "./bridge.js";
 /** What `bridge()` returns. A type only (an alias, which declaration bundling keeps so): `bridge()` makes one. */
 export type SocketBridge<TUser = Express.User> = Bridge<TUser>;
-export type { BridgeOptions } from "./options.js";
+export type { BridgeOptions, NamespaceSelection } from "./options.js";
 export type { ChannelAuthorizer } from "./channels.js";
 export { memoryFailureLimiter, redisFailureLimiter, type FailureLimiter, type RedisCounterClient } from "./limiter.js";
 export type { OriginPolicy } from "./security.js";

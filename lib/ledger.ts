@@ -10,6 +10,7 @@
  * a copy serves a handshake only while younger than `sessionCacheMs` and before its expiry. One name per
  * instant: `readAt`, `renewedAt`, `expiresAt` (ms on the ledger's clock, which tests may replace).
  */
+import { timingSafeEqual } from "node:crypto";
 import { Endings } from "./endings.js";
 import { expiresOf, type SessionRecord } from "./records.js";
 
@@ -54,6 +55,8 @@ interface Entry extends SessionFacts {
   /** Live sockets of the session on this node keep its entry (and so its copy). */
   live: boolean;
   copy: Copy | undefined;
+  /** The signed cookie value (`s:<sid>.<signature>`) express-session verified for it: goes with the copy. */
+  cookie: Buffer | undefined;
   read: Read<unknown> | undefined;
 }
 
@@ -87,6 +90,7 @@ export class Ledger {
     if (!entry) return;
     entry.live = false;
     entry.copy = undefined;
+    entry.cookie = undefined;
     this.drop(sid, entry);
   }
 
@@ -103,6 +107,23 @@ export class Ledger {
     const now = this.clock.now();
     if (now - copy.readAt >= this.options.sessionCacheMs || (copy.expiresAt ?? Infinity) <= now) return undefined;
     return copy;
+  }
+
+  /**
+   * The copy of live session `sid` for a handshake whose session cookie is `signed`, if express-session verified
+   * exactly that value for it before (see `verified`). An HMAC of the same value under the same secrets says the
+   * same, so the handshake may skip the session middleware; compared in constant time, as express-session does.
+   */
+  copyForCookie(sid: string, signed: string): Copy | undefined {
+    const known = this.entries.get(sid)?.cookie;
+    if (!known || known.length !== Buffer.byteLength(signed) || !timingSafeEqual(known, Buffer.from(signed))) return undefined;
+    return this.copyFor(sid);
+  }
+
+  /** express-session verified the signed cookie value `signed` for live session `sid`. */
+  verified(sid: string, signed: string): void {
+    const entry = this.entries.get(sid);
+    if (entry?.live && !entry.ended && entry.cookie === undefined) entry.cookie = Buffer.from(signed);
   }
 
   /**
@@ -153,6 +174,7 @@ export class Ledger {
       entry.read = undefined;
     }
     entry.copy = undefined;
+    entry.cookie = undefined;
     if (entry.live) entry.ended = true;
     this.drop(sid, entry);
   }
@@ -182,6 +204,7 @@ export class Ledger {
       entry = {
         live: false,
         copy: undefined,
+        cookie: undefined,
         read: undefined,
         ended: false,
         expiresAt: undefined,

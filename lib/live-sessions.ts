@@ -65,6 +65,11 @@ export interface LiveSessionsDeps {
   cluster: BridgeCluster;
   /** Re-checks a socket's channels once its user is fresh (after refresh or revalidation). */
   channels: { recheck(socket: AnySocket): Promise<unknown> };
+  /**
+   * The sessions are cookie-session's: no store to read. Revalidation re-runs deserializeUser on the socket's own
+   * session, and an expiry is followed only as far as the cookie renewals that any node's shim saw.
+   */
+  cookieSessions?: boolean;
 }
 
 export class LiveSessions {
@@ -125,8 +130,9 @@ export class LiveSessions {
     live.sockets.add(socket);
     this.ledger.keep(live.id, session, readAt);
     const { facts } = live;
-    facts.lifetimeMs = session?.cookie?.originalMaxAge ?? this.storeTtl() ?? facts.lifetimeMs;
-    const cookieExpires = expiresOf(session as unknown as SessionRecord);
+    facts.lifetimeMs = session?.cookie?.originalMaxAge ?? this.storeTtl() ?? identity.lifetimeMs ?? facts.lifetimeMs;
+    // (A cookie session's expiry comes with its identity: the cookie holds none.)
+    const cookieExpires = expiresOf(session as unknown as SessionRecord) ?? identity.expires;
     // Browser-session cookies expire with the store's TTL, counted from the last renewal (this page load, at best).
     const expires = cookieExpires ?? (facts.lifetimeMs ? now + facts.lifetimeMs : undefined);
     if (expires !== undefined && (facts.expiresAt === undefined || expires > facts.expiresAt)) {
@@ -260,6 +266,7 @@ export class LiveSessions {
   private async checkExpiry(live: LiveSession): Promise<void> {
     if (this.sessions.get(live.id) !== live) return;
     if ((live.facts.expiresAt ?? Infinity) > this.ledger.clock.now()) return this.scheduleExpiry(live);
+    if (this.deps.cookieSessions) return this.checkCookieExpiry(live);
     let record: SessionRecord | null | undefined;
     try {
       record = await this.read(live.id);
@@ -288,6 +295,22 @@ export class LiveSessions {
       live.facts.expiresAt = now + (live.facts.lifetimeMs ?? UNKNOWN_LIFETIME_MS);
     }
     this.scheduleExpiry(live);
+  }
+
+  /**
+   * A cookie session at its known expiry: alive only if some node's shim saw its cookie set again since (a renewal
+   * here, or another node's answer); else the browser no longer holds it.
+   */
+  private async checkCookieExpiry(live: LiveSession): Promise<void> {
+    let known = this.ledger.renewalOf(live.id) ?? 0;
+    if (known <= this.ledger.clock.now()) known = Math.max(known, (await this.hintsElsewhere(live.id)) ?? 0);
+    if (this.sessions.get(live.id) !== live) return;
+    if (known > this.ledger.clock.now()) {
+      live.facts.expiresAt = known;
+      return this.scheduleExpiry(live);
+    }
+    debug("cookie session %s expired", live.id);
+    await this.endLive(live, "session_expired");
   }
 
   private async hintsElsewhere(sessionId: string): Promise<number | undefined> {
@@ -369,6 +392,11 @@ export class LiveSessions {
   }
 
   private read(sessionId: string): Promise<SessionRecord | null | undefined> {
+    // A cookie session is what its sockets' cookie held: there is nothing else to read.
+    if (this.deps.cookieSessions) {
+      const [first] = this.sessions.get(sessionId)?.sockets ?? [];
+      return Promise.resolve((first?.request as BridgeRequest | undefined)?.session as SessionRecord | undefined);
+    }
     const store = this.store;
     if (!store) return Promise.reject(new Error("the session store is not known yet"));
     return within(this.deps.options.storeTimeoutMs, (done) => store.get(sessionId, done));

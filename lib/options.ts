@@ -100,7 +100,26 @@ export interface BridgeOptions<TUser = Express.User> {
   strategies?: string[];
   /** The secret that signs channel tickets (`auth.signChannel`, `auth.channelAuthHandler()`). */
   channelSecret?: string;
+  /**
+   * The namespaces the bridge authenticates: a function `(name) => boolean`, or a list of names and RegExps
+   * (`["/", /^\/room-\d+$/]`). Decided once per namespace, dynamic children by their own name. Default: every
+   * namespace, present and future. A function leaves a namespace out only by returning `false` (a throw or
+   * any other value keeps it authenticated).
+   *
+   * A namespace left out is the app's alone: no origin check, CSRF, failure limit, session read, hook or
+   * refusal from the bridge. Its sockets never see the bridge's session or user (no `socket.request.user`,
+   * even on a connection a bridged namespace shares), never join `user:`/`session:` rooms or channels, are
+   * never ended by a logout or revocation, and don't count in presence or `onlineUsers()`.
+   * The namespaces kept keep every check, on a connection that also carries a namespace left out too: a page
+   * whose origin only the left-out namespace (or Socket.IO's `cors`) allows is still refused
+   * `origin_not_allowed` in each of them. E.g. for Socket.IO's Admin UI, which authenticates `/admin` itself:
+   * `namespaces: (name) => name !== "/admin"`.
+   */
+  namespaces?: NamespaceSelection;
 }
+
+/** Which namespaces the bridge authenticates: a function `(name) => boolean`, or namespace names and RegExps. */
+export type NamespaceSelection = ((name: string) => boolean) | ReadonlyArray<string | RegExp>;
 
 /** `allowAnonymous` as a function: whether to admit, as anonymous, a socket about to be refused with `error`. */
 export type AnonymousPolicy = (socket: AnySocket, error: RefusalError) => boolean | Promise<boolean>;
@@ -125,6 +144,8 @@ export interface ResolvedOptions<TUser> {
   security: SecurityOptions;
   strategies: string[];
   channelSecret: string | undefined;
+  /** Whether the bridge authenticates the namespace of this name; undefined: every namespace. */
+  namespaces: ((name: string) => boolean) | undefined;
 }
 
 const DEFAULTS = {
@@ -157,6 +178,7 @@ const KNOWN = new Set<string>([
   "failureLimit",
   "strategies",
   "channelSecret",
+  "namespaces",
 ]);
 
 export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOptions<TUser> {
@@ -172,13 +194,16 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
   const sessionless =
     options.session === undefined &&
     (Boolean(options.allowAnonymous) || (Array.isArray(options.strategies) && options.strategies.length > 0));
-  // A middleware takes (req, res, next), or forwards its arguments; one or two parameters mean something else.
-  if (!sessionless && (typeof options.session !== "function" || options.session.length === 1 || options.session.length === 2)) {
-    throw new ConfigError(
-      "The `session` option must be your express-session middleware, the value of `session({ ... })` that " +
-        "your HTTP app uses (not the `session` function itself, nor its options). Only a service that takes " +
-        "tokens alone (`strategies`) or admits anonymous sockets (`allowAnonymous`) may leave it out.",
-    );
+  if (!sessionless) {
+    const mistake = notExpressMiddleware(options.session);
+    if (mistake) {
+      throw new ConfigError(
+        "The `session` option must be your express-session middleware, the value of `session({ ... })` that your " +
+          "HTTP app uses, or cookie-session's, the value of `cookieSession({ ... })` (not the `session` function " +
+          `itself, nor its options). It is ${mistake}. Fastify and Koa are not supported. Only a service that takes ` +
+          "tokens alone (`strategies`) or admits anonymous sockets (`allowAnonymous`) may leave it out.",
+      );
+    }
   }
   const passport = options.passport ?? defaultPassport();
   if (typeof passport?.session !== "function" || typeof passport.deserializeUser !== "function") {
@@ -251,7 +276,35 @@ export function resolveOptions<TUser>(options: BridgeOptions<TUser>): ResolvedOp
     },
     strategies,
     channelSecret,
+    namespaces: namespaceFilterOf(options.namespaces),
   };
+}
+
+/**
+ * What `session` is, when it is not an Express-style `(req, res, next)` middleware (one that forwards its arguments
+ * counts too); undefined when it may be one.
+ */
+function notExpressMiddleware(session: unknown): string | undefined {
+  if (session === undefined || session === null) return "missing";
+  if (typeof session === "object") {
+    const keys = Object.keys(session);
+    return keys.length ? `an object (${keys.slice(0, 4).join(", ")}): options, not a middleware` : "an empty object";
+  }
+  if (typeof session !== "function") return `a ${typeof session}`;
+  // fastify-plugin marks the plugins it wraps (@fastify/session, @fastify/secure-session, @fastify/passport).
+  const plugin = session as unknown as Record<symbol, unknown>;
+  if (plugin[Symbol.for("skip-override")] !== undefined || plugin[Symbol.for("fastify.display-name")] !== undefined) {
+    const name = plugin[Symbol.for("fastify.display-name")];
+    return `a Fastify plugin${typeof name === "string" ? ` (${name})` : ""}, not an Express middleware`;
+  }
+  const name = session.name ? ` (${session.name})` : "";
+  if (session.length === 1) {
+    return session.name === "session" || session.name === "cookieSession"
+      ? `the \`${session.name}\` function itself, which makes the middleware: call it with your options`
+      : `a function of one parameter${name}, such as a middleware factory, not a middleware`;
+  }
+  if (session.length === 2) return `a function of two parameters${name}, such as a Koa middleware (ctx, next) from koa-session, not an Express middleware`;
+  return undefined;
 }
 
 /** Options that were removed, each with what to write instead. */
@@ -278,6 +331,43 @@ function failureLimitOf(option: BridgeOptions["failureLimit"]): SecurityOptions[
     throw new ConfigError("`failureLimit.limiter` must have failures(key) and fail(key) methods (see redisFailureLimiter).");
   }
   return { perMinute, limiter: limiter ?? memoryFailureLimiter() };
+}
+
+/** `namespaces` as one test of a namespace's name; undefined (every namespace) when the option is left out. */
+function namespaceFilterOf(option: BridgeOptions["namespaces"]): ResolvedOptions<unknown>["namespaces"] {
+  if (option === undefined) return undefined;
+  if (typeof option === "function") return option;
+  if (!Array.isArray(option)) {
+    throw new ConfigError(
+      '`namespaces` must be a function (name) => boolean, or a list of namespace names and RegExps, e.g. ' +
+        '["/", /^\\/room-\\d+$/]. Leave it out to authenticate every namespace.',
+    );
+  }
+  if (option.length === 0) {
+    throw new ConfigError(
+      "`namespaces` is an empty list, so the bridge would authenticate no namespace. List the namespaces to " +
+        "authenticate, or leave the option out to authenticate every namespace.",
+    );
+  }
+  const names = new Set<string>();
+  const patterns: RegExp[] = [];
+  for (const entry of option as unknown[]) {
+    if (typeof entry === "string") {
+      if (!entry.startsWith("/")) {
+        throw new ConfigError(`"${entry}" in \`namespaces\` is not a namespace name: write it with its leading slash, "/${entry}".`);
+      }
+      names.add(entry);
+    } else if (entry instanceof RegExp) {
+      // (test() on a global or sticky RegExp depends on its last match; Socket.IO refuses those too.)
+      if (entry.global || entry.sticky) {
+        throw new ConfigError(`The RegExp ${String(entry)} in \`namespaces\` has the g or y flag, which makes it answer differently each time: drop the flag.`);
+      }
+      patterns.push(entry);
+    } else {
+      throw new ConfigError(`\`namespaces\` lists namespace names (strings starting with "/") and RegExps, not ${entry === null ? "null" : typeof entry}.`);
+    }
+  }
+  return (name) => names.has(name) || patterns.some((pattern) => pattern.test(name));
 }
 
 /** A duration option: a positive number of ms, or (where `canDisable`) false to turn it off. */

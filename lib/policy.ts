@@ -11,7 +11,7 @@ import type { Endings, Watch } from "./endings.js";
 import { RefusalError, sessionMissing, type EndCode } from "./errors.js";
 import type { Handshake } from "./handshake.js";
 import { roomsOf, type Identity, type SessionIdentity } from "./identity.js";
-import { connectedSiblings, onCleanup } from "./seams.js";
+import { connectedSiblings, onCleanup, ownRequest } from "./seams.js";
 import type { AnonymousPolicy, ResolvedOptions } from "./options.js";
 import { Security } from "./security.js";
 import type { EngineLeftovers } from "./setup-checks.js";
@@ -26,6 +26,10 @@ const NOBODY = new Set(["session_missing", "unauthenticated", "user_not_found"])
 type Admitted = AnySocket & { [key: symbol]: Admission | undefined };
 /** A connection's request, keeping its handshake under the Gate's symbol. */
 type Keeping = IncomingMessage & { [key: symbol]: Handshaken | undefined };
+/** Who took a connection's own request first, on a server with namespaces left to the app. */
+const BRIDGE = 1;
+const APP = 2;
+type Taken = IncomingMessage & { [key: symbol]: typeof BRIDGE | typeof APP | undefined };
 
 /** The refusal a handshake gets when its identity ended while it ran: what reading the store now would say. */
 const REFUSED_AS: Record<EndCode, () => RefusalError> = {
@@ -92,6 +96,8 @@ export class Gate<TUser> {
    * the handshake together.)
    */
   private readonly kept = Symbol("passport-socketio-bridge:handshake");
+  /** Who took a connection's own request first, the bridge or a namespace left to the app (`namespaces`). */
+  private readonly taken = Symbol("passport-socketio-bridge:taken");
 
   private readonly security: Security;
   /** Where a socket's admission is kept on the socket. */
@@ -278,8 +284,10 @@ export class Gate<TUser> {
     if (!kept) this.leftovers.check(req);
     if (kept && !kept.settled) return { handshake: { ...kept, ticket: this.endings.share(kept.ticket) }, fresh: false };
     if (kept && this.held(socket, kept)) return { handshake: { ...kept, ticket: this.endings.begin() }, fresh: false };
-    // A connection with sockets on it is authenticated again on a request of its own, leaving theirs alone.
-    const target = kept && !isEmpty(connectedSiblings(socket)) ? (Object.create(req) as IncomingMessage) : req;
+    // A connection with sockets on it is authenticated again on a request of its own, leaving theirs alone; so is
+    // one whose request a namespace left to the app took first.
+    const own = (kept && !isEmpty(connectedSiblings(socket))) || (this.options.namespaces !== undefined && !this.takesRequest(req));
+    const target = own ? (Object.create(req) as IncomingMessage) : req;
     const handshake: Handshaken = {
       identity: undefined as unknown as Promise<Identity>,
       request: target,
@@ -323,6 +331,34 @@ export class Gate<TUser> {
       },
     );
     return identity;
+  }
+
+  /**
+   * A socket of a namespace left to the app (the `namespaces` option), before the app's own middlewares: it must
+   * never see the bridge's session or user. If the bridge authenticated on the connection's request, the socket
+   * gets a request of its own without them; otherwise the request is the app's from now on, and the bridge
+   * authenticates the connection's namespaces on requests of their own. (A request over the connection's costs
+   * a few KB per connection: only connections that carry both pay it.)
+   */
+  leaveToApp(socket: AnySocket): void {
+    const req = socket.client.request as Taken;
+    if (req[this.taken] !== BRIDGE) {
+      req[this.taken] = APP;
+      return;
+    }
+    ownRequest(socket, Object.create(req) as IncomingMessage, {
+      [this.options.userProperty]: undefined,
+      session: undefined,
+      sessionID: undefined,
+    });
+  }
+
+  /** With namespaces left to the app: whether the bridge may authenticate on the connection's own request. */
+  private takesRequest(req: IncomingMessage): boolean {
+    const taken = req as Taken;
+    if (taken[this.taken] === APP) return false;
+    taken[this.taken] = BRIDGE;
+    return true;
   }
 
   /** Whether a settled handshake may still serve a new namespace of its connection. */

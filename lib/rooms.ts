@@ -38,14 +38,14 @@ export function leaveQuietly(socket: AnySocket, room: string): void {
  * `disconnect` handlers run inside, with the user still on the socket; one that throws must not keep the
  * next socket connected, so its error is only logged.
  */
-export function endSocket(socket: AnySocket, code: EndCode, told = false): void {
+export function endSocket(socket: AnySocket, code: EndCode, told = false, close: (socket: AnySocket) => void = closeConnection): void {
   if (!told) tell(socket, code);
   try {
     socket.disconnect();
   } catch (err) {
     debug("a disconnect handler of %s threw: %O", socket.id, err);
   }
-  closeConnection(socket);
+  close(socket);
 }
 
 function tell(socket: AnySocket, code: EndCode): void {
@@ -62,11 +62,12 @@ export function endLocalSockets(
   room: string,
   code: EndCode,
   afterEnd: (socket: AnySocket) => void,
+  close: (socket: AnySocket) => void = closeConnection,
 ): number {
   const sockets = localSocketsIn(io, room);
   for (const socket of sockets) tell(socket, code);
   for (const socket of sockets) {
-    endSocket(socket, code, true);
+    endSocket(socket, code, true, close);
     afterEnd(socket);
   }
   if (sockets.length) debug("ended %d socket(s) of %s: %s", sockets.length, room, code);

@@ -25,16 +25,23 @@ export function namespacesOf(io: Server): Iterable<Namespace> {
 }
 
 /**
- * In every namespace, including those created later: calls `onNamespace` with it, runs `middleware` before any
- * other, and calls `onConnection` for each socket that connects.
+ * In every namespace `owns` accepts, including those created later (a dynamic namespace's children each by
+ * their own name): calls `onNamespace` with it, runs `middleware` before any other, and calls `onConnection`
+ * for each socket that connects. In the others, runs only `leftOut` (when given) before any other middleware.
  */
 export function wireEveryNamespace(
   io: Server,
   middleware: Middleware,
   onConnection: (socket: AnySocket) => void,
   onNamespace: (nsp: Namespace) => void,
+  owns: (nsp: Namespace) => boolean = () => true,
+  leftOut?: Middleware,
 ): void {
   const wire = (nsp: Namespace) => {
+    if (!owns(nsp)) {
+      if (leftOut) prepend(nsp, leftOut);
+      return;
+    }
     onNamespace(nsp);
     prepend(nsp, middleware);
     nsp.on("connection", onConnection);

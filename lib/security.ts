@@ -216,6 +216,15 @@ function ownOrigin(req: IncomingMessage, trustProxy: TrustProxy): string | undef
   }
 }
 
+/**
+ * Whether the browser reached this request over https, by express-session's rule for a Secure cookie: a TLS
+ * socket, or X-Forwarded-Proto from a trusted proxy. (With no trust, a forwarded header counts for nothing.)
+ */
+export function overHttps(req: IncomingMessage, trustProxy: TrustProxy): boolean {
+  if ((req.socket as { encrypted?: boolean } | undefined)?.encrypted) return true;
+  return fromProxy(req.headers["x-forwarded-proto"], trustProxy)?.toLowerCase() === "https";
+}
+
 /** The value a trusted proxy put in a forwarding header: the entry `hops` from the right. */
 function fromProxy(header: string | string[] | undefined, trustProxy: TrustProxy): string | undefined {
   const hops = trustProxy === true ? 1 : typeof trustProxy === "number" ? trustProxy : 0;

@@ -44,6 +44,7 @@ export function observeStore(store: SessionStore, observer: StoreObserver): () =
         }
       }
     };
+    followReadiness(store);
     wrap(store, "get");
     shareHandshakeReads(store);
     wrap(store, "destroy", (sid) => notify((o) => o.destroyed(sid)));
@@ -56,6 +57,26 @@ export function observeStore(store: SessionStore, observer: StoreObserver): () =
   }
   observers.add(observer);
   return () => observers.delete(observer);
+}
+
+const READY = Symbol.for("passport-socketio-bridge:store-ready");
+type Readiness = { [READY]?: boolean };
+
+/**
+ * Follows the store's `disconnect` and `connect` events as express-session does: while it is disconnected,
+ * express-session skips every request, so a handshake must not take a shortcut around it.
+ */
+function followReadiness(store: SessionStore): void {
+  const emitter = store as SessionStore & Readiness & { on?: (event: string, fn: () => void) => unknown };
+  if (typeof emitter.on !== "function") return;
+  Object.defineProperty(store, READY, { value: true, writable: true });
+  emitter.on("disconnect", () => (emitter[READY] = false));
+  emitter.on("connect", () => (emitter[READY] = true));
+}
+
+/** Whether express-session would use `store` now (not disconnected), as far as the bridge has followed it. */
+export function storeReady(store: SessionStore): boolean {
+  return (store as Readiness)[READY] !== false;
 }
 
 /**

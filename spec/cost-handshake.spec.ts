@@ -29,7 +29,13 @@ async function setup(withBridge: boolean) {
   const passport = new Passport();
   passport.deserializeUser((id: string, done) => done(null, { id }));
   const io = new Server(createServer());
-  if (withBridge) bridge(io, { session: middleware, passport });
+  /** How many times express-session's middleware ran. */
+  const runs = { session: 0 };
+  const counted: typeof middleware = (req, res, next) => {
+    runs.session++;
+    return middleware(req, res, next);
+  };
+  if (withBridge) bridge(io, { session: counted, passport });
   const expires = new Date(Date.now() + 3_600_000).toISOString();
   const cookies: string[] = [];
   for (let i = 0; i < SESSIONS; i++) {
@@ -58,7 +64,7 @@ async function setup(withBridge: boolean) {
     for (const conn of conns) conn.end();
     await new Promise((resolve) => setImmediate(resolve));
   };
-  return { io, connect, close };
+  return { io, connect, close, runs, store };
 }
 
 /** What `work` creates, by async resource type (Timeout, Immediate, PROMISE, ...). */
@@ -124,6 +130,22 @@ describe("a handshake's own cost, beyond Socket.IO's", () => {
       return counts.PROMISE ?? 0;
     });
     expect((bridged - plain) / HANDSHAKES).toBeLessThanOrEqual(5);
+  });
+
+  it(`runs express-session once per session, not per handshake, while the session has sockets: ${HANDSHAKES} more handshakes of ${SESSIONS} sessions`, async () => {
+    const s = await setup(true);
+    try {
+      const first = await s.connect(200);
+      const before = s.runs.session;
+      const more = await s.connect(HANDSHAKES);
+      // A cookie express-session verified for a session with sockets here is served from the ledger's copy:
+      // only one handshake per session (the one that verifies its cookie) runs the middleware.
+      expect(s.runs.session - before).toBeLessThanOrEqual(SESSIONS);
+      expect(more).toHaveLength(HANDSHAKES);
+      await s.close([...first, ...more]);
+    } finally {
+      s.io.close();
+    }
   });
 
   it("allocates at most 12 KB per handshake, express-session and Passport included", async () => {

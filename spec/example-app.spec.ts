@@ -14,6 +14,7 @@ import { inject } from "vitest";
 import { createApp } from "../example-app/app.js";
 import { cookieFrom, nextEvent } from "./helpers/harness.js";
 import { alive, commandOf, descendants, exampleLogin, parentOf, untilServing } from "./helpers/processes.js";
+import { startDurableRedis } from "./helpers/durable-redis.js";
 import { freePort } from "./helpers/redis-server.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -126,6 +127,62 @@ describe.each(STORES)("the example app with %s", (_name, redisUrl, logLine) => {
       const res = await fetch(`${url}/vendor/passport-socketio-bridge/${other}`);
       await res.body?.cancel();
       expect(res.status).toBe(404);
+    }
+  });
+});
+
+describe.each(["ioredis", "node-redis"] as const)("the example app over %s while Redis is down", (redisClient) => {
+  it("serves its page at once, answers 503 with a sentence (JSON or a page), never a stack trace, and recovers", { timeout: 30_000 }, async () => {
+    const redis = await startDurableRedis();
+    try {
+      const logs: string[] = [];
+      app = (await createApp({ databaseUrl: "", redisUrl: redis.url, redisClient, log: (line: string) => logs.push(line) })) as App;
+      await new Promise<void>((resolve) => app!.server.listen(0, "127.0.0.1", resolve));
+      const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+      const cookie = await exampleLogin(url, "alice", "wonderland");
+      await redis.kill();
+
+      const timed = async (path: string, init: RequestInit = {}) => {
+        const started = Date.now();
+        const res = await fetch(url + path, { redirect: "manual", ...init, headers: { cookie, ...init.headers } });
+        return { res, body: await res.text(), ms: Date.now() - started };
+      };
+      // The page and its files do not wait for the store.
+      for (const path of ["/", "/client.js", "/style.css", "/vendor/passport-socketio-bridge/client.js"]) {
+        const { res, ms } = await timed(path);
+        expect([path, res.status]).toEqual([path, 200]);
+        expect(ms).toBeLessThan(1000);
+      }
+      // The page's own fetch: JSON, at once (no offline queue to wait in).
+      const me = await timed("/api/me", { headers: { accept: "*/*" } });
+      expect(me.res.status).toBe(503);
+      expect(me.ms).toBeLessThan(1000);
+      expect(me.res.headers.get("retry-after")).toBe("5");
+      expect(JSON.parse(me.body)).toEqual({
+        error: "store_unavailable",
+        message: "The server cannot reach its session store right now. Try again in a moment.",
+      });
+      // A browser's form: a page with the same sentence and a way back.
+      const login = await timed("/login", {
+        method: "POST",
+        headers: { accept: "text/html,application/xhtml+xml,*/*;q=0.8" },
+        body: new URLSearchParams({ username: "bob", password: "builder" }),
+      });
+      expect(login.res.status).toBe(503);
+      expect(login.res.headers.get("content-type")).toMatch(/^text\/html/);
+      expect(login.body).toContain("The server cannot reach its session store right now. Try again in a moment.");
+      expect(login.body).toContain('<a href="/">Back to the chat</a>');
+      for (const { body } of [me, login]) expect(body).not.toMatch(/ at |Error|node_modules|\.js:\d+|\/work\//);
+      // The log has one line per failed request, for the developer.
+      expect(logs.filter((line) => line.startsWith("GET /api/me: store_unavailable: "))).toHaveLength(1);
+
+      await redis.restart();
+      await expect.poll(async () => (await timed("/api/me")).res.status, { timeout: 10_000, interval: 200 }).toBe(200);
+      expect(JSON.parse((await timed("/api/me")).body)).toEqual({ user: { id: "1", username: "alice", name: "Alice" } });
+    } finally {
+      await app?.close();
+      app = undefined;
+      await redis.close();
     }
   });
 });

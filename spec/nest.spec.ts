@@ -1,21 +1,26 @@
 /**
- * NestJS, on the real example-nest app (Nest 12 on Express, @nestjs/passport session login): gateways see the
- * HTTP user, refusals carry their codes, the guard refuses anonymous sockets, logout ends the socket, a second
- * gateway's namespace is covered; and the /nest entry loads from ESM and CommonJS while the main one never
- * loads Nest.
+ * NestJS, on the real example-nest app (Nest 12 on Express, @nestjs/passport session login): it serves the
+ * example's chat page and its form logs in; gateways see the HTTP user, refusals carry their codes, the guard
+ * refuses anonymous sockets and the refusal answers the event's ack, logout ends the socket, a second gateway's
+ * namespace is covered; and the /nest entry loads from ESM and CommonJS while the main one never loads Nest.
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import type { INestApplication } from "@nestjs/common";
+import { Logger, type INestApplication } from "@nestjs/common";
 import { io as ioClient, type Socket as ClientSocket } from "socket.io-client";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createApp, type ExampleOptions } from "../example-nest/app.js";
+import { codeBlock } from "./helpers/docs.js";
 import { cookieFrom, nextEvent } from "./helpers/harness.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/** The example's users, as the page says: the Express example app's. */
+const PASSWORDS: Record<string, string> = { alice: "wonderland", bob: "builder" };
+/** What a browser's form post says it accepts (Chromium's). */
+const BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
 const apps: INestApplication[] = [];
 const sockets: ClientSocket[] = [];
 const dirs: string[] = [];
@@ -31,7 +36,7 @@ async function start(options: ExampleOptions = {}) {
   apps.push(app);
   const url = `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
   const login = async (username: string) => {
-    const res = await fetch(`${url}/login`, { method: "POST", body: new URLSearchParams({ username, password: username }) });
+    const res = await fetch(`${url}/login`, { method: "POST", body: new URLSearchParams({ username, password: PASSWORDS[username]! }) });
     expect(res.status).toBe(201);
     return cookieFrom(res);
   };
@@ -49,14 +54,11 @@ async function start(options: ExampleOptions = {}) {
 }
 
 /**
- * The README's Nest gateway, extracted verbatim and loaded (on its own namespace, beside the example's /admin):
- * written next to a tsconfig with Nest's decorators, as an app would compile it.
+ * The NestJS guide's gateway (docs/nestjs.md), extracted verbatim and loaded (on its own namespace, beside the
+ * example's /admin): written next to a tsconfig with Nest's decorators, as an app would compile it.
  */
 async function readmeGateway(): Promise<new () => unknown> {
-  const readme = readFileSync(join(root, "README.md"), "utf8");
-  const match = /```ts\n(\/\/ a gateway\n[\s\S]*?)```/.exec(readme);
-  if (!match) throw new Error("README.md has no Nest gateway sample");
-  const source = match[1]!.replace('namespace: "/admin"', 'namespace: "/readme-admin"');
+  const source = codeBlock(root, "nest-gateway", "ts").source.replace('namespace: "/admin"', 'namespace: "/readme-admin"');
   mkdirSync(join(root, ".tmp"), { recursive: true });
   const dir = mkdtempSync(join(root, ".tmp", "readme-nest-"));
   dirs.push(dir);
@@ -65,13 +67,109 @@ async function readmeGateway(): Promise<new () => unknown> {
   return ((await import(pathToFileURL(join(dir, "gateway.ts")).href)) as { AdminGateway: new () => unknown }).AdminGateway;
 }
 
+/** The guard's refusal, as the event's ack receives it. */
+const UNAUTHENTICATED = {
+  ok: false,
+  code: "unauthenticated",
+  message: "This needs a logged-in user: log in over HTTP, then connect again.",
+};
+
 describe("NestJS (example-nest)", () => {
+  it("serves the Express example's chat page (with the credentials), its files, and the Socket.IO client", async () => {
+    const { url } = await start();
+    const page = await fetch(`${url}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toMatch(/^text\/html/);
+    const html = await page.text();
+    expect(html).toBe(readFileSync(join(root, "example-app", "public", "index.html"), "utf8"));
+    expect(html).toMatch(/<form method="post" action="\/login">/);
+    // The credentials, as the page's text says them (markup aside).
+    const text = html.replace(/<[^>]+>/g, "");
+    expect(text).toMatch(/alice \/ wonderland/);
+    expect(text).toMatch(/bob \/ builder/);
+    // Every file the page loads, each with its type.
+    // (Not "/", the page itself, which "Log in again" links to.)
+    const files = [...html.matchAll(/(?:src|href)="(\/[^"]+)"/g)].map((m) => m[1]!);
+    expect(files).toEqual(expect.arrayContaining(["/client.js", "/style.css", "/socket.io/socket.io.min.js"]));
+    const script = readFileSync(join(root, "example-app", "public", "client.js"), "utf8");
+    files.push(...[...script.matchAll(/from "(\/vendor\/[^"]+)"/g)].map((m) => m[1]!));
+    expect(files).toContain("/vendor/passport-socketio-bridge/client.js");
+    for (const file of files) {
+      const res = await fetch(url + file);
+      expect([file, res.status]).toEqual([file, 200]);
+      expect([file, res.headers.get("content-type")]).toEqual([file, expect.stringMatching(/javascript|css|svg/)]);
+      await res.body?.cancel();
+    }
+    // What the page asks first: nobody is logged in.
+    expect(await (await fetch(`${url}/api/me`)).json()).toEqual({ user: null });
+  });
+
+  it("the page's forms: log in (a redirect to /, or to /?error=login), chat and whisper, log out (a redirect to /)", async () => {
+    const { url, connected } = await start();
+    const form = (path: string, body: Record<string, string>, cookie = "") =>
+      fetch(url + path, { method: "POST", body: new URLSearchParams(body), redirect: "manual", headers: { accept: BROWSER_ACCEPT, cookie } });
+    const wrong = await form("/login", { username: "alice", password: "alice" });
+    expect([wrong.status, wrong.headers.get("location"), wrong.headers.get("set-cookie")]).toEqual([303, "/?error=login", null]);
+    const [aliceIn, bobIn] = await Promise.all([form("/login", { username: "alice", password: "wonderland" }), form("/login", { username: "bob", password: "builder" })]);
+    expect([aliceIn.status, aliceIn.headers.get("location")]).toEqual([303, "/"]);
+    const cookie = cookieFrom(aliceIn);
+    expect(await (await fetch(`${url}/api/me`, { headers: { cookie } })).json()).toMatchObject({ user: { username: "alice" } });
+
+    const alice = await connected("/", { cookie });
+    const bob = await connected("/", { cookie: cookieFrom(bobIn) });
+    const heard = nextEvent<{ from: string; text: string; at: number }>(bob, "chat");
+    expect(await alice.emitWithAck("chat", " hello ")).toEqual({ ok: true });
+    expect(await heard).toMatchObject({ from: "Alice", text: "hello" });
+    const whispered = nextEvent<{ from: string; text: string }>(bob, "whisper");
+    expect(await alice.emitWithAck("whisper", { to: "bob", text: "psst" })).toMatchObject({ ok: true, to: "Bob" });
+    expect(await whispered).toMatchObject({ from: "Alice", text: "psst" });
+    expect(await alice.emitWithAck("whisper", { to: "carol", text: "hi" })).toEqual({ ok: false, error: "unknown_user" });
+    expect(await alice.emitWithAck("chat", "")).toEqual({ ok: false, error: "invalid_message" });
+
+    const ended = nextEvent(alice, "auth:ended");
+    const out = await form("/logout", {}, cookie);
+    expect([out.status, out.headers.get("location")]).toEqual([303, "/"]);
+    expect(await ended).toEqual({ code: "logged_out" });
+  });
+
+  it("a refused guarded event answers its ack with the refusal; without an ack, Nest's exception event says it", async () => {
+    const { connected } = await start();
+    const anonymous = await connected("/");
+    const heard = vi.fn();
+    anonymous.on("chat", heard);
+    expect(await anonymous.timeout(2000).emitWithAck("chat", "hello")).toEqual(UNAUTHENTICATED);
+    expect(await anonymous.timeout(2000).emitWithAck("whisper", { to: "bob", text: "hello" })).toEqual(UNAUTHENTICATED);
+    const exception = nextEvent(anonymous, "exception");
+    anonymous.emit("chat", "hello");
+    expect(await exception).toEqual({ code: "unauthenticated", message: UNAUTHENTICATED.message });
+    // Nothing was said under no name; the socket is still there.
+    expect(await anonymous.emitWithAck("whoami")).toEqual({ user: null });
+    expect(heard).not.toHaveBeenCalled();
+  });
+
+  it("WsAckExceptionFilter: the server's own failure is a server_error with no details; a WsException without a code is refused", async () => {
+    const { FailingGateway } = await import("./fixtures/nest/failing-gateway.js");
+    const logged = vi.spyOn(Logger.prototype, "error").mockImplementation(() => undefined);
+    const { connected } = await start({ gateways: [FailingGateway] });
+    const client = await connected("/failing");
+    expect(await client.timeout(2000).emitWithAck("crash")).toEqual({
+      ok: false,
+      code: "server_error",
+      message: "The server ran into a problem handling this event; try again later.",
+    });
+    // The error itself went to the server's log only.
+    expect(logged).toHaveBeenCalledWith(expect.objectContaining({ message: "connection to db.internal:5432 refused" }));
+    logged.mockRestore();
+    expect(await client.timeout(2000).emitWithAck("sentence")).toEqual({ ok: false, code: "refused", message: "Not now." });
+    expect(await client.timeout(2000).emitWithAck("uncoded")).toEqual({ ok: false, code: "refused", message: "The server refused this event." });
+  });
+
   it("@SocketUser() is the user HTTP routes see, and the gateway greets them by name", async () => {
     const { url, login, socket, connected } = await start();
     const cookie = await login("alice");
     const http = (await (await fetch(`${url}/me`, { headers: { cookie } })).json()) as { user: unknown };
     const hello = nextEvent(socket("/", { cookie }), "hello");
-    expect(await hello).toBe("Hi Alice");
+    expect(await hello).toEqual({ name: "Alice" });
     const client = await connected("/", { cookie });
     expect(await client.emitWithAck("whoami")).toEqual(http);
     expect(http.user).toMatchObject({ name: "Alice" });
@@ -89,9 +187,7 @@ describe("NestJS (example-nest)", () => {
   it("WsAuthenticatedGuard refuses anonymous sockets, and lets users through", async () => {
     const { login, connected } = await start();
     const anonymous = await connected("/admin");
-    const exception = nextEvent<{ code: string; message: string }>(anonymous, "exception");
-    anonymous.emit("secret", {}, () => undefined);
-    expect(await exception).toMatchObject({ code: "unauthenticated" });
+    expect(await anonymous.timeout(2000).emitWithAck("secret", {})).toEqual(UNAUTHENTICATED);
     const admin = await connected("/admin", { cookie: await login("alice") });
     expect(await admin.emitWithAck("secret", {})).toEqual({ secret: "for Alice only" });
   });
@@ -110,11 +206,7 @@ describe("NestJS (example-nest)", () => {
     const alice = await connected("/admin", { cookie: await login("alice") });
     const anonymous = await connected("/admin");
     for (const [event, payload] of [["kick", "1"], ["users", {}]] as const) {
-      const exception = nextEvent<{ code: string; message: string }>(anonymous, "exception");
-      let answered = false;
-      anonymous.emit(event, payload, () => (answered = true));
-      expect(await exception).toMatchObject({ code: "unauthenticated" });
-      expect(answered).toBe(false);
+      expect(await anonymous.timeout(2000).emitWithAck(event, payload)).toEqual(UNAUTHENTICATED);
     }
     // A round trip on Alice's socket after both: she is still connected, and the kick really works for an admin.
     expect(await alice.emitWithAck("secret", {})).toEqual({ secret: "for Alice only" });
@@ -129,13 +221,11 @@ describe("NestJS (example-nest)", () => {
     const { login, connected } = await start();
     const alice = await connected("/", { cookie: await login("alice") });
     const bob = await connected("/admin", { cookie: await login("bob") });
-    const exception = nextEvent<{ code: string }>(bob, "exception");
-    bob.emit("kick", "1", () => undefined);
-    expect(await exception).toMatchObject({ code: "forbidden" });
+    expect(await bob.timeout(2000).emitWithAck("kick", "1")).toEqual({ ok: false, code: "forbidden", message: "Only admins may kick users." });
     expect(await alice.emitWithAck("online")).toBe(true);
   });
 
-  it("the README's Nest gateway, run as written: anonymous sockets can neither kick nor read the secret", async () => {
+  it("the NestJS guide's gateway, run as written: anonymous sockets can neither kick nor read the secret", async () => {
     const gateway = await readmeGateway();
     const { login, connected } = await start({ gateways: [gateway] });
     const alice = await connected("/", { cookie: await login("alice") });

@@ -1,7 +1,7 @@
 /**
  * What `npm pack` (and `npm publish`) ship from a clean checkout: a copy of the repository's files as git sees them
  * (tracked, and new files not ignored; no dist/, no node_modules/), packed by `npm pack` there, whose `prepack`
- * builds dist/. The tarball is then installed into two fresh apps outside the repository, one ES module and one
+ * builds dist/. Every relative link and image of its documents resolves inside it. The tarball is then installed into two fresh apps outside the repository, one ES module and one
  * CommonJS, each with its own Express, express-session, Passport (local strategy) and Socket.IO. Each logs in over
  * HTTP and connects a socket whose `socket.request.user` is the user who logged in, through the packed files.
  *
@@ -15,6 +15,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { brokenLinks } from "./helpers/docs.js";
 
 const run = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -66,8 +67,18 @@ describe("npm pack from a clean checkout", () => {
     expect(files).toContain("dist/index.js");
     expect(files).toContain("dist/index.cjs");
     expect(files).toContain("dist/index.d.ts");
-    // Nothing but the built package and its documents.
-    expect(files.filter((f) => !/^(dist\/|README\.md$|CHANGELOG\.md$|LICENSE$|package\.json$)/.test(f))).toEqual([]);
+    // Nothing but the built package and its documents (the guides in docs/, their images, SECURITY.md).
+    expect(files.filter((f) => !/^(dist\/|docs\/|README\.md$|CHANGELOG\.md$|SECURITY\.md$|LICENSE$|package\.json$)/.test(f))).toEqual([]);
+    expect(files).toEqual(expect.arrayContaining(["SECURITY.md", "docs/README.md", "docs/getting-started.md", "docs/example-app.png"]));
+  });
+
+  it("ships every file its documents link to: each relative link and image resolves inside the tarball", async () => {
+    const unpacked = join(work, "unpacked");
+    mkdirSync(unpacked);
+    await run("tar", ["-xzf", tarball, "-C", unpacked, "--strip-components=1"]);
+    const documents = packed.files.map((f) => f.path).filter((f) => /^(README|SECURITY|CHANGELOG)\.md$|^docs\/[^/]+\.md$/.test(f));
+    expect(documents).toEqual(expect.arrayContaining(["README.md", "SECURITY.md", "CHANGELOG.md", "docs/README.md"]));
+    expect(brokenLinks(unpacked, documents)).toEqual([]);
   });
 
   const cases = [

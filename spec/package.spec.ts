@@ -8,6 +8,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { codeBlock } from "./helpers/docs.js";
 
 const run = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -103,8 +104,19 @@ describe("type declarations", () => {
     "types-quickstart": {
       type: "module",
       packages: SERVER,
-      source: () => readmeBlock("quickstart-ts", "ts"),
-      options: { ...NODENEXT, esModuleInterop: true },
+      source: () => codeBlock(root, "quickstart-ts", "ts").source,
+      // The settings docs/getting-started.md states next to the block (but skipLibCheck, which stays false here).
+      options: {
+        ...NODENEXT,
+        target: "es2022",
+        esModuleInterop: true,
+        noUncheckedIndexedAccess: true,
+        exactOptionalPropertyTypes: true,
+        verbatimModuleSyntax: true,
+        isolatedModules: true,
+        noUncheckedSideEffectImports: true,
+        moduleDetection: "force",
+      },
     },
     "client-esm": { type: "module", packages: CLIENT, source: client, options: NODENEXT },
     "client-cjs": { type: "commonjs", packages: CLIENT, source: client, options: NODENEXT },
@@ -190,7 +202,7 @@ describe("type declarations", () => {
     expect(of(project)).toBe("");
   });
 
-  it("type the README's TypeScript quickstart as written", () => {
+  it("type the strict TypeScript quickstart (docs/getting-started.md) as written", () => {
     expect(of("types-quickstart")).toBe("");
   });
 
@@ -212,12 +224,4 @@ describe("type declarations", () => {
 
 function readFixture(name: string): string {
   return readFileSync(join(fixtures, name), "utf8");
-}
-
-/** The README's code block that follows `<!-- marker ... -->`. */
-function readmeBlock(marker: string, lang: string): string {
-  const readme = readFileSync(join(root, "README.md"), "utf8");
-  const match = new RegExp(`<!-- ${marker}[^>]*-->\\s*\`\`\`${lang}\\n([\\s\\S]*?)\`\`\``).exec(readme);
-  if (!match) throw new Error(`README.md has no ${marker} block`);
-  return match[1]!;
 }

@@ -60,7 +60,7 @@ describe.each(["websocket", "polling"] as const)("authorize() over %s", (transpo
     const h = await start();
     const refused = await h.refusal({ transport });
     expect(refused.message).toBe("No session found");
-    expect(refused.data).toEqual({ code: "session_missing", reconnect: false });
+    expect(refused.data).toEqual({ code: "session_missing", reconnect: false, reason: "no_cookie" });
   });
 
   it("connects a logged-in client and gives it passport.socketio's request properties", async () => {

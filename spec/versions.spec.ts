@@ -132,6 +132,23 @@ describe("the seam", () => {
       io.close();
     });
 
+    it("wires only the namespaces `owns` accepts, a dynamic namespace's children each by their own name (issue 25)", () => {
+      const io = new Server(createServer());
+      const ours = (_socket: unknown, next: () => void) => next();
+      const leftOut = (_socket: unknown, next: () => void) => next();
+      const seen: string[] = [];
+      io.of("/admin");
+      const owns = (nsp: { name: string }) => nsp.name !== "/admin" && !nsp.name.startsWith("/public");
+      seams.wireEveryNamespace(io, ours, () => undefined, (nsp) => seen.push(nsp.name), owns, leftOut);
+      io.of(/^\/(room|public)-\d+$/);
+      // A child is made by io.of(name) as by a client's CONNECT, and decided by its own name.
+      for (const name of ["/room-1", "/public-1"]) io.of(name);
+      const fns = (name: string) => (io.of(name) as unknown as { _fns: unknown[] })._fns;
+      expect(seen.sort()).toEqual(["/", "/room-1"]);
+      expect([fns("/"), fns("/room-1"), fns("/admin"), fns("/public-1")]).toEqual([[ours], [ours], [leftOut], [leftOut]]);
+      io.close();
+    });
+
     it("has the socket members the seam hooks: onevent, _cleanup, packet and _onconnect", () => {
       const { Socket } = SOCKET_CLASSES.get(Server)!;
       for (const member of ["onevent", "_cleanup", "packet", "_onconnect"]) {

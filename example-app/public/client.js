@@ -27,10 +27,13 @@ const REFUSED = {
 };
 // session_missing says why (`reason`).
 const SESSION_MISSING = {
-  no_cookie: "Your browser did not send your login.",
+  no_cookie: "You are no longer logged in: this browser has forgotten your login.",
+  cookie_requires_https: "Your login only works on the secure (https) address of this site.",
   bad_signature: "Your login is no longer valid.",
   unknown_session: "Your session has ended.",
 };
+// Refusals that mean the login itself is gone: logging out is no longer something to offer.
+const LOGIN_GONE = new Set(["session_missing", "unauthenticated", "user_not_found"]);
 // Endings (auth's "ended", from `auth:ended` with `{ code }`): the server ended a connection that was working.
 const ENDED = {
   logged_out: "You were logged out.",
@@ -43,8 +46,13 @@ const ENDED = {
 let me;
 try {
   const res = await fetch("/api/me", { credentials: "same-origin" });
-  if (!res.ok) throw new Error(`HTTP ${res.status}`);
-  me = (await res.json()).user;
+  // The server's errors are JSON with a sentence for the person (its session store is down, say).
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    if (body.message) $("unavailable-text").textContent = body.message;
+    throw new Error(`HTTP ${res.status}${body.error ? ` (${body.error})` : ""}`);
+  }
+  me = body.user;
 } catch (err) {
   console.warn(`GET /api/me failed: ${err.message}`);
   $("unavailable").hidden = false;
@@ -160,8 +168,12 @@ if (me === null) {
     console.warn(`Socket.IO refused the connection: ${code}${reason ? ` (${reason})` : ""}. ${message}`);
     const sentence = (code === "session_missing" && SESSION_MISSING[reason]) || REFUSED[code] || REFUSED.rejected;
     status.textContent = "Not connected.";
-    if (reconnect) showNotice(`${sentence} Trying again…`);
-    else showNotice(sentence, { again: true });
+    // What the page said before (a message that could not be sent) is no longer the news.
+    sendError("");
+    if (reconnect) return showNotice(`${sentence} Trying again…`);
+    showNotice(sentence, { again: true });
+    // "Log out" beside "Log in again" when the login is already gone would do nothing.
+    if (LOGIN_GONE.has(code)) $("logout-form").hidden = true;
   });
 
   // The server ended a connection that was working (logout, expiry...): nothing reconnects it.
@@ -169,6 +181,7 @@ if (me === null) {
     console.info(`The server ended this connection: ${code}.`);
     status.textContent = "Disconnected.";
     showNotice(ENDED[code] ?? "You were disconnected.", { again: true });
+    sendError("");
     $("send").hidden = true;
     $("logout-form").hidden = true;
     forgetOnline();

@@ -17,13 +17,17 @@ export class FakeConnection extends EventEmitter {
   readonly remoteAddress = "127.0.0.1";
   /** Told whether the namespace CONNECT was answered with CONNECT (true) or CONNECT_ERROR (false). */
   answered: (ok: boolean) => void = () => undefined;
+  /** The CONNECT_ERROR's payload, once refused. */
+  refusal: { message: string; data?: { code?: string; reason?: string } } | undefined;
 
   constructor(readonly request: IncomingMessage) {
     super();
   }
 
   write(packet: unknown) {
-    if (typeof packet === "string" && (packet[0] === "0" || packet[0] === "4")) this.answered(packet[0] === "0");
+    if (typeof packet !== "string" || (packet[0] !== "0" && packet[0] !== "4")) return;
+    if (packet[0] === "4") this.refusal = JSON.parse(packet.slice(1));
+    this.answered(packet[0] === "0");
   }
 
   close() {

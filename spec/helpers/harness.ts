@@ -6,7 +6,8 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
+import { createAdapter as createStreamsAdapter } from "@socket.io/redis-streams-adapter";
 import { RedisStore } from "connect-redis";
 import { RedisStore as RedisStore9 } from "connect-redis-9";
 import express from "express";
@@ -93,6 +94,9 @@ export async function openRedisStore(options: {
   };
 }
 
+/** The Redis-backed Socket.IO adapters a harness can connect its nodes with. */
+export type RedisAdapterKind = "redis" | "streams" | "sharded";
+
 export type Transport = "websocket" | "polling" | "upgrade";
 export const TRANSPORTS: Transport[] = ["websocket", "polling", "upgrade"];
 
@@ -115,8 +119,12 @@ export interface HarnessOptions {
   passport?: (passport: InstanceType<typeof Passport>, users: Map<string, User>) => void;
   replaceDeserializer?: boolean;
   io?: Partial<ServerOptions>;
-  /** Use @socket.io/redis-adapter, so several harnesses that share a `prefix` form one cluster. */
-  redisAdapter?: boolean;
+  /**
+   * Connect the nodes through Redis, so several harnesses that share a `prefix` form one cluster: `true` or
+   * "redis" for @socket.io/redis-adapter (pub/sub), "streams" for @socket.io/redis-streams-adapter, "sharded"
+   * for createShardedAdapter (Redis 7 sharded pub/sub). On `redisUrl` when given, else the run's shared Redis.
+   */
+  redisAdapter?: boolean | RedisAdapterKind;
   /** The Redis adapter's requestsTimeout (default 2000 ms): lower for a test that waits for a silent node. */
   requestsTimeout?: number;
   /** Install another adapter (e.g. @socket.io/postgres-adapter) before bridge(); returns its cleanup. */
@@ -287,12 +295,31 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const http = createServer(app);
   const io = new stack.Server(http, { ...options.io });
   if (options.redisAdapter) {
-    const pub = new Redis(inject("redisUrl"));
-    const sub = pub.duplicate();
-    cleanups.push(() => pub.disconnect(), () => sub.disconnect());
-    // One channel key per cluster (its nodes share the prefix): spec files run in parallel on one Redis, and
-    // another file's nodes must not answer this one's fetchSockets or serverSideEmit.
-    io.adapter(createAdapter(pub, sub, { requestsTimeout: options.requestsTimeout ?? 2000, key: `socket.io:${prefix}` }));
+    const kind = options.redisAdapter === true ? "redis" : options.redisAdapter;
+    // The newer adapters as docs/deployment.md sets them up: maxRetriesPerRequest null, so that commands wait
+    // out an outage instead of rejecting (and errors heard, not thrown). The pub/sub adapter as it always was.
+    const pub = new Redis(
+      options.redisUrl ?? inject("redisUrl"),
+      kind === "redis" ? {} : { maxRetriesPerRequest: null },
+    );
+    if (kind !== "redis") pub.on("error", () => undefined);
+    cleanups.push(() => pub.disconnect());
+    // One channel key (and stream) per cluster (its nodes share the prefix): spec files run in parallel on one
+    // Redis, and another file's nodes must not answer this one's fetchSockets or serverSideEmit.
+    const key = `socket.io:${prefix}`;
+    if (kind === "streams") {
+      // One client: the adapter duplicates it for its stream reader and its pub/sub subscriber.
+      io.adapter(createStreamsAdapter(pub, { streamName: key, channelPrefix: key }));
+    } else {
+      const sub = pub.duplicate();
+      if (kind !== "redis") sub.on("error", () => undefined);
+      cleanups.push(() => sub.disconnect());
+      io.adapter(
+        kind === "sharded"
+          ? createShardedAdapter(pub, sub, { channelPrefix: key })
+          : createAdapter(pub, sub, { requestsTimeout: options.requestsTimeout ?? 2000, key }),
+      );
+    }
   }
   const adapterCleanup = options.adapter?.(io);
   if (adapterCleanup) cleanups.push(adapterCleanup);
