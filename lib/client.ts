@@ -124,6 +124,18 @@ async function fetchCredential(fn: (() => Credential | Promise<Credential>) | un
   }
 }
 
+/**
+ * An acknowledged emit that gives up after `ms`: `timeout().emitWithAck()` on socket.io-client 4.6+, and the same
+ * through `timeout().emit()` with a callback on 4.5 (which has no emitWithAck).
+ */
+function emitWithDeadline(socket: Socket, ms: number, event: string, payload: unknown): Promise<unknown> {
+  const timed = socket.timeout(ms) as Socket & { emitWithAck?: unknown };
+  if (typeof timed.emitWithAck === "function") return timed.emitWithAck(event, payload);
+  return new Promise((resolve, reject) => {
+    timed.emit(event, payload, (err: Error | null, answer: unknown) => (err ? reject(err) : resolve(answer)));
+  });
+}
+
 /** A small typed emitter (no Node or browser dependency). A listener that throws does not stop the others. */
 class Emitter<Events extends Record<string, Listener>> {
   private readonly listeners: { [K in keyof Events]?: Events[K][] } = {};
@@ -414,7 +426,7 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
         // No token any more (a logout): this socket's user is gone with it.
         code = "token_invalid";
       } else if (token !== FAILED) {
-        const answer: unknown = await this.socket.timeout(this.ackTimeout()).emitWithAck(Events.Refresh, { token });
+        const answer: unknown = await emitWithDeadline(this.socket, this.ackTimeout(), Events.Refresh, { token });
         if (isObject(answer) && answer.ok === true) {
           this.credentials.token = token;
           return this.scheduleRefresh(answer);
@@ -456,7 +468,7 @@ export class SocketAuth<TUser = unknown> extends Emitter<AuthEvents<TUser>> {
   private async ask(event: string, payload: Record<string, unknown>, channel: string): Promise<Record<string, unknown>> {
     let answer: unknown;
     try {
-      answer = await this.socket.timeout(this.ackTimeout()).emitWithAck(event, payload);
+      answer = await emitWithDeadline(this.socket, this.ackTimeout(), event, payload);
     } catch {
       throw new ChannelError("timeout", channel);
     }

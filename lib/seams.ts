@@ -1,8 +1,8 @@
 /**
  * The seam: every access to a private or undocumented member of Socket.IO, Engine.IO, Passport and
  * express-session lives here, and nowhere else in lib/. Each names the versions it was checked on; each has a
- * case in spec/versions.spec.ts, which runs on the oldest and newest supported versions (socket.io 4.6-4.8,
- * engine.io 6.4-6.6, passport 0.6-0.7, express-session 1.17-1.19). When a dependency changes one, this file
+ * case in spec/versions.spec.ts, which runs on the oldest and newest supported versions (socket.io 4.5.2-4.8,
+ * engine.io 6.2-6.6, passport 0.5.1-0.7, express-session 1.15-1.19). When a dependency changes one, this file
  * and that spec are the only places to look.
  *
  * Socket.IO: putting the bridge's middleware first in every namespace, present and future, so the app's own
@@ -19,7 +19,7 @@ import type { AnySocket, BridgeRequest, PassportLike, SessionMiddleware } from "
 
 type Middleware = (socket: AnySocket, next: (err?: Error) => void) => void;
 
-/** Every namespace this node knows, static and dynamic children alike (`io._nsps`, Socket.IO 4.6-4.8). */
+/** Every namespace this node knows, static and dynamic children alike (`io._nsps`, Socket.IO 4.5.2-4.8). */
 export function namespacesOf(io: Server): Iterable<Namespace> {
   return (io as unknown as { _nsps: Map<string, Namespace> })._nsps.values();
 }
@@ -51,7 +51,7 @@ export function wireEveryNamespace(
   io.on("new_namespace", wire);
 }
 
-/** Puts `middleware` before the app's own (`nsp._fns`, Socket.IO 4.6-4.8; `use()` where it is missing). */
+/** Puts `middleware` before the app's own (`nsp._fns`, Socket.IO 4.5.2-4.8; `use()` where it is missing). */
 function prepend(nsp: Namespace, middleware: Middleware): void {
   const fns = (nsp as unknown as { _fns?: Middleware[] })._fns;
   if (!Array.isArray(fns)) {
@@ -84,7 +84,7 @@ export function eventHook(listener: (socket: AnySocket) => void): (socket: AnySo
   };
 }
 
-/** The connected sockets of `socket`'s client connection, in every namespace (`client.sockets`, Socket.IO 4.6-4.8). */
+/** The connected sockets of `socket`'s client connection, in every namespace (`client.sockets`, Socket.IO 4.5.2-4.8). */
 export function connectedSiblings(socket: AnySocket): Iterable<AnySocket> {
   return (socket.client as unknown as { sockets: Map<string, AnySocket> }).sockets.values();
 }
@@ -108,8 +108,9 @@ const hooked = new WeakMap<(socket: AnySocket) => void, (this: Cleanable) => unk
 
 /**
  * Calls `fn(socket)` once `socket` will never connect or is gone: refused by a later middleware, its
- * connection closed before it connected, or disconnected (`_cleanup` runs in each case, Socket.IO 4.6-4.8). Give a
- * function shared by all sockets (not a closure per socket): then hooking a socket allocates nothing.
+ * connection closed before it connected, or disconnected (`_cleanup` runs in each case, Socket.IO 4.5.2-4.8; older
+ * releases have none, hence the peer range's floor). Give a function shared by all sockets (not a closure per
+ * socket): then hooking a socket allocates nothing.
  */
 export function onCleanup(socket: AnySocket, fn: (socket: AnySocket) => void): void {
   const target = socket as Cleanable;
@@ -210,13 +211,13 @@ export function onResubscribed(adapter: object, fn: () => void): string | undefi
 
 // Engine.IO
 
-/** The middlewares installed with `io.engine.use()` (`engine.middlewares`, engine.io 6.4-6.6). */
+/** The middlewares installed with `io.engine.use()` (`engine.middlewares`, engine.io 6.4-6.6; none before socket.io 4.6). */
 export function engineMiddlewares(io: Server): Array<((...args: any[]) => unknown) & { name: string }> {
   const middlewares = (io.engine as unknown as { middlewares?: unknown } | undefined)?.middlewares;
   return Array.isArray(middlewares) ? middlewares : [];
 }
 
-// Passport (0.6-0.7)
+// Passport (0.5.1-0.7)
 
 /** Passport's user property on a request (`req._userProperty`), read by its `isAuthenticated()`. */
 export function setUserProperty(request: IncomingMessage, userProperty: string): void {
@@ -288,7 +289,7 @@ export function guardDeserializers(passport: PassportLike): void {
 }
 
 
-// express-session (1.17-1.19)
+// express-session (1.15-1.19)
 
 /** Puts Session.prototype's reload and save back in place of express-session's per-request wrappers. */
 export function unwrapSession(session: object): void {

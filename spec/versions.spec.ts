@@ -1,11 +1,13 @@
 /**
- * The supported range, oldest to newest: socket.io 4.6–4.8, express-session 1.17–1.19, passport 0.6–0.7,
+ * The supported range, oldest to newest: socket.io 4.5.2–4.8, express-session 1.15–1.19, passport 0.5.1–0.7,
  * Express 4 and 5. The newest versions run in every other spec; here the older ones run the core paths.
+ * (`npm run test:versions` runs the whole flow, logout included, on each range's ends from the registry.)
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createServer } from "node:http";
 import { describe, expect, it } from "vitest";
+import { ChannelError, withAuth } from "../lib/client.js";
 import { REFUSALS } from "../lib/index.js";
 import * as seams from "../lib/seams.js";
 import { TRANSPORTS, harnessPerTest, nextEvent, type StackModules, type WhoAmI } from "./helpers/harness.js";
@@ -16,13 +18,21 @@ const load = (name: string) => ({
   version: JSON.parse(readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), "utf8")).version as string,
 });
 
+const io45 = load("socket.io-4.5");
 const io46 = load("socket.io-4.6");
 const io47 = load("socket.io-4.7");
+const session115 = load("express-session-1.15");
 const session117 = load("express-session-1.17");
+const passport05 = load("passport-0.5");
 const passport06 = load("passport-0.6");
 const express4 = load("express-4");
 
 const MATRIX: Array<[label: string, modules: StackModules, store: "memory" | "redis"]> = [
+  [
+    `socket.io ${io45.version}, express-session ${session115.version}, passport ${passport05.version}, express ${express4.version}`,
+    { Server: io45.module.Server, session: session115.module, Passport: passport05.module.Passport, express: express4.module },
+    "redis",
+  ],
   [
     `socket.io ${io46.version}, express-session ${session117.version}, passport ${passport06.version}, express ${express4.version}`,
     { Server: io46.module.Server, session: session117.module, Passport: passport06.module.Passport, express: express4.module },
@@ -62,16 +72,38 @@ describe.each(MATRIX)("%s", (_label, modules, store) => {
   });
 });
 
+/** /client on the oldest socket.io-client its peer range accepts: 4.5 has timeout() but no emitWithAck(). */
+describe("withAuth on socket.io-client 4.5", () => {
+  const client45 = load("socket.io-client-4.5");
+
+  it("joins a channel through an acknowledged emit, and gives up on one that is never answered", async () => {
+    const h = await start();
+    h.auth.channel("room:{id}", (user) => user !== undefined).channel("slow:{id}", () => new Promise<boolean>(() => undefined));
+    const socket = client45.module.io(h.url, { autoConnect: false, forceNew: true, transports: ["websocket"], reconnection: false, extraHeaders: { cookie: await h.login("alice") } });
+    const auth = withAuth(socket, { ackTimeoutMs: 300 });
+    try {
+      auth.connect();
+      await nextEvent(socket, "connect");
+      expect(client45.version).toBe("4.5.0");
+      expect(typeof socket.emitWithAck).toBe("undefined");
+      await expect(auth.join("room:1")).resolves.toEqual(expect.any(Object));
+      await expect(auth.join("slow:1")).rejects.toEqual(new ChannelError("timeout", "slow:1"));
+    } finally {
+      socket.close();
+    }
+  });
+});
+
 /**
  * lib/seams.ts, the one file that reads private members of the dependencies, checked member by member on the
  * oldest and the newest supported versions: a dependency that renames one fails here, by name.
  */
 describe("the seam", () => {
   const newest = { io: load("socket.io"), session: load("express-session"), passport: load("passport") };
-  const SERVERS = [io46, io47, newest.io].map((m) => [m.version, m.module.Server] as const);
-  const SOCKET_CLASSES = new Map([io46, io47, newest.io].map((m) => [m.module.Server, { Socket: m.module.Socket as { prototype: object } }]));
-  const SESSIONS = [session117, newest.session].map((m) => [m.version, m.module] as const);
-  const PASSPORTS = [passport06, newest.passport].map((m) => [m.version, m.module.Passport] as const);
+  const SERVERS = [io45, io46, io47, newest.io].map((m) => [m.version, m.module.Server] as const);
+  const SOCKET_CLASSES = new Map([io45, io46, io47, newest.io].map((m) => [m.module.Server, { Socket: m.module.Socket as { prototype: object } }]));
+  const SESSIONS = [session115, session117, newest.session].map((m) => [m.version, m.module] as const);
+  const PASSPORTS = [passport05, passport06, newest.passport].map((m) => [m.version, m.module.Passport] as const);
 
   describe.each(SERVERS)("socket.io %s", (_version, Server) => {
     it("lists namespaces, puts the bridge's middleware first, and finds the recovery options and the engine's middlewares", () => {
@@ -86,10 +118,17 @@ describe("the seam", () => {
       expect(seen).toEqual(expect.arrayContaining(["/", "/chat", "/later"]));
       expect([...seams.namespacesOf(io)].map((nsp) => nsp.name)).toEqual(expect.arrayContaining(["/", "/chat", "/later"]));
       expect((io.of("/chat") as unknown as { _fns: unknown[] })._fns).toEqual([ours, app]);
-      expect(seams.recoveryOptionsOf(io)).toMatchObject({ skipMiddlewares: true });
       const engineMiddleware = (_req: unknown, _res: unknown, next: () => void) => next();
-      io.engine.use(engineMiddleware);
-      expect(seams.engineMiddlewares(io)).toContain(engineMiddleware);
+      if (typeof io.engine.use === "function") {
+        // socket.io 4.6+: connection-state recovery and engine middlewares.
+        expect(seams.recoveryOptionsOf(io)).toMatchObject({ skipMiddlewares: true });
+        io.engine.use(engineMiddleware);
+        expect(seams.engineMiddlewares(io)).toContain(engineMiddleware);
+      } else {
+        // 4.5 has neither: no recovery to skip the bridge, and no engine middleware to warn of.
+        expect(seams.recoveryOptionsOf(io)?.skipMiddlewares).toBeUndefined();
+        expect(seams.engineMiddlewares(io)).toEqual([]);
+      }
       io.close();
     });
 
