@@ -87,6 +87,10 @@ export const SESSION_MISSING_REASONS = {
     "The session cookie's signature did not verify: the server's session `secret` differs from the one that " +
     "signed it, or it was rotated out (keep old secrets at the end of the `secret` array while rotating). Log in again.",
   unknown_session: "The session cookie names a session the store does not have: it expired or was logged out. Log in again.",
+  token_in_query:
+    "A token came in the URL's query string (`token` or `access_token`, as socketio-jwt clients send it) and was not " +
+    "read: URLs end up in server, proxy and browser logs. Send it as `io({ auth: { token } })` instead (or use the " +
+    "client's `withAuth`), and leave it out of `query`.",
 } as const satisfies Record<SessionMissingReason, string>;
 
 /** `session_missing`, saying which of the reasons it was. */

@@ -275,6 +275,7 @@ const REASON_LOGS: Record<SessionMissingReason, string> = {
   no_cookie: "the handshake carried no signed cookie (not sent cross-site, wrong domain or path, or not logged in)",
   bad_signature: "a signed cookie failed verification with the session secret (another secret, or rotated out)",
   unknown_session: "the cookie verified but the store has no such session (expired or logged out)",
+  token_in_query: "no usable session, and a token in the query string, which is never read (see tokens.ts)",
 };
 
 /**
