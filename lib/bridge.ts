@@ -10,7 +10,8 @@ import { watchReconnects } from "./adapter-watch.js";
 import { Channels, type ChannelAuthorizer } from "./channels.js";
 import { Cluster } from "./cluster.js";
 import type { Commands } from "./commands.js";
-import { ConfigError, RefusalError, type EndCode } from "./errors.js";
+import { within } from "./deadline.js";
+import { BridgeError, ConfigError, noSession, RefusalError, type EndCode } from "./errors.js";
 import { Handshake } from "./handshake.js";
 import { sessionRoom, toUserId, userRoom, type SessionIdentity } from "./identity.js";
 import { LiveSessions } from "./live-sessions.js";
@@ -68,6 +69,8 @@ export class SocketBridge<TUser = Express.User> {
   private readonly ledger: Ledger;
   private readonly cluster: Cluster<Commands>;
   private store: SessionStore | undefined;
+  /** Sessions `logout()` is destroying: it asks every node itself, and waits for their answers. */
+  private readonly loggingOut = new Set<string>();
 
   constructor(
     readonly io: Server,
@@ -195,6 +198,35 @@ export class SocketBridge<TUser = Express.User> {
    */
   withSession<T>(socket: AnySocket, fn: (session: IncomingMessage["session"]) => T | Promise<T>): Promise<T> {
     return withSession(this.live, this.ledger, this.store, this.options.storeTimeoutMs, socket, fn);
+  }
+
+  /**
+   * Logs the socket's session out, as a "Log out" button in a realtime UI means: destroys the session in the
+   * store, then ends every socket of it on every node with `auth:ended { code: "logged_out" }`, and resolves with
+   * how many sockets ended (this one included). The browser's cookie then logs in nobody, over HTTP or Socket.IO.
+   * Rejects with a ClusterError when a node stays silent (after acting on the others), with `store_unavailable`
+   * when the store fails (nothing ended then), and with `no_session` for token and anonymous sockets. There is
+   * no `login(socket)`: a new session id can't reach the browser's cookie over a WebSocket.
+   */
+  logout(socket: AnySocket): Promise<number> {
+    const live = this.live.liveOf(socket);
+    const store = this.store;
+    if (!live || !store) return Promise.reject(noSession("logout"));
+    // After the session's earlier withSession calls: none of them can save it back once it is gone.
+    return this.live.queued(live, () => this.logoutSession(live.id, store));
+  }
+
+  private async logoutSession(sessionId: string, store: SessionStore): Promise<number> {
+    // The destroy hook would tell every node without waiting (loggedOut); here they are asked, and counted.
+    this.loggingOut.add(sessionId);
+    try {
+      await within(this.options.storeTimeoutMs, (done) => store.destroy(sessionId, (err) => done(err)));
+    } catch (cause) {
+      throw new BridgeError("store_unavailable", "The session store did not destroy the session; nothing was ended. Retry.", { cause });
+    } finally {
+      this.loggingOut.delete(sessionId);
+    }
+    return sum(await this.cluster.run("endSession", { sessionId, code: "logged_out" }));
   }
 
   /**
@@ -337,6 +369,7 @@ export class SocketBridge<TUser = Express.User> {
 
   /** Session `sessionId` was logged out through this node: its sockets end on every node. */
   private loggedOut(sessionId: string): void {
+    if (this.loggingOut.has(sessionId)) return;
     this.cluster
       .tell("endSession", { sessionId, code: "logged_out" })
       .catch((err: unknown) => debug("logout of %s: %O", sessionId, err));

@@ -98,6 +98,18 @@ export function sessionMissing(reason: SessionMissingReason): RefusalError {
   return new RefusalError("session_missing", { message: SESSION_MISSING_REASONS[reason], data: { reason } });
 }
 
+/**
+ * `no_session`: a method that works on a socket's session (`withSession`, `logout`) was given one without: a token
+ * or anonymous socket, or one no longer connected.
+ */
+export function noSession(method: "withSession" | "logout"): BridgeError {
+  return new BridgeError(
+    "no_session",
+    `${method}() needs a connected socket that was admitted with a session (the session cookie); token and anonymous ` +
+      "sockets have none. A token client logs out by dropping its token; `auth.disconnectUser(id)` ends its sockets.",
+  );
+}
+
 /** Why the bridge ended a live socket; sent as `{ code }` with the `auth:ended` event before disconnecting. */
 export const ENDINGS = {
   logged_out: "The session was logged out or destroyed.",
