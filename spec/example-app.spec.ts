@@ -95,8 +95,9 @@ describe.each(STORES)("the example app with %s", (_name, redisUrl, logLine) => {
     const page = await (await fetch(url)).text();
     expect(page).toMatch(/<button type="button" id="socket-logout"[^>]*>Log out over the socket<\/button>/);
     const aliceCookie = await login("alice", "wonderland");
+    const bobCookie = await login("bob", "builder");
     const tabs = [connect(aliceCookie), connect(aliceCookie)];
-    const bob = connect(await login("bob", "builder"));
+    const bob = connect(bobCookie);
     await Promise.all([...tabs, bob].map((socket) => nextEvent(socket, "hello")));
     const endings = tabs.map((tab) => nextEvent(tab, "auth:ended"));
     tabs[0]!.emit("logout");
