@@ -213,6 +213,9 @@ export async function createApp({
     socket.emit("hello", { name: user.name });
     presence();
     socket.on("disconnect", presence);
+    // "Log out" over the socket: the session goes from the store, and every socket of it (this one too, on every
+    // node) ends with "auth:ended" { code: "logged_out" }. There is no login over a socket: see the docs.
+    socket.on("logout", () => auth.logout(socket).catch((err) => log(`logout: ${err.message}`)));
     // Every message carries the server's time (`at`, ms since the epoch); the page shows it.
     socket.on("chat", (text, ack) => {
       const reply = typeof ack === "function" ? ack : () => undefined;

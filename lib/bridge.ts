@@ -11,7 +11,8 @@ import { Channels, type ChannelAuthorizer } from "./channels.js";
 import { Cluster } from "./cluster.js";
 import type { Commands } from "./commands.js";
 import { CookieSessions, probeCookieSession } from "./cookie-sessions.js";
-import { ConfigError, RefusalError, type EndCode } from "./errors.js";
+import { within } from "./deadline.js";
+import { BridgeError, ConfigError, noSession, RefusalError, type EndCode } from "./errors.js";
 import { Handshake } from "./handshake.js";
 import { sessionRoom, toUserId, userRoom, type SessionIdentity } from "./identity.js";
 import { LiveSessions } from "./live-sessions.js";
@@ -73,6 +74,8 @@ export class SocketBridge<TUser = Express.User> {
   private readonly owned = new WeakSet<Namespace>();
   /** Set when the session middleware is cookie-session. */
   private readonly cookieSessions: CookieSessions | undefined;
+  /** Sessions `logout()` is destroying: it asks every node itself, and waits for their answers. */
+  private readonly loggingOut = new Set<string>();
 
   constructor(
     readonly io: Server,
@@ -248,6 +251,45 @@ export class SocketBridge<TUser = Express.User> {
   }
 
   /**
+   * Logs the socket's session out, as a "Log out" button in a realtime UI means: destroys the session in the
+   * store, then ends every socket of it on every node with `auth:ended { code: "logged_out" }`, and resolves with
+   * how many sockets ended (this one included). The browser's cookie then logs in nobody, over HTTP or Socket.IO.
+   * Rejects with a ClusterError when a node stays silent (after acting on the others), with `store_unavailable`
+   * when the store fails (nothing ended then), and with `no_session` for token and anonymous sockets. There is
+   * no `login(socket)`: a new session id can't reach the browser's cookie over a WebSocket.
+   */
+  logout(socket: AnySocket): Promise<number> {
+    if (this.cookieSessions) {
+      return Promise.reject(
+        new ConfigError(
+          "logout() cannot log out a cookie-session session: the session lives in the browser's cookie, which only an " +
+            "HTTP response can clear, and a socket has none. Log out over HTTP (a fetch() POST to your logout route): " +
+            "cookieSessionShim() then ends that login's sockets on every node.",
+          "cookie_session_read_only",
+        ),
+      );
+    }
+    const live = this.live.liveOf(socket);
+    const store = this.store;
+    if (!live || !store) return Promise.reject(noSession("logout"));
+    // After the session's earlier withSession calls: none of them can save it back once it is gone.
+    return this.live.queued(live, () => this.logoutSession(live.id, store));
+  }
+
+  private async logoutSession(sessionId: string, store: SessionStore): Promise<number> {
+    // The destroy hook would tell every node without waiting (loggedOut); here they are asked, and counted.
+    this.loggingOut.add(sessionId);
+    try {
+      await within(this.options.storeTimeoutMs, (done) => store.destroy(sessionId, (err) => done(err)));
+    } catch (cause) {
+      throw new BridgeError("store_unavailable", "The session store did not destroy the session; nothing was ended. Retry.", { cause });
+    } finally {
+      this.loggingOut.delete(sessionId);
+    }
+    return sum(await this.cluster.run("endSession", { sessionId, code: "logged_out" }));
+  }
+
+  /**
    * The CSRF token of an HTTP request's session, for pages that connect with `csrf: true`: render it into the
    * page and connect with `io({ auth: { csrf: token } })`. Created on first use and kept in the session.
    */
@@ -387,6 +429,7 @@ export class SocketBridge<TUser = Express.User> {
 
   /** Session `sessionId` was logged out through this node: its sockets end on every node. */
   private loggedOut(sessionId: string): void {
+    if (this.loggingOut.has(sessionId)) return;
     this.cluster
       .tell("endSession", { sessionId, code: "logged_out" })
       .catch((err: unknown) => debug("logout of %s: %O", sessionId, err));

@@ -15,7 +15,7 @@ export type AuthState = "idle" | "connecting" | "connected" | "refused" | "ended
 export interface RefusalInfo {
   /** The bridge's code, or a hook's own. */
   code: RefusalCode | (string & {});
-  /** Which mistake it was, for some codes (`session_missing`: no_cookie, cookie_requires_https, bad_signature, unknown_session). */
+  /** Which mistake it was, for some codes (`session_missing`: no_cookie, cookie_requires_https, bad_signature, unknown_session, token_in_query). */
   reason?: string;
   message: string;
   /** Whether retrying can help. When false the socket stays stopped until `auth.connect()`. */

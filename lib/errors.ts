@@ -93,11 +93,27 @@ export const SESSION_MISSING_REASONS = {
     "The session cookie's signature did not verify: the server's session `secret` (cookie-session: `keys`) differs " +
     "from the one that signed it, or it was rotated out (keep old secrets at the end of the `secret` array while rotating). Log in again.",
   unknown_session: "The session cookie names a session the store does not have: it expired or was logged out. Log in again.",
+  token_in_query:
+    "A token came in the URL's query string (`token` or `access_token`, as socketio-jwt clients send it) and was not " +
+    "read: URLs end up in server, proxy and browser logs. Send it as `io({ auth: { token } })` instead (or use the " +
+    "client's `withAuth`), and leave it out of `query`.",
 } as const satisfies Record<SessionMissingReason, string>;
 
 /** `session_missing`, saying which of the reasons it was. */
 export function sessionMissing(reason: SessionMissingReason): RefusalError {
   return new RefusalError("session_missing", { message: SESSION_MISSING_REASONS[reason], data: { reason } });
+}
+
+/**
+ * `no_session`: a method that works on a socket's session (`withSession`, `logout`) was given one without: a token
+ * or anonymous socket, or one no longer connected.
+ */
+export function noSession(method: "withSession" | "logout"): BridgeError {
+  return new BridgeError(
+    "no_session",
+    `${method}() needs a connected socket that was admitted with a session (the session cookie); token and anonymous ` +
+      "sockets have none. A token client logs out by dropping its token; `auth.disconnectUser(id)` ends its sockets.",
+  );
 }
 
 /** Why the bridge ended a live socket; sent as `{ code }` with the `auth:ended` event before disconnecting. */
@@ -200,7 +216,7 @@ export class RefusalError extends BridgeError {
 /**
  * The options given to `bridge()` (or `authorize()`) cannot work: thrown at setup, never per connection. Its code is
  * `invalid_config`, or, for a call the app's setup cannot support, a code that names the limitation
- * (`cookie_session_read_only`: withSession() on cookie-session).
+ * (`cookie_session_read_only`: withSession() or logout() on cookie-session).
  */
 export class ConfigError extends BridgeError {
   override name = "ConfigError";

@@ -348,6 +348,7 @@ const REASON_LOGS: Record<SessionMissingReason, string> = {
     "X-Forwarded-Proto: https): browsers keep Secure cookies off http. Serve over https, or with trustProxy behind a TLS proxy",
   bad_signature: "a signed cookie failed verification with the session secret (another secret, or rotated out)",
   unknown_session: "the cookie verified but the store has no such session (expired or logged out)",
+  token_in_query: "no usable session, and a token in the query string, which is never read (see tokens.ts)",
 };
 
 /**

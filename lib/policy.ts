@@ -15,7 +15,7 @@ import { connectedSiblings, onCleanup, ownRequest } from "./seams.js";
 import type { AnonymousPolicy, ResolvedOptions } from "./options.js";
 import { Security } from "./security.js";
 import type { EngineLeftovers } from "./setup-checks.js";
-import { presentedToken, type Tokens } from "./tokens.js";
+import { presentedToken, queryTokenRefusal, type Tokens } from "./tokens.js";
 import type { AnySocket, BridgeRequest } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:policy");
@@ -144,8 +144,9 @@ export class Gate<TUser> {
           debug("onAccept refused %s in %s: %s", identity.userId, socket.nsp.name, refusal.code);
         }
       } catch (err) {
-        refusal = err as RefusalError;
-        if (allowAnonymous === true && NOBODY.has(refusal.code)) return admission;
+        refusal = queryTokenRefusal(socket, err as RefusalError);
+        // A client that sent a token meant to be someone: it is told, not admitted as anonymous.
+        if (allowAnonymous === true && NOBODY.has(refusal.code) && refusal.data.reason !== "token_in_query") return admission;
       }
       // Past the failure limit nothing more is tried, not even as anonymous.
       if (refusal.code !== "too_many_attempts") {

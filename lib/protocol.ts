@@ -47,7 +47,7 @@ export type RefusalCode =
   | "server_error";
 
 /** Which mistake a `session_missing` was (`err.data.reason`). */
-export type SessionMissingReason = "no_cookie" | "cookie_requires_https" | "bad_signature" | "unknown_session";
+export type SessionMissingReason = "no_cookie" | "cookie_requires_https" | "bad_signature" | "unknown_session" | "token_in_query";
 
 /** Why the bridge ended a live socket (the `code` of `auth:ended`). */
 export type EndCode = "logged_out" | "session_expired" | "user_removed" | "revoked" | "token_expired";

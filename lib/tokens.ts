@@ -7,7 +7,7 @@
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import { delayUntil, within } from "./deadline.js";
-import { REFUSALS, RefusalError, type RefusalCode } from "./errors.js";
+import { REFUSALS, RefusalError, sessionMissing, type RefusalCode } from "./errors.js";
 import { userIdOf } from "./handshake.js";
 import { detachedResponse, giveIsAuthenticated } from "./seams.js";
 import type { Identity } from "./identity.js";
@@ -36,10 +36,28 @@ function refusedRefresh(code: string, message?: string): RefreshAnswer {
 /** The token a client presented: `auth.token` first (never in URLs or logs), else a Bearer Authorization header. */
 export function presentedToken(req: IncomingMessage, auth: unknown): string | undefined {
   const fromAuth = (auth as { token?: unknown } | undefined)?.token;
-  if (typeof fromAuth === "string" && fromAuth !== "") return fromAuth;
+  // (@thream/socketio-jwt's clients send `Bearer <token>` there: they connect unchanged.)
+  if (typeof fromAuth === "string" && fromAuth !== "") return /^Bearer\s+(\S+)$/i.exec(fromAuth)?.[1] ?? fromAuth;
   const header = req.headers.authorization;
   const bearer = typeof header === "string" ? /^Bearer\s+(\S+)$/i.exec(header)?.[1] : undefined;
   return bearer || undefined;
+}
+
+/** Query parameters that socketio-jwt-style clients put their token in. Never read: URLs are logged. */
+const QUERY_TOKEN_PARAMS = ["token", "access_token"];
+
+/**
+ * A handshake with no usable session that brought its token in the query string (socketio-jwt's `?token=`)
+ * and not where the bridge reads one: refused as `token_in_query`, not with a sentence about cookies. Only the
+ * parameters' presence is looked at; their value is neither used nor logged.
+ */
+export function queryTokenRefusal(socket: AnySocket, refusal: RefusalError): RefusalError {
+  if (refusal.code !== "session_missing" && refusal.code !== "unauthenticated") return refusal;
+  const query = socket.handshake.query as Record<string, unknown>;
+  if (!QUERY_TOKEN_PARAMS.some((name) => Boolean(query[name]))) return refusal;
+  if (presentedToken(socket.request, socket.handshake.auth)) return refusal;
+  debug("session_missing (token_in_query): a token came in the query string, not read");
+  return sessionMissing("token_in_query");
 }
 
 /** When a JWT expires (ms since the epoch), from its `exp`; undefined for other tokens or no `exp`. */

@@ -6,7 +6,7 @@
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import { DeadlineError, within } from "./deadline.js";
-import { BridgeError } from "./errors.js";
+import { BridgeError, noSession } from "./errors.js";
 import type { Ledger } from "./ledger.js";
 import type { LiveSessions } from "./live-sessions.js";
 import { expiresOf, type SessionRecord, type SessionStore } from "./records.js";
@@ -29,11 +29,7 @@ export function withSession<T>(
   fn: (session: Session) => T | Promise<T>,
 ): Promise<T> {
   const session = live.liveOf(socket);
-  if (!session) {
-    return Promise.reject(
-      new BridgeError("no_session", "withSession() needs a connected socket that was admitted with a session."),
-    );
-  }
+  if (!session) return Promise.reject(noSession("withSession"));
   return live.queued(session, async () => {
     const req = socket.request as BridgeRequest;
     if (session.facts.ended) throw gone();

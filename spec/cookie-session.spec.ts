@@ -304,6 +304,19 @@ describe("cookie-session: the handshake", () => {
     await node.connect(cookie);
     expect(await answered).toEqual({ name: "ConfigError", code: "cookie_session_read_only" });
   });
+
+  it("passes logout(socket) the same ConfigError, and ends nothing: only an HTTP response can clear the cookie", async () => {
+    const node = await startNode();
+    const cookie = await node.login("alice");
+    const answered = new Promise<{ name: string; code: string; connected: boolean }>((resolve) => {
+      node.io.on("connection", (socket) => {
+        node.auth.logout(socket).catch((err: ConfigError) => resolve({ name: err.name, code: err.code, connected: socket.connected }));
+      });
+    });
+    await node.connect(cookie);
+    expect(await answered).toEqual({ name: "ConfigError", code: "cookie_session_read_only", connected: true });
+    expect((await node.me(cookie)).user).toMatchObject({ username: "alice" });
+  });
 });
 
 function cookieValue(cookie: string, name: string): string {

@@ -91,6 +91,23 @@ describe.each(STORES)("the example app with %s", (_name, redisUrl, logLine) => {
     expect(await me.json()).toEqual({ user: null });
   });
 
+  it("\"Log out over the socket\" ends every tab of that session and the session itself; bob stays", async () => {
+    const { url, login, connect } = await start(redisUrl());
+    const page = await (await fetch(url)).text();
+    expect(page).toMatch(/<button type="button" id="socket-logout"[^>]*>Log out over the socket<\/button>/);
+    const aliceCookie = await login("alice", "wonderland");
+    const bobCookie = await login("bob", "builder");
+    const tabs = [connect(aliceCookie), connect(aliceCookie)];
+    const bob = connect(bobCookie);
+    await Promise.all([...tabs, bob].map((socket) => nextEvent(socket, "hello")));
+    const endings = tabs.map((tab) => nextEvent(tab, "auth:ended"));
+    tabs[0]!.emit("logout");
+    expect(await Promise.all(endings)).toEqual([{ code: "logged_out" }, { code: "logged_out" }]);
+    expect(bob.connected).toBe(true);
+    const me = await fetch(`${url}/api/me`, { headers: { cookie: aliceCookie } });
+    expect(await me.json()).toEqual({ user: null });
+  });
+
   it("refuses a socket without a login, with a reason the page can show", async () => {
     const { url } = await start(redisUrl());
     const socket = ioClient(url, { forceNew: true, transports: ["websocket"] });

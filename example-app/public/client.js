@@ -188,6 +188,13 @@ if (me === null) {
     $("again").focus();
   });
 
+  // The same logout, asked over the socket: the server destroys the session and ends every socket of it, this
+  // one included, so "ended" above says "You were logged out." (the HTTP form does it with a page load).
+  const socketLogout = $("socket-logout");
+  socket.on("connect", () => (socketLogout.disabled = false));
+  socket.on("disconnect", () => (socketLogout.disabled = true));
+  socketLogout.addEventListener("click", () => socket.emit("logout"));
+
   auth.connect();
 
   input.addEventListener("input", () => sendError(""));

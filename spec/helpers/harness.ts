@@ -4,12 +4,15 @@
  * real socket.io-client connections to it.
  */
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { createAdapter as createStreamsAdapter } from "@socket.io/redis-streams-adapter";
 import { RedisStore } from "connect-redis";
-import { RedisStore as RedisStore9 } from "connect-redis-9";
+import { RedisStore as ConnectRedis9 } from "connect-redis-9";
 import express from "express";
 import session, { type SessionOptions, type Store } from "express-session";
 import { Redis } from "ioredis";
@@ -47,6 +50,19 @@ export const REDIS_CLIENT: RedisClientKind = (() => {
 })();
 
 export type NodeRedisClient = ReturnType<typeof createClient>;
+
+/**
+ * The connect-redis of node-redis stores: 9, or the copy of connect-redis 10 that PSB_CONNECT_REDIS names (a
+ * package folder: `npm run test:node` installs one outside package.json for Node 22+, which 10 requires).
+ */
+export const CONNECT_REDIS_NODE_REDIS: { version: string; RedisStore: typeof ConnectRedis9 } = await (async () => {
+  const dir = process.env.PSB_CONNECT_REDIS;
+  if (!dir) return { version: "9", RedisStore: ConnectRedis9 };
+  const { version } = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { version: string };
+  const loaded = (await import(pathToFileURL(join(dir, "dist", "connect-redis.js")).href)) as { RedisStore: typeof ConnectRedis9 };
+  return { version, RedisStore: loaded.RedisStore };
+})();
+const RedisStore9 = CONNECT_REDIS_NODE_REDIS.RedisStore;
 
 export interface RedisSessionStore {
   store: Store;
