@@ -97,7 +97,13 @@ const spawn = (file: string, args: string[], gc = false) =>
   new Child(
     fork(join(here, file), args, {
       ...(gc && CALLGRIND ? { execPath: "valgrind" } : {}),
-      execArgv: [...(gc && CALLGRIND ? [...VALGRIND, process.execPath] : []), "--import", "tsx", ...(gc ? ["--expose-gc"] : [])],
+      // BENCH_SERVER_FLAGS: V8 flags for the servers only (say, --trace-deopt).
+      execArgv: [
+        ...(gc && CALLGRIND ? [...VALGRIND, process.execPath] : []),
+        "--import",
+        "tsx",
+        ...(gc ? ["--expose-gc", ...(process.env.BENCH_SERVER_FLAGS?.split(" ").filter(Boolean) ?? [])] : []),
+      ],
       stdio: "inherit",
     }),
   );
