@@ -133,7 +133,13 @@ const percentile = (values: number[], p: number) => {
 };
 
 interface HandshakeFigures {
+  /** Server CPU per handshake in the first window (handshakes WARMUP+1 to WARMUP+HANDSHAKES of the process). */
   cpuMicros: number;
+  /** Of which on threads other than the main thread (V8's compiler and GC workers, libuv), from /proc. */
+  otherThreadsMicros: number;
+  /** The same in a second window, once the process has done WARMUP + HANDSHAKES handshakes: the steady state. */
+  warmCpuMicros: number;
+  warmOtherThreadsMicros: number;
   /** Of which GC (V8's own cost of each GC in the window, all threads' wall time). */
   gcMicros: number;
   bytesAllocated: number;
@@ -157,8 +163,9 @@ async function measureHandshakes(variant: Variant, transport: Transport, load: C
     await redis.config("RESETSTAT");
     await s.child.ask({ type: "cpu-start", label: transport });
     const run = await connect(HANDSHAKES, RATE);
-    const { micros, gcMicros, bytes, counts, listeners, instructions } = await s.child.ask<{
+    const { micros, gcMicros, bytes, counts, listeners, instructions, otherMicros } = await s.child.ask<{
       micros: number;
+      otherMicros: number;
       instructions?: number;
       gcMicros: number;
       bytes: number;
@@ -178,8 +185,17 @@ async function measureHandshakes(variant: Variant, transport: Transport, load: C
     await load.ask({ type: "events", count: EVENTS });
     const eventCommands = total(await storeCommands(redis));
     await load.ask({ type: "disconnect" });
+    // The same process again, warm: its code is compiled and optimized by now.
+    await s.child.ask({ type: "cpu-start", label: `${transport}-warm` });
+    const warmRun = await connect(HANDSHAKES, RATE);
+    const warm = await s.child.ask<{ micros: number; otherMicros: number }>({ type: "cpu-stop" });
+    await load.ask({ type: "disconnect" });
+    if (warmRun.failures) throw new Error(`${warmRun.failures} warm handshakes failed for ${variant}/${transport}`);
     return {
       cpuMicros: micros / HANDSHAKES,
+      otherThreadsMicros: otherMicros / HANDSHAKES,
+      warmCpuMicros: warm.micros / HANDSHAKES,
+      warmOtherThreadsMicros: warm.otherMicros / HANDSHAKES,
       gcMicros: gcMicros / HANDSHAKES,
       bytesAllocated: bytes / HANDSHAKES,
       perSecond: HANDSHAKES / (run.wallMs / 1000),
@@ -317,7 +333,7 @@ async function measureAll() {
         for (const transport of PARTS.has("handshakes") ? TRANSPORTS : []) {
           const figures = await measureHandshakes(variant, transport, load, redis, redisServer.url, round);
           handshakes.set(`${variant}/${transport}`, [...(handshakes.get(`${variant}/${transport}`) ?? []), figures]);
-          console.log(`round ${round} ${VARIANTS[variant]} ${transport}: ${figures.cpuMicros.toFixed(0)} µs/handshake (GC ${figures.gcMicros.toFixed(0)} µs), ${figures.perSecond.toFixed(0)}/s, ${(figures.bytesAllocated / 1024).toFixed(1)} KB allocated/handshake, ${figures.commandsPerHandshake.toFixed(2)} store commands/handshake`);
+          console.log(`round ${round} ${VARIANTS[variant]} ${transport}: ${figures.cpuMicros.toFixed(0)} µs/handshake (GC ${figures.gcMicros.toFixed(0)} µs, other threads ${figures.otherThreadsMicros.toFixed(0)} µs), warm ${figures.warmCpuMicros.toFixed(0)} µs (other threads ${figures.warmOtherThreadsMicros.toFixed(0)} µs), ${figures.perSecond.toFixed(0)}/s, ${(figures.bytesAllocated / 1024).toFixed(1)} KB allocated/handshake, ${figures.commandsPerHandshake.toFixed(2)} store commands/handshake`);
         }
         if (PARTS.has("heap")) {
           heaps.set(variant, [...(heaps.get(variant) ?? []), await measureHeap(variant, load, redisServer.url, round)]);
@@ -355,23 +371,24 @@ async function measureAll() {
     "",
   );
   lines.push("## Handshakes", "", ...CHART_LINES.handshakes, "");
-  lines.push("| setup | transport | server CPU / handshake | of which GC | allocated / handshake | handshakes / s | latency p50 | latency p99 | store commands / handshake | store commands / 100 events |");
-  lines.push("|---|---|---|---|---|---|---|---|---|---|");
+  lines.push("| setup | transport | server CPU / handshake | of which GC | of which other threads | warm: CPU / handshake | warm: other threads | allocated / handshake | handshakes / s | latency p50 | latency p99 | store commands / handshake | store commands / 100 events |");
+  lines.push("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const variant of variants) {
     for (const transport of TRANSPORTS) {
       const mix = (handshakes.get(`${variant}/${transport}`) ?? []).at(0)?.mix ?? "";
       lines.push(
-        `| ${VARIANTS[variant]} | ${transport} | ${m(variant, transport, (f) => f.cpuMicros).toFixed(0)} µs | ${m(variant, transport, (f) => f.gcMicros).toFixed(0)} µs | ${(m(variant, transport, (f) => f.bytesAllocated) / 1024).toFixed(1)} KB | ${m(variant, transport, (f) => f.perSecond).toFixed(0)} | ${m(variant, transport, (f) => f.p50).toFixed(1)} ms | ${m(variant, transport, (f) => f.p99).toFixed(1)} ms | ${m(variant, transport, (f) => f.commandsPerHandshake).toFixed(2)} (${mix}) | ${m(variant, transport, (f) => f.commandsPer100Events).toFixed(1)} |`,
+        `| ${VARIANTS[variant]} | ${transport} | ${m(variant, transport, (f) => f.cpuMicros).toFixed(0)} µs | ${m(variant, transport, (f) => f.gcMicros).toFixed(0)} µs | ${m(variant, transport, (f) => f.otherThreadsMicros).toFixed(0)} µs | ${m(variant, transport, (f) => f.warmCpuMicros).toFixed(0)} µs | ${m(variant, transport, (f) => f.warmOtherThreadsMicros).toFixed(0)} µs | ${(m(variant, transport, (f) => f.bytesAllocated) / 1024).toFixed(1)} KB | ${m(variant, transport, (f) => f.perSecond).toFixed(0)} | ${m(variant, transport, (f) => f.p50).toFixed(1)} ms | ${m(variant, transport, (f) => f.p99).toFixed(1)} ms | ${m(variant, transport, (f) => f.commandsPerHandshake).toFixed(2)} (${mix}) | ${m(variant, transport, (f) => f.commandsPer100Events).toFixed(1)} |`,
       );
     }
   }
   lines.push(
     "",
-    `Round by round, server CPU per handshake (rounds in the order they ran; each round runs the variants in a different order). GC is V8's own cost of each GC in the window (GCProfiler); allocated is the heap's growth plus what GCs freed.`,
+    `Round by round, server CPU per handshake (rounds in the order they ran; each round runs the variants in a different order). The first window is handshakes ${WARMUP + 1} to ${WARMUP + HANDSHAKES} of a new server process; "warm" is a second window of ${HANDSHAKES} in the same process afterwards, once V8 has compiled and optimized the code. "Other threads" is the CPU of every thread but the main one (V8's compiler and GC workers, libuv's pool; /proc, 10 ms ticks), which a CPU profile of the main thread does not see. GC is V8's own cost of each GC in the window (GCProfiler); allocated is the heap's growth plus what GCs freed.`,
     "",
   );
   for (const transport of TRANSPORTS) {
     lines.push(`- ${transport}: ${variants.map((v) => `${v} ${(handshakes.get(`${v}/${transport}`) ?? []).map((f) => f.cpuMicros.toFixed(0)).join("/")}`).join("; ")} µs.`);
+    lines.push(`- ${transport}, warm: ${variants.map((v) => `${v} ${(handshakes.get(`${v}/${transport}`) ?? []).map((f) => f.warmCpuMicros.toFixed(0)).join("/")}`).join("; ")} µs.`);
   }
   if (stages) lines.push("", ...stages);
   lines.push("", `## Memory and reconnect storms`, "", ...CHART_LINES.memory, "");
@@ -400,10 +417,11 @@ async function measureAll() {
     "",
   );
   const cpu = (v: Variant, transport: Transport = "websocket") => m(v, transport, (f) => f.cpuMicros);
+  const warmCpu = (v: Variant, transport: Transport = "websocket") => m(v, transport, (f) => f.warmCpuMicros);
   const percent = (more: number, less: number) => `${(((more - less) / less) * 100).toFixed(0)}%`;
   // Rounds are interleaved, so each round's pair shares the machine's state of the moment.
-  const perRound = (x: Variant, y: Variant, transport: Transport = "websocket") => {
-    const [xs, ys] = [x, y].map((v) => (handshakes.get(`${v}/${transport}`) ?? []).map((f) => f.cpuMicros));
+  const perRound = (x: Variant, y: Variant, transport: Transport = "websocket", pick: (f: HandshakeFigures) => number = (f) => f.cpuMicros) => {
+    const [xs, ys] = [x, y].map((v) => (handshakes.get(`${v}/${transport}`) ?? []).map(pick));
     return xs!.map((value, i) => `${value >= ys![i]! ? "+" : ""}${(((value - ys![i]!) / ys![i]!) * 100).toFixed(0)}%`).join(", ");
   };
   /** "met (x% below)" or "**missed by x%**", for (e) against another figure. */
@@ -418,6 +436,7 @@ async function measureAll() {
   lines.push(
     `- CPU per WebSocket handshake at or below passport.socketio's: (e) ${cpu("e").toFixed(0)} µs against (d) ${cpu("d").toFixed(0)} µs, ${verdict(cpu("e"), cpu("d"))}. Round by round, (e) against (d): ${perRound("e", "d")}.`,
     `- At or below the docs' recipe: (e) against (b) ${cpu("b").toFixed(0)} µs, ${verdict(cpu("e"), cpu("b"))}. Round by round: ${perRound("e", "b")}.`,
+    `- Warm (the same process, a second window): (e) ${warmCpu("e").toFixed(0)} µs against (d) ${warmCpu("d").toFixed(0)} µs, ${verdict(warmCpu("e"), warmCpu("d"))}, round by round ${perRound("e", "d", "websocket", (f) => f.warmCpuMicros)}; against (b) ${warmCpu("b").toFixed(0)} µs, ${verdict(warmCpu("e"), warmCpu("b"))}; over no auth ${(warmCpu("e") - warmCpu("a")).toFixed(0)} µs. Polling, warm: (e) ${warmCpu("e", "polling").toFixed(0)} µs against (d) ${warmCpu("d", "polling").toFixed(0)} µs, ${verdict(warmCpu("e", "polling"), warmCpu("d", "polling"))}.`,
     `- Stretch, overhead over no auth at most 150 µs: (e) ${cpu("e").toFixed(0)} µs − (a) ${cpu("a").toFixed(0)} µs = ${overhead.toFixed(0)} µs, ${overhead <= 150 ? "met" : `**missed by ${(overhead - 150).toFixed(0)} µs**`}. Round by round: ${(handshakes.get("e/websocket") ?? []).map((f, i) => (f.cpuMicros - (handshakes.get("a/websocket")?.[i]?.cpuMicros ?? NaN)).toFixed(0)).join(", ")} µs.`,
     `- Polling, CPU per handshake at or below passport.socketio's: (e) ${cpu("e", "polling").toFixed(0)} µs against (d) ${cpu("d", "polling").toFixed(0)} µs, ${verdict(cpu("e", "polling"), cpu("d", "polling"))}. Round by round: ${perRound("e", "d", "polling")}.`,
     `- Heap per connected socket, (e): ${notWorse(heap("e") / 1024, BEFORE.heapKB, " KB")} ((e) adds ${((heap("e") - heap("a")) / 1024).toFixed(1)} KB to (a), (b) adds ${((heap("b") - heap("a")) / 1024).toFixed(1)} KB). ${HEAP_SOCKETS.toLocaleString("en")} concurrent authenticated sockets on one node: ${heaps.get("e")?.length ? "held" : "not measured"}.`,

@@ -240,11 +240,14 @@ describe("the failed-handshake limit (failureLimit)", () => {
   it("can be shared by every node through Redis", async () => {
     const client = new Redis(inject("redisUrl"));
     try {
-      const failureLimit = { perMinute: 2, limiter: redisFailureLimiter(client, { prefix: `psb:failures:${Date.now()}:` }) };
+      const prefix = `psb:failures:${Date.now()}:`;
+      const failureLimit = { perMinute: 2, limiter: redisFailureLimiter(client, { prefix }) };
       const a = await start({ bridge: { failureLimit } });
       const b = await start({ prefix: a.prefix, bridge: { failureLimit } });
       await code(a, {});
       await code(a, {});
+      // Node A counts a failure in Redis after it has refused the socket: wait until both counts landed there.
+      await expect.poll(async () => Number((await client.get((await client.keys(`${prefix}*`))[0] ?? "none")) ?? 0)).toBe(2);
       expect(await code(b, { cookie: await b.login("alice") })).toBe("too_many_attempts");
     } finally {
       client.disconnect();
