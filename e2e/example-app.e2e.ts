@@ -129,6 +129,18 @@ async function aliceInTwoTabsAndBob(url: string) {
 }
 
 /** When the page started each Engine.IO connection (its first request, with no sid yet): one per handshake. */
+/** The app on a Redis that can be stopped and started again, and Alice logged in and connected. */
+async function aliceOnARedisOfHerOwn() {
+  const redis: DurableRedis = await startDurableRedis();
+  cleanups.push(() => redis.close());
+  const { url } = await startApp({ redisUrl: redis.url });
+  const page = await (await context()).newPage();
+  const seen = watch(page);
+  await logIn(page, url, "alice", "wonderland");
+  await sees(page, "#status", "connected as Alice");
+  return { redis, url, page, seen };
+}
+
 function handshakes(page: Page): number[] {
   const at: number[] = [];
   page.on("request", (req) => {
@@ -406,13 +418,7 @@ describe("the example app in Chromium", () => {
   });
 
   it("9. a session-store outage: a notice while reconnecting is refused, gone once the socket connects again", async () => {
-    const redis: DurableRedis = await startDurableRedis();
-    cleanups.push(() => redis.close());
-    const { url } = await startApp({ redisUrl: redis.url });
-    const page = await (await context()).newPage();
-    const seen = watch(page);
-    await logIn(page, url, "alice", "wonderland");
-    await sees(page, "#status", "connected as Alice");
+    const { redis, url, page, seen } = await aliceOnARedisOfHerOwn();
     // Past the bridge's session cache (sessionCacheMs, 2 s): a new handshake has to read the store.
     await sleep(2500);
     const authLog = await recordAuth(page);
@@ -453,13 +459,7 @@ describe("the example app in Chromium", () => {
   });
 
   it("10. a reload while the session store is down: the page at once, a sentence and no stack trace; a login gets a friendly page", async () => {
-    const redis: DurableRedis = await startDurableRedis();
-    cleanups.push(() => redis.close());
-    const { url } = await startApp({ redisUrl: redis.url });
-    const page = await (await context()).newPage();
-    const seen = watch(page);
-    await logIn(page, url, "alice", "wonderland");
-    await sees(page, "#status", "connected as Alice");
+    const { redis, url, page, seen } = await aliceOnARedisOfHerOwn();
 
     await redis.kill();
     // The page and its files come before the session: they load, and /api/me says at once what is wrong (503).

@@ -90,6 +90,15 @@ function outcome(socket: ClientSocket): Promise<string> {
 }
 
 /** The server-side socket of a connected client socket. */
+/** An HTTP logout ends `main` with `logged_out`, and the server disconnects it. */
+async function expectLogoutEnds(h: Harness, cookie: string, main: ClientSocket): Promise<void> {
+  const ended = nextEvent(main, "auth:ended");
+  const gone = nextEvent(main, "disconnect");
+  expect((await h.request("/logout", { method: "POST", cookie })).status).toBe(204);
+  expect(await ended).toEqual({ code: "logged_out" });
+  expect(await gone).toBe("io server disconnect");
+}
+
 const serverSocket = (io: Server, name: string, client: ClientSocket) => io.of(name).sockets.get(client.id!);
 
 const TRANSPORTS = ["websocket", "polling"] as const;
@@ -228,12 +237,7 @@ describe("a logout ends `/` and leaves /admin alone", () => {
     expect(await outcome(ui)).toBe("connected");
     const uiGone: string[] = [];
     ui.on("disconnect", (reason) => uiGone.push(reason));
-
-    const ended = nextEvent(main, "auth:ended");
-    const gone = nextEvent(main, "disconnect");
-    expect((await h.request("/logout", { method: "POST", cookie })).status).toBe(204);
-    expect(await ended).toEqual({ code: "logged_out" });
-    expect(await gone).toBe("io server disconnect");
+    await expectLogoutEnds(h, cookie, main);
 
     const uiId = ui.id;
     expect(await whoami(ui)).toMatchObject({ user: null });
@@ -250,12 +254,7 @@ describe("a logout ends `/` and leaves /admin alone", () => {
     const engineId = manager.engine.id;
     const uiGone: string[] = [];
     ui.on("disconnect", (reason) => uiGone.push(reason));
-
-    const ended = nextEvent(main, "auth:ended");
-    const gone = nextEvent(main, "disconnect");
-    expect((await h.request("/logout", { method: "POST", cookie })).status).toBe(204);
-    expect(await ended).toEqual({ code: "logged_out" });
-    expect(await gone).toBe("io server disconnect");
+    await expectLogoutEnds(h, cookie, main);
 
     // The Admin UI's socket answers over the same Engine.IO connection, never disconnected.
     expect(await whoami(ui)).toMatchObject({ user: null });
