@@ -27,14 +27,29 @@ function pairOf(part: string): [string, string] | undefined {
   return [name, decode(value)];
 }
 
-/** The value of the header's first cookie named `name` (the one express-session reads), or undefined. */
-export function firstCookie(header: string | undefined, name: string): string | undefined {
-  if (typeof header !== "string") return undefined;
+/**
+ * The value of the header's one cookie named `name`, read exactly as express-session's parser (`cookie`) reads it;
+ * undefined when the header has anything but printable ASCII (where `trim()` and `cookie` strip differently) or
+ * the name more than once (where parsers differ on which counts). For shortcuts that must see what it saw.
+ */
+export function soleCookie(header: string | undefined, name: string): string | undefined {
+  if (!plainHeader(header)) return undefined;
+  let found: string | undefined;
   for (const part of header.split(";")) {
     const pair = pairOf(part);
-    if (pair?.[0] === name) return pair[1];
+    if (pair?.[0] !== name) continue;
+    if (found !== undefined) return undefined;
+    found = pair[1];
   }
-  return undefined;
+  return found;
+}
+
+/** Printable ASCII only (no tab, no control characters, nothing above 0x7E). */
+const PRINTABLE = /^[\x20-\x7e]*$/;
+
+/** Whether `header` is printable ASCII, which every parser splits alike. */
+export function plainHeader(header: string | undefined): header is string {
+  return typeof header === "string" && PRINTABLE.test(header);
 }
 
 /**

@@ -10,7 +10,7 @@
 import type { IncomingMessage } from "node:http";
 import createDebug from "debug";
 import type { CookieSessions } from "./cookie-sessions.js";
-import { claimsSessionId, cookiePairs, firstCookie } from "./cookies.js";
+import { claimsSessionId, cookiePairs, plainHeader, soleCookie } from "./cookies.js";
 import { DeadlineError, DeadlineList, type Deadline } from "./deadline.js";
 import { RefusalError, sessionMissing, type RefusalCode, type SessionMissingReason } from "./errors.js";
 import type { SessionIdentity } from "./identity.js";
@@ -180,18 +180,27 @@ class Authentication implements Deadline, ReadTicket {
     const { cookieName, ledger } = this.handshake;
     const store = this.handshake.store();
     if (cookieName === undefined || !store?.createSession || !storeReady(store)) return false;
-    const signed = firstCookie(this.request.headers.cookie, cookieName);
+    const signed = soleCookie(this.request.headers.cookie, cookieName);
     if (signed === undefined || !signed.startsWith("s:")) return false;
     const sid = signed.slice(2, signed.lastIndexOf("."));
     const copy = ledger.copyForCookie(sid, signed);
     if (!copy) return false;
+    const request = this.request;
+    try {
+      request.sessionStore = store;
+      request.sessionID = sid;
+      store.createSession(request, JSON.parse(copy.json) as SessionRecord);
+    } catch (err) {
+      // A store whose createSession fails on the copy: express-session decides, on a request left as it found it.
+      debug("the session copy of %s did not load, reading it as usual: %O", sid, err);
+      startClean(request, "session");
+      startClean(request, "sessionID");
+      startClean(request, "sessionStore");
+      return false;
+    }
     this.sid = sid;
     this.readAt = copy.readAt;
     this.loaded = true;
-    const request = this.request;
-    request.sessionStore = store;
-    request.sessionID = sid;
-    store.createSession(request, JSON.parse(copy.json) as SessionRecord);
     return true;
   }
 
@@ -244,7 +253,7 @@ class Authentication implements Deadline, ReadTicket {
     if (!this.loaded || this.sid !== sid) return;
     const handshake = this.handshake;
     handshake.cookieName ??= sessionCookieName(request.headers.cookie, sid);
-    const signed = handshake.cookieName === undefined ? undefined : firstCookie(request.headers.cookie, handshake.cookieName);
+    const signed = handshake.cookieName === undefined ? undefined : soleCookie(request.headers.cookie, handshake.cookieName);
     if (signed?.startsWith(`s:${sid}.`)) handshake.ledger.verified(sid, signed);
   }
 
@@ -364,6 +373,7 @@ function missingReason(header: string | undefined, asked: string | undefined, wa
 
 /** The name of the one cookie in `header` that claims session `sid`; undefined when none or several do. */
 function sessionCookieName(header: string | undefined, sid: string): string | undefined {
+  if (!plainHeader(header)) return undefined;
   const names = new Set<string>();
   for (const [name, value] of cookiePairs(header)) if (value.startsWith(`s:${sid}.`)) names.add(name);
   return names.size === 1 ? names.values().next().value : undefined;

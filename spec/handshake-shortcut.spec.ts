@@ -81,6 +81,38 @@ describe("the handshake shortcut answers what express-session would", () => {
     expect(renamed.ok).toBe(false);
   });
 
+  it("takes no shortcut where parsers differ: bytes outside printable ASCII, or the cookie's name twice", async () => {
+    const s = await setup();
+    await s.live();
+    // express-session's parser keeps U+00A0 (only spaces and tabs are stripped): the signature fails for it.
+    const nbsp = await s.handshake(`connect.sid=${encodeURIComponent(s.signed)}\u00a0`);
+    expect(nbsp.ok).toBe(false);
+    expect(nbsp.refusal?.reason).toBe("bad_signature");
+    // A name express-session reads as another cookie must not get an unchecked value recorded as verified.
+    const forged = `s:${s.sid}.${"y".repeat(43)}`;
+    const mixed = await s.handshake(`connect.sid\u00a0=${encodeURIComponent(forged)}; connect.sid=${encodeURIComponent(s.signed)}`);
+    expect(mixed.ok).toBe(true);
+    const alone = await s.handshake(`connect.sid=${encodeURIComponent(forged)}`);
+    expect(alone.ok).toBe(false);
+    expect(alone.refusal?.reason).toBe("bad_signature");
+  });
+
+  it("falls back to express-session when the store cannot make a session from the copy", async () => {
+    const s = await setup();
+    await s.live();
+    const createSession = s.store.createSession.bind(s.store);
+    let failures = 1;
+    s.store.createSession = (req, record) => {
+      if (failures-- > 0) throw new Error("a store that cannot load this record");
+      return createSession(req, record);
+    };
+    const before = s.runs();
+    const again = await s.handshake(`connect.sid=${encodeURIComponent(s.signed)}`);
+    expect(again.ok).toBe(true);
+    expect(s.runs() - before, "express-session ran instead").toBe(1);
+    expect((again.conn.request as unknown as { session: { passport: { user: string } } }).session.passport.user).toBe("alice");
+  });
+
   it("refuses store_unavailable while the store reports `disconnect`, as express-session skips the request", async () => {
     const s = await setup();
     await s.live();
