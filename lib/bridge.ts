@@ -429,7 +429,8 @@ export class SocketBridge<TUser = Express.User> {
 
   /** Session `sessionId` was logged out through this node: its sockets end on every node. */
   private loggedOut(sessionId: string): void {
-    if (this.loggingOut.has(sessionId)) return;
+    // logout() asks every node itself, and counts; this node's ledger still ends the session now, as the store answers.
+    if (this.loggingOut.has(sessionId)) return this.ledger.end(sessionId);
     this.cluster
       .tell("endSession", { sessionId, code: "logged_out" })
       .catch((err: unknown) => debug("logout of %s: %O", sessionId, err));

@@ -19,7 +19,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { cookiePairs } from "./cookies.js";
+import { cookiePairs, soleCookie } from "./cookies.js";
 import { ConfigError, type SessionMissingReason } from "./errors.js";
 import { detachedResponse } from "./seams.js";
 import type { BridgeRequest, SessionMiddleware } from "./types.js";
@@ -98,12 +98,17 @@ export class CookieSessions {
 
   /** Whether the handshake's session came from a cookie that verified (not one made up for a missing or forged one). */
   loaded(req: IncomingMessage): boolean {
-    return (req.session as unknown as CookieSession | null)?.isNew === false;
+    // (And with an id to go by: a signature cookie read the way cookie-session reads it, or the shim's own id.)
+    return (req.session as unknown as CookieSession | null)?.isNew === false && this.idOrNone(req) !== undefined;
   }
 
   /** The id a loaded session goes by: the shim's, else a hash of its signature cookie. */
   idOf(req: IncomingMessage): string {
-    return ownId(req.session as unknown as CookieSession) ?? hashIdOf(req) ?? "";
+    return this.idOrNone(req)!;
+  }
+
+  private idOrNone(req: IncomingMessage): string | undefined {
+    return ownId(req.session as unknown as CookieSession) ?? hashIdOf(req);
   }
 
   /** Why no session was loaded: no session cookie came, or one came whose signature (or content) did not verify. */
@@ -276,7 +281,8 @@ function nameOf(req: IncomingMessage): string {
  */
 function hashIdOf(req: IncomingMessage): string | undefined {
   const sigName = `${nameOf(req)}.sig`;
-  const sig = cookiePairs(req.headers.cookie).find(([key]) => key === sigName)?.[1];
+  // Only a header every parser reads alike, naming the signature cookie once: the value cookie-session checked.
+  const sig = soleCookie(req.headers.cookie, sigName);
   return sig ? `sig-${createHash("sha256").update(sig).digest("base64url").slice(0, 32)}` : undefined;
 }
 

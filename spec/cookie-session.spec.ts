@@ -240,6 +240,19 @@ describe("cookie-session: the handshake", () => {
     expect(ids[0]).not.toBe(ids[1]);
   });
 
+  it("goes by no id the client chose: a login without an id and a signature cookie named twice is refused, not sessionID ''", async () => {
+    const legacy = await startNode({ shim: "usual" });
+    const node = await startNode();
+    const cookie = await legacy.login("alice");
+    const value = cookieValue(cookie, "session");
+    const sig = cookieValue(cookie, "session.sig");
+    // cookie-session checks the first `session.sig=` (the real one); a parser that trims names would see "" first.
+    const { data } = await node.refusal(`session=${value}; session.sig =; session.sig=${sig}`);
+    expect(data.code).toBe("session_missing");
+    // The same login, sent plainly, goes by the hash of its real signature.
+    expect((await whoami(await node.connect(`session=${value}; session.sig=${sig}`))).sessionID).toMatch(/^sig-[\w-]{32}$/);
+  });
+
   it("goes by a hash of the signature for a login without an id until the shim gives it one, and a logout ends both", async () => {
     // Logged in where the usual shim ran (as before the bridge's was installed): no id in the cookie.
     const legacy = await startNode({ shim: "usual" });
