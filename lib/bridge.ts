@@ -17,7 +17,7 @@ import { Handshake } from "./handshake.js";
 import { sessionRoom, toUserId, userRoom, type SessionIdentity } from "./identity.js";
 import { LiveSessions } from "./live-sessions.js";
 import { withSession } from "./with-session.js";
-import { closeConnection, connectedSiblings, ownRequest, recoveryOptionsOf, wireEveryNamespace } from "./seams.js";
+import { closeConnection, connectedSiblings, namespacesOf, ownRequest, recoveryOptionsOf, wireEveryNamespace } from "./seams.js";
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from "./options.js";
 import { checkNoSocketsYet, EngineLeftovers, probeSession } from "./setup-checks.js";
 import { Gate, type Admission } from "./policy.js";
@@ -72,6 +72,8 @@ export class SocketBridge<TUser = Express.User> {
   private store: SessionStore | undefined;
   /** The namespaces this bridge authenticates, each decided once, when it is wired (the `namespaces` option). */
   private readonly owned = new WeakSet<Namespace>();
+  /** This node's namespaces the bridge authenticates: the only ones its endings, revocations and presence reach. */
+  private readonly bridged = (): Namespace[] => [...namespacesOf(this.io)].filter((nsp) => this.owned.has(nsp));
   /** Set when the session middleware is cookie-session. */
   private readonly cookieSessions: CookieSessions | undefined;
   /** Sessions `logout()` is destroying: it asks every node itself, and waits for their answers. */
@@ -102,9 +104,9 @@ export class SocketBridge<TUser = Express.User> {
       endUser: ({ userId, code }) => this.endHere(userRoom(userId), code),
       refresh: (userId) => this.live.refreshUser(userId),
       renewal: (sessionId) => this.ledger.renewalOf(sessionId) ?? null,
-      online: (userId) => onlineHere(io, userId),
+      online: (userId) => onlineHere(this.bridged(), userId),
       leaveChannel: ({ userId, channel }) => this.leaveHere(userRoom(userId), channel),
-      users: () => usersHere(io),
+      users: () => usersHere(this.bridged()),
       members: (query) => this.channels.membersHere(query),
     });
     this.cluster = cluster;
@@ -421,7 +423,7 @@ export class SocketBridge<TUser = Express.User> {
    * reads again (from the fresh copy). A write that took the user away is a logout, on every node.
    */
   private written(sessionId: string, session: SessionRecord | undefined): void {
-    for (const socket of localSocketsIn(this.io, sessionRoom(sessionId))) this.gate.forget(socket);
+    for (const socket of localSocketsIn(this.bridged(), sessionRoom(sessionId))) this.gate.forget(socket);
     if (!userTakenAway(session, this.options.passportKey)) return;
     debug("session %s was written without its user: a logout", sessionId);
     this.loggedOut(sessionId);
@@ -446,14 +448,14 @@ export class SocketBridge<TUser = Express.User> {
   }
 
   private async leaveHere(room: string, channel: string): Promise<number> {
-    const sockets = localSocketsIn(this.io, room).filter((socket) => socket.rooms.has(channel));
+    const sockets = localSocketsIn(this.bridged(), room).filter((socket) => socket.rooms.has(channel));
     await Promise.all(sockets.map((socket) => this.channels.leave(socket, channel)));
     return sockets.length;
   }
 
   private endHere(room: string, code: EndCode): number {
     this.ledger.endings.record(room, code);
-    return endLocalSockets(this.io, room, code, (socket) => this.gate.forget(socket), this.close);
+    return endLocalSockets(this.bridged(), room, code, (socket) => this.gate.forget(socket), this.close);
   }
 
   /**

@@ -4,10 +4,10 @@
  * telling each why, and disconnecting it. (Cluster-wide reach is cluster.ts's job.)
  */
 import createDebug from "debug";
-import type { Server } from "socket.io";
+import type { Namespace } from "socket.io";
 import { roomsOf, userOfRoom, userRoom, type Identity } from "./identity.js";
 import { Events, type EndCode } from "./protocol.js";
-import { closeConnection, namespacesOf } from "./seams.js";
+import { closeConnection } from "./seams.js";
 import type { AnySocket, BridgeSocketData } from "./types.js";
 
 const debug = createDebug("passport-socketio-bridge:rooms");
@@ -58,13 +58,13 @@ function tell(socket: AnySocket, code: EndCode): void {
  * closing it for the first would leave the others with a bare "transport close".
  */
 export function endLocalSockets(
-  io: Server,
+  namespaces: Iterable<Namespace>,
   room: string,
   code: EndCode,
   afterEnd: (socket: AnySocket) => void,
   close: (socket: AnySocket) => void = closeConnection,
 ): number {
-  const sockets = localSocketsIn(io, room);
+  const sockets = localSocketsIn(namespaces, room);
   for (const socket of sockets) tell(socket, code);
   for (const socket of sockets) {
     endSocket(socket, code, true, close);
@@ -74,15 +74,15 @@ export function endLocalSockets(
   return sockets.length;
 }
 
-/** Whether user `userId` has a connected socket on this node (session or token), in any namespace. */
-export function onlineHere(io: Server, userId: string): boolean {
-  return localSocketsIn(io, userRoom(userId)).length > 0;
+/** Whether user `userId` has a connected socket on this node (session or token), in any of `namespaces`. */
+export function onlineHere(namespaces: Iterable<Namespace>, userId: string): boolean {
+  return localSocketsIn(namespaces, userRoom(userId)).length > 0;
 }
 
-/** The users with a connected socket on this node: the `user:` rooms with a connected member, in every namespace. */
-export function usersHere(io: Server): string[] {
+/** The users with a connected socket on this node: the `user:` rooms with a connected member, in `namespaces`. */
+export function usersHere(namespaces: Iterable<Namespace>): string[] {
   const users = new Set<string>();
-  for (const nsp of namespacesOf(io)) {
+  for (const nsp of namespaces) {
     for (const [room, ids] of nsp.adapter.rooms) {
       const user = userOfRoom(room);
       if (user === undefined) continue;
@@ -97,10 +97,10 @@ export function usersHere(io: Server): string[] {
   return [...users];
 }
 
-/** This node's connected sockets in `room`, in every namespace. */
-export function localSocketsIn(io: Server, room: string): AnySocket[] {
+/** This node's connected sockets in `room`, in `namespaces` (the bridge's: a namespace left to the app is not its). */
+export function localSocketsIn(namespaces: Iterable<Namespace>, room: string): AnySocket[] {
   const sockets: AnySocket[] = [];
-  for (const nsp of namespacesOf(io)) {
+  for (const nsp of namespaces) {
     for (const id of nsp.adapter.rooms.get(room) ?? []) {
       const socket = nsp.sockets.get(id);
       if (socket) sockets.push(socket);

@@ -339,6 +339,25 @@ describe("the namespaces option", () => {
     expect(warnings).toEqual([["PSB_NAMESPACES_THREW", expect.stringMatching(/threw for "\/broken".*oops/)]]);
   });
 
+  it("reaches no socket of a namespace left out, even one the app put in a user: or session: room itself", async () => {
+    const h = await start({ bridge: { namespaces: (name) => name !== "/open" } });
+    const cookie = await h.login("carol");
+    const main = await h.connect({ cookie });
+    const { user } = await whoami(main);
+    // The app's own namespace, with a room of the same name as the bridge's.
+    h.io.of("/open").on("connection", (socket) => {
+      answerWhoami(socket);
+      void socket.join(h.auth.userRoom((user as { id: string }).id));
+    });
+    const open = await h.connect({ namespace: "/open" });
+    await expect.poll(async () => (await whoami(open)).rooms).toContain(h.auth.userRoom((user as { id: string }).id));
+    const gone: string[] = [];
+    open.on("disconnect", (reason) => gone.push(reason));
+    expect(await h.auth.disconnectUser((user as { id: string }).id)).toBe(1);
+    expect([open.connected, gone]).toEqual([true, []]);
+    expect(await h.auth.onlineUsers()).toEqual([]);
+  });
+
   it("sockets already connected to a namespace left out don't stop bridge()", async () => {
     const h = await start({ bridge: false });
     h.io.of("/admin").on("connection", answerWhoami);
