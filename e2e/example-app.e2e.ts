@@ -226,7 +226,7 @@ describe("the example app in Chromium", () => {
     expect((await bob.locator("#online li").allInnerTexts()).sort()).toEqual(["Alice", "Bob"]);
     expect(await bob.locator("#notice").isHidden()).toBe(true);
     expect(await bob.getByRole("button", { name: "Send" }).isEnabled()).toBe(true);
-    expect(await bob.getByRole("button", { name: "Log out" }).isVisible()).toBe(true);
+    expect(await bob.getByRole("button", { name: "Log out", exact: true }).isVisible()).toBe(true);
     await bob.screenshot({ path: join(SHOTS, "2-chat.png") });
     await docsShot(bob, "chat");
   });
@@ -236,7 +236,7 @@ describe("the example app in Chromium", () => {
     const tab2Handshakes = handshakes(tab2);
 
     const started = Date.now();
-    await tab1.getByRole("button", { name: "Log out" }).click();
+    await tab1.getByRole("button", { name: "Log out", exact: true }).click();
     await sees(tab2, "#notice", "You were logged out.", 2000);
     const endedAt = Date.now();
     // The chat form is gone; focus moves to the way back in.
@@ -249,7 +249,7 @@ describe("the example app in Chromium", () => {
     // What the tab shows now: the notice and its way back in, and nothing that no longer works.
     expect((await tab2.locator("#notice").innerText()).trim()).toBe("You were logged out. Log in again");
     expect(await tab2.getByRole("link", { name: "Log in again" }).isVisible()).toBe(true);
-    expect(await tab2.getByRole("button", { name: "Log out" }).isHidden()).toBe(true);
+    expect(await tab2.getByRole("button", { name: "Log out", exact: true }).isHidden()).toBe(true);
     expect(await tab2.locator("#send-error").isHidden()).toBe(true);
     await sees(tab2, "#status", "Disconnected.");
     await tab2.screenshot({ path: join(SHOTS, "3-logged-out-in-another-tab.png") });
@@ -431,7 +431,7 @@ describe("the example app in Chromium", () => {
     expect(await page.getByRole("link", { name: "Log in again" }).isHidden()).toBe(true);
     expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(true);
     expect(seen.warnings.join("\n")).toMatch(/refused the connection: store_unavailable\. The session store is unavailable/);
-    expect(await page.getByRole("button", { name: "Log out" }).isVisible()).toBe(true);
+    expect(await page.getByRole("button", { name: "Log out", exact: true }).isVisible()).toBe(true);
     await page.screenshot({ path: join(SHOTS, "9-store-outage.png") });
     await docsShot(page, "store-down-live");
 
@@ -518,7 +518,7 @@ describe("the example app in Chromium", () => {
       "You are no longer logged in: this browser has forgotten your login. Log in again",
     );
     expect(await page.getByRole("link", { name: "Log in again" }).isVisible()).toBe(true);
-    expect(await page.getByRole("button", { name: "Log out" }).isHidden()).toBe(true);
+    expect(await page.getByRole("button", { name: "Log out", exact: true }).isHidden()).toBe(true);
     expect(await page.locator("#send-error").isHidden()).toBe(true);
     expect(await page.getByRole("button", { name: "Send" }).isDisabled()).toBe(true);
     await sees(page, "#status", "Not connected.");
