@@ -167,7 +167,10 @@ type Node = Awaited<ReturnType<typeof startNode>>;
 
 async function twoNodes(options: NodeOptions = {}): Promise<[Node, Node]> {
   const cluster = randomUUID().slice(0, 8);
-  return [await startNode({ ...options, cluster }), await startNode({ ...options, cluster })];
+  const nodes: [Node, Node] = [await startNode({ ...options, cluster }), await startNode({ ...options, cluster })];
+  // Each node's adapter subscribes as it starts: commands reach a node once both count each other.
+  for (const node of nodes) await expect.poll(() => node.io.of("/").adapter.serverCount()).toBe(2);
+  return nodes;
 }
 
 const whoami = (socket: ClientSocket) => socket.timeout(5000).emitWithAck("whoami") as Promise<WhoAmI & { session: Record<string, unknown> }>;
@@ -398,6 +401,8 @@ describe("cookie-session: logout and revocation", () => {
     const { sessionID } = await a.me(cookie);
     const socket = await b.connect(cookie);
     const ended = ending(socket);
+    // Node B's adapter subscribes to the cluster's channel as it starts: A's commands reach it once it answers.
+    await expect.poll(() => a.auth.isOnline("1")).toBe(true);
     expect(await a.auth.disconnectSession(sessionID!)).toBe(1);
     expect((await ended).code).toBe("revoked");
   });
