@@ -70,10 +70,10 @@ export class SocketBridge<TUser = Express.User> {
   private readonly ledger: Ledger;
   private readonly cluster: Cluster<Commands>;
   private store: SessionStore | undefined;
-  /** The namespaces this bridge authenticates, each decided once, when it is wired (the `namespaces` option). */
-  private readonly owned = new WeakSet<Namespace>();
+  /** Whether this bridge authenticates each namespace (the `namespaces` option), decided once per namespace. */
+  private readonly ownership = new WeakMap<Namespace, boolean>();
   /** This node's namespaces the bridge authenticates: the only ones its endings, revocations and presence reach. */
-  private readonly bridged = (): Namespace[] => [...namespacesOf(this.io)].filter((nsp) => this.owned.has(nsp));
+  private readonly bridged = (): Namespace[] => [...namespacesOf(this.io)].filter((nsp) => this.owns(nsp));
   /** Set when the session middleware is cookie-session. */
   private readonly cookieSessions: CookieSessions | undefined;
   /** Sessions `logout()` is destroying: it asks every node itself, and waits for their answers. */
@@ -90,8 +90,7 @@ export class SocketBridge<TUser = Express.User> {
       throw new ConfigError("bridge() was already called for this Socket.IO server; call it once and share the result.");
     }
     this.options = resolveOptions(options);
-    const owns = (nsp: Namespace): boolean => ownsNamespace(this.options.namespaces, nsp.name);
-    checkNoSocketsYet(io, owns);
+    checkNoSocketsYet(io, (nsp) => this.owns(nsp));
     authenticateRecoveredConnections(io);
     this.ledger = new Ledger(this.options);
     const { session } = this.options;
@@ -163,12 +162,9 @@ export class SocketBridge<TUser = Express.User> {
       (socket) => this.connected(socket),
       holdMissedPackets,
       (nsp) => {
-        if (!owns(nsp)) {
-          debug("namespace %s is left to the app (the namespaces option)", nsp.name);
-          return false;
-        }
-        this.owned.add(nsp);
-        return true;
+        if (this.owns(nsp)) return true;
+        debug("namespace %s is left to the app (the namespaces option)", nsp.name);
+        return false;
       },
       (socket, next) => {
         this.gate.leaveToApp(socket);
@@ -465,11 +461,16 @@ export class SocketBridge<TUser = Express.User> {
    */
   private readonly close = (socket: AnySocket): void => {
     if (this.options.namespaces) {
-      for (const sibling of connectedSiblings(socket)) if (!this.owned.has(sibling.nsp)) return;
+      for (const sibling of connectedSiblings(socket)) if (!this.owns(sibling.nsp)) return;
     }
     closeConnection(socket);
   };
 
+  private owns(nsp: Namespace): boolean {
+    let owned = this.ownership.get(nsp);
+    if (owned === undefined) this.ownership.set(nsp, (owned = ownsNamespace(this.options.namespaces, nsp.name)));
+    return owned;
+  }
 }
 
 function sum(counts: Array<number | null | undefined>): number {

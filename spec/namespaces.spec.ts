@@ -339,6 +339,26 @@ describe("the namespaces option", () => {
     expect(warnings).toEqual([["PSB_NAMESPACES_THREW", expect.stringMatching(/threw for "\/broken".*oops/)]]);
   });
 
+  it("asks the function once per namespace, one made before bridge() too (one warning for one throw)", async () => {
+    const io = new Server();
+    io.of("/broken");
+    const asked: string[] = [];
+    bridge(io, {
+      session: sessionMiddleware,
+      passport,
+      namespaces: (name) => {
+        asked.push(name);
+        if (name === "/broken") throw new Error("oops");
+        return true;
+      },
+    });
+    io.of("/later");
+    expect(asked.sort()).toEqual(["/", "/broken", "/later"]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(warnings).toEqual([["PSB_NAMESPACES_THREW", expect.stringMatching(/threw for "\/broken".*oops/)]]);
+    io.close();
+  });
+
   it("reaches no socket of a namespace left out, even one the app put in a user: or session: room itself", async () => {
     const h = await start({ bridge: { namespaces: (name) => name !== "/open" } });
     const cookie = await h.login("carol");
