@@ -128,7 +128,8 @@ export class LiveSessions {
       this.scheduleRevalidation(live);
     }
     live.sockets.add(socket);
-    this.ledger.keep(live.id, session, readAt);
+    // A cookie session has no store to read again: no copy of it serves anything.
+    if (!this.deps.cookieSessions) this.ledger.keep(live.id, session, readAt);
     const { facts } = live;
     facts.lifetimeMs = session?.cookie?.originalMaxAge ?? this.storeTtl() ?? identity.lifetimeMs ?? facts.lifetimeMs;
     // (A cookie session's expiry comes with its identity: the cookie holds none.)

@@ -197,6 +197,15 @@ describe("cookie-session: the handshake", () => {
     expect(seen.rooms).toEqual([`session:${http.sessionID}`, "user:1"]);
   });
 
+  it("keeps no copy of a cookie session: it has no store read for a copy to save", async () => {
+    const node = await startNode();
+    const { sessionID } = await whoami(await node.connect(await node.login("alice")));
+    expect(sessionID).toMatch(/^[\w-]{24}$/);
+    const ledger = (node.auth as unknown as { ledger: { copyFor(sid: string): unknown } }).ledger;
+    // (Before: a JSON copy of the session per handshake, read by nothing.)
+    expect(ledger.copyFor(sessionID!)).toBeUndefined();
+  });
+
   it("gives every namespace of a connection the same user, static and dynamic", async () => {
     const node = await startNode();
     const cookie = await node.login("bob");
