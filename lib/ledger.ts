@@ -10,7 +10,6 @@
  * a copy serves a handshake only while younger than `sessionCacheMs` and before its expiry. One name per
  * instant: `readAt`, `renewedAt`, `expiresAt` (ms on the ledger's clock, which tests may replace).
  */
-import { timingSafeEqual } from "node:crypto";
 import { Endings } from "./endings.js";
 import { expiresOf, type SessionRecord } from "./records.js";
 
@@ -56,7 +55,7 @@ interface Entry extends SessionFacts {
   live: boolean;
   copy: Copy | undefined;
   /** The signed cookie value (`s:<sid>.<signature>`) express-session verified for it: goes with the copy. */
-  cookie: Buffer | undefined;
+  cookie: string | undefined;
   read: Read<unknown> | undefined;
 }
 
@@ -116,14 +115,14 @@ export class Ledger {
    */
   copyForCookie(sid: string, signed: string): Copy | undefined {
     const known = this.entries.get(sid)?.cookie;
-    if (!known || known.length !== Buffer.byteLength(signed) || !timingSafeEqual(known, Buffer.from(signed))) return undefined;
+    if (known === undefined || !sameInConstantTime(known, signed)) return undefined;
     return this.copyFor(sid);
   }
 
   /** express-session verified the signed cookie value `signed` for live session `sid`. */
   verified(sid: string, signed: string): void {
     const entry = this.entries.get(sid);
-    if (entry?.live && !entry.ended && entry.cookie === undefined) entry.cookie = Buffer.from(signed);
+    if (entry?.live && !entry.ended && entry.cookie === undefined) entry.cookie = signed;
   }
 
   /**
@@ -220,6 +219,17 @@ export class Ledger {
   private drop(sid: string, entry: Entry): void {
     if (!entry.live && !entry.read) this.entries.delete(sid);
   }
+}
+
+/**
+ * Whether `a` and `b` are the same string, in a time that depends only on their lengths (as crypto's
+ * timingSafeEqual, without a Buffer of each per handshake, nor the code to make them).
+ */
+function sameInConstantTime(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
 }
 
 function copyOf(record: unknown, readAt: number): Copy | undefined {
