@@ -356,7 +356,6 @@ describe("the namespaces option", () => {
     expect(asked.sort()).toEqual(["/", "/broken", "/later"]);
     await new Promise((resolve) => setImmediate(resolve));
     expect(warnings).toEqual([["PSB_NAMESPACES_THREW", expect.stringMatching(/threw for "\/broken".*oops/)]]);
-    io.close();
   });
 
   it("reaches no socket of a namespace left out, even one the app put in a user: or session: room itself", async () => {
